@@ -1,0 +1,86 @@
+"""Load and validate the workflow config outside Snakemake (CLI, tests, benchmarks).
+
+The same JSON schema is used by the Snakefile's ``validate``; defaults are filled in the same way
+(recursively, as snakemake.utils.validate(set_default=True) does).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
+    base = jsonschema.validators.validator_for(schema)
+    validate_properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub:
+                    instance.setdefault(name, copy.deepcopy(sub["default"]))
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
+
+
+def load_schema() -> dict:
+    with open(SCHEMA_PATH, encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def validate_config(config: dict, source: str = "config") -> dict:
+    """Validate ``config`` in place, filling defaults; raise ConfigError naming the key."""
+    validator = _validator_with_defaults(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for err in errors:
+            key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+            lines.append(f"{source}: {key}: {err.message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return config
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            config = yaml.safe_load(fh) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if overrides:
+        config = deep_merge(config, overrides)
+    return validate_config(config, source=str(path))
+
+
+def deep_merge(base: dict, update: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def split_sampling(config: dict, split: str) -> dict:
+    """Global sampling parameters with the split's overrides applied."""
+    params = dict(config["sampling"])
+    params.update(config["splits"][split].get("sampling", {}))
+    return params
+
+
+def split_extract_chars(config: dict, split: str) -> int:
+    return config["splits"][split].get("extract_chars") or config["seeds"]["extract_chars"]
