@@ -1,0 +1,183 @@
+import hashlib
+import json
+
+from cosmoforge.io import read_parquet
+from cosmoforge.prompts import build_prompt_rows, read_prompt_shard, write_prompts
+from cosmoforge.seeds import read_split_seeds
+from cosmoforge.templates import load_templates
+
+
+def bundled_seeds(config, split):
+    split_cfg = config["splits"][split]
+    return read_split_seeds(split, split_cfg["sources"])[0]
+
+
+def build(repo, config, split, shards=1, seed=1234, topic_probability=None):
+    split_cfg = config["splits"][split]
+    return build_prompt_rows(
+        split,
+        bundled_seeds(config, split),
+        load_templates(repo / "prompts", split),
+        seed=seed,
+        shards=shards,
+        topic_probability=(
+            split_cfg["topic_probability"] if topic_probability is None else topic_probability
+        ),
+    )
+
+
+def test_building_twice_gives_byte_identical_files(repo, default_config, tmp_path):
+    digests = []
+    for attempt in range(2):
+        rows = build(repo, default_config, "web_samples_v2", shards=3)
+        path = tmp_path / f"p{attempt}.parquet"
+        write_prompts(rows, 3, path)
+        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_sample_ids_are_unique_and_stable(repo, default_config):
+    first = build(repo, default_config, "openstax")
+    second = build(repo, default_config, "openstax", seed=99)
+    ids = [r["sample_id"] for r in first]
+    assert len(ids) == len(set(ids))
+    # The id names the (split, seed, template, variant); it does not depend on the global seed.
+    assert ids == [r["sample_id"] for r in second]
+
+
+def test_topic_always_in_v1_and_about_half_the_time_in_v2(repo, default_config):
+    v1 = build(repo, default_config, "web_samples_v1")
+    assert all(r["topic_injected"] and f'"{r["topic"]}"' in r["prompt"] for r in v1)
+    v2 = build(repo, default_config, "web_samples_v2", topic_probability=0.5)
+    injected = [r["topic_injected"] for r in v2]
+    assert 0.25 < sum(injected) / len(injected) < 0.75
+    for row in v2:
+        assert (f'"{row["topic"]}"' in row["prompt"]) == row["topic_injected"]
+    # A different global seed flips different coins; the same seed flips the same ones.
+    assert injected == [
+        r["topic_injected"]
+        for r in build(repo, default_config, "web_samples_v2", topic_probability=0.5)
+    ]
+    other = build(repo, default_config, "web_samples_v2", seed=7, topic_probability=0.5)
+    assert injected != [r["topic_injected"] for r in other]
+
+
+def test_seed_variants_are_adjacent_and_share_the_prompt_opening(repo, default_config):
+    rows = build(repo, default_config, "openstax")
+    order = [r["seed_id"] for r in rows]
+    # Each seed's prompts form one contiguous run.
+    runs = [s for i, s in enumerate(order) if i == 0 or order[i - 1] != s]
+    assert len(runs) == len(set(runs))
+    per_seed = {}
+    for r in rows:
+        per_seed.setdefault(r["seed_id"], []).append(r)
+    for seed_rows in per_seed.values():
+        assert len(seed_rows) == 8 or all(r["variant"] == "no_reference" for r in seed_rows)
+        prefix = seed_rows[0]["prompt"].split("\n")[0]
+        assert all(r["prompt"].startswith(prefix) for r in seed_rows)
+
+
+def test_openstax_previous_units_are_in_order_without_repeats(repo, default_config):
+    rows = build(repo, default_config, "openstax")
+    third = next(r for r in rows if r["seed_id"] == "openstax:ox-003")
+    assert (
+        'already contains these units: "Hydrogen bonding", "Water as a solvent".' in third["prompt"]
+    )
+    first = next(r for r in rows if r["seed_id"] == "openstax:ox-001")
+    assert "already contains" not in first["prompt"]
+    # ox-003 has no reference text: only the no_reference variants exist for it.
+    assert {r["variant"] for r in rows if r["seed_id"] == "openstax:ox-003"} == {"no_reference"}
+
+
+def test_khan_lessons_list_earlier_lessons_with_balanced_quotes(repo, default_config):
+    rows = build(repo, default_config, "khanacademy")
+    third = next(r for r in rows if r["seed_id"] == "khanacademy:ka-003")
+    assert 'lessons: "What a fraction means", "Equivalent fractions".' in third["prompt"]
+    assert all(r["prompt"].count('"') % 2 == 0 for r in rows)
+
+
+def test_shards_are_contiguous_blocks_of_seeds(repo, default_config, tmp_path):
+    rows = build(repo, default_config, "stories", shards=3)
+    shards_per_seed = {}
+    for r in rows:
+        shards_per_seed.setdefault(r["seed_id"], set()).add(r["shard"])
+    assert all(len(s) == 1 for s in shards_per_seed.values())
+    assert [r["shard"] for r in rows] == sorted(r["shard"] for r in rows)
+    path = tmp_path / "stories.parquet"
+    write_prompts(rows, 3, path)
+    read_back = [read_prompt_shard(path, k).num_rows for k in range(3)]
+    assert sum(read_back) == len(rows) and all(read_back)
+    assert read_parquet(path).column("sample_id").to_pylist() == [r["sample_id"] for r in rows]
+
+
+def test_cli_prompts_and_seeds_stages(repo, default_config, tmp_path):
+    from cosmoforge.cli import main
+
+    split = default_config["splits"]["wikihow"]
+    seeds, report = tmp_path / "s.parquet", tmp_path / "s.json"
+    settings = json.dumps({"sources": split["sources"], "on_bad_row": "error", "max_seeds": 3})
+    assert (
+        main(
+            [
+                "seeds",
+                "--split",
+                "wikihow",
+                "--settings",
+                settings,
+                "--out",
+                str(seeds),
+                "--report",
+                str(report),
+            ]
+        )
+        == 0
+    )
+    out, preport = tmp_path / "p.parquet", tmp_path / "p.json"
+    settings = json.dumps({"seed": 1, "shards": 2, "extract_chars": 1000, "templates": None})
+    assert (
+        main(
+            [
+                "prompts",
+                "--split",
+                "wikihow",
+                "--seeds",
+                str(seeds),
+                "--prompts-dir",
+                str(repo / "prompts"),
+                "--settings",
+                settings,
+                "--out",
+                str(out),
+                "--report",
+                str(preport),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(preport.read_text())["prompts"] == 3
+    assert json.loads(preport.read_text())["per_shard"] == {"0": 2, "1": 1}
+
+
+def test_cli_reports_bad_seed_without_traceback(tmp_path, capsys):
+    from cosmoforge.cli import main
+
+    bad = tmp_path / "w.jsonl"
+    bad.write_text('{"title": 3}\n')
+    source = {"name": "w", "kind": "wikihow", "format": "jsonl", "path": str(bad)}
+    out = tmp_path / "s.parquet"
+    code = main(
+        [
+            "seeds",
+            "--split",
+            "wikihow",
+            "--settings",
+            json.dumps({"sources": [source], "on_bad_row": "error"}),
+            "--out",
+            str(out),
+            "--report",
+            str(tmp_path / "r.json"),
+        ]
+    )
+    assert code == 2
+    assert f"{bad}: row 1, field 'title'" in capsys.readouterr().err
+    assert not out.exists()

@@ -1,0 +1,125 @@
+import re
+
+import pyarrow as pa
+import pytest
+
+from cosmoforge import SPLITS
+from cosmoforge.errors import TemplateError
+from cosmoforge.prompts import build_prompt_rows
+from cosmoforge.seeds import BASE_COLUMNS, KINDS
+from cosmoforge.templates import load_template, load_templates
+
+# One fixture seed per kind, every optional field filled, so every template branch renders.
+FIXTURES = {
+    "web": {"text": "Tides rise and fall twice a day.", "topic": "Oceanography", "url": "u"},
+    "auto_math_text": {"text": "Let x = 2. Then x^2 = 4.", "url": "u"},
+    "stanford": {
+        "course_title": "Physics",
+        "course_description": "Motion.",
+        "section_title": "Kinematics",
+        "unit_title": "Velocity",
+    },
+    "ultrachat": {"question": "Why do cats purr?"},
+    "openhermes": {"instruction": "Add 2 and 3.", "answer": "5"},
+    "wikihow": {"title": "How to Tie a Tie"},
+    "openstax": {
+        "book_title": "Chemistry",
+        "chapter_title": "Atoms",
+        "section_title": "Nuclei",
+        "unit_title": "Isotopes",
+        "text": "Isotopes differ in neutrons.",
+    },
+    "khanacademy": {
+        "course_title": "Algebra",
+        "unit_title": "Lines",
+        "lesson_title": "Slope",
+        "lesson_outline": "rise over run",
+    },
+}
+SPLIT_KINDS = {
+    "web_samples_v1": ["web"],
+    "web_samples_v2": ["web"],
+    "auto_math_text": ["auto_math_text"],
+    "stanford": ["stanford"],
+    "stories": ["ultrachat", "openhermes"],
+    "wikihow": ["wikihow"],
+    "openstax": ["openstax"],
+    "khanacademy": ["khanacademy"],
+}
+LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|<INSERT|<ADD_TOPIC>|<EXTRACT>|\$\{")
+
+
+def seed_table(kinds, count=2, mutate=None):
+    columns = list(BASE_COLUMNS)
+    for kind in kinds:
+        for name in KINDS[kind][0] + KINDS[kind][1]:
+            if name not in columns and name != "id":
+                columns.append(name)
+    rows = []
+    for kind in kinds:
+        for i in range(count):
+            row = dict.fromkeys(columns)
+            row.update(FIXTURES[kind])
+            if mutate:
+                row.update(mutate(kind, i))
+            row.update(seed_id=f"{kind}:{i}", source=kind, kind=kind, row=i + 1)
+            if kind in ("openstax", "khanacademy"):
+                row.update(unit_title=f"Unit {i}") if kind == "openstax" else row.update(
+                    lesson_title=f"Lesson {i}"
+                )
+            rows.append(row)
+    schema = pa.schema([(c, pa.int64() if c == "row" else pa.string()) for c in columns])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_every_template_renders_without_leftover_placeholders(repo, split):
+    templates = load_templates(repo / "prompts", split)
+    rows = build_prompt_rows(split, seed_table(SPLIT_KINDS[split]), templates, seed=1, shards=1)
+    used = {r["template_id"] for r in rows}
+    assert used == {t.template_id for t in templates}, "a template never applied to its kind"
+    for row in rows:
+        assert row["prompt"].strip()
+        assert not LEFTOVER.search(row["prompt"]), (row["template_id"], row["prompt"])
+        assert row["format"] and row["audience"]
+
+
+def test_template_counts_cover_the_original_variants(repo):
+    count = {s: len(load_templates(repo / "prompts", s)) for s in SPLITS}
+    assert count["web_samples_v1"] == count["web_samples_v2"] == 4
+    assert count["auto_math_text"] == 2
+    assert count["openstax"] == 4  # x with/without reference = 8 variants
+    assert count["stories"] == 8  # 5 UltraChat + 3 OpenHermes
+    assert count["stanford"] >= 4
+    assert count["wikihow"] >= 1 and count["khanacademy"] >= 1
+
+
+def test_seed_text_with_template_syntax_comes_out_verbatim(repo):
+    nasty = 'Use {{ name }} and {% if x %}, or ${VAR} and <INSERT_EXTRACT> {"a": 1} \\{ }'
+    templates = load_templates(repo / "prompts", "web_samples_v1")
+    table = seed_table(["web"], count=1, mutate=lambda k, i: {"text": nasty, "topic": "{{ t }}"})
+    rows = build_prompt_rows("web_samples_v1", table, templates, seed=1, shards=1)
+    for row in rows:
+        assert f'"{nasty}"' in row["prompt"]
+        assert '"{{ t }}"' in row["prompt"]  # v1 always names the topic, literally
+
+
+def test_template_file_errors_name_the_file_and_field(tmp_path):
+    folder = tmp_path / "web_samples_v1"
+    folder.mkdir()
+    bad = folder / "broken.yaml"
+    bad.write_text("format: x\naudience: y\nversion: 1\nkinds: [web]\ntemplate: '{% if %}'\n")
+    with pytest.raises(TemplateError, match=r"broken.yaml: field 'template', line 1"):
+        load_template(bad, "web_samples_v1")
+    bad.write_text("format: x\nversion: 1\nkinds: [web]\ntemplate: hi\n")
+    with pytest.raises(TemplateError, match=r"broken.yaml: missing key\(s\) \['audience'\]"):
+        load_template(bad, "web_samples_v1")
+    bad.write_text("format: x\naudience: y\nversion: 1\nkinds: [tweets]\ntemplate: hi\n")
+    with pytest.raises(TemplateError, match="field 'kinds'"):
+        load_template(bad, "web_samples_v1")
+    bad.write_text("format: x\naudience: y\nversion: 1\nkinds: [web]\ntemplate: '{{ typo }}'\n")
+    template = load_template(bad, "web_samples_v1")
+    with pytest.raises(TemplateError, match="'typo' is undefined"):
+        template.render(extract="e", topic="")
+    with pytest.raises(TemplateError, match="unknown template"):
+        load_templates(tmp_path, "web_samples_v1", ["nope"])
