@@ -1,0 +1,243 @@
+"""The dataset card: README.md of the release, generated from the data and the stage reports."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.compute as pc
+import yaml
+
+from .io import atomic_path, read_parquet, write_json, write_text
+from .tokens import TOKENIZER_NAME
+
+
+def _load_json(paths: list[str | Path]) -> list[dict]:
+    return [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+
+
+def _table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _bar_plot(counts: dict[str, Counter], title: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    splits = list(counts)
+    categories = sorted({c for counter in counts.values() for c in counter})
+    fig, ax = plt.subplots(figsize=(10, 0.45 * max(len(splits), 4) + 1.5))
+    left = [0] * len(splits)
+    cmap = plt.get_cmap("tab20")
+    for i, category in enumerate(categories):
+        values = [counts[s].get(category, 0) for s in splits]
+        ax.barh(splits, values, left=left, label=category, color=cmap(i % 20))
+        left = [a + b for a, b in zip(left, values, strict=True)]
+    ax.set_xlabel("rows")
+    ax.set_title(title)
+    ax.invert_yaxis()
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def _length_plot(lengths: dict[str, list[int]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for split, values in lengths.items():
+        if values:
+            ax.hist(values, bins=20, histtype="step", label=split)
+    ax.set_xlabel("token_length (Mistral tokens, no BOS)")
+    ax.set_ylabel("rows")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def build_card(
+    release_files: dict[str, str | Path],
+    filter_reports: list[str | Path],
+    seed_reports: list[str | Path],
+    generation_stats: list[str | Path],
+    settings: dict,
+    out_readme: str | Path,
+    out_stats: str | Path,
+) -> dict:
+    out_readme = Path(out_readme)
+    release_dir = out_readme.parent
+    plots = release_dir / "plots"
+    filters = {r["split"]: r for r in _load_json(filter_reports)}
+    seeds = {r["split"]: r for r in _load_json(seed_reports)}
+    gen = _load_json(generation_stats)
+
+    per_split: dict[str, dict] = {}
+    dists = {"seed_data": {}, "format": {}, "audience": {}}
+    lengths: dict[str, list[int]] = {}
+    revisions: set[str] = set()
+    for split, path in release_files.items():
+        table = read_parquet(path)
+        revisions.update(r for r in table.column("model_revision").to_pylist() if r)
+        per_split[split] = {
+            "rows": table.num_rows,
+            "tokens": int(pc.sum(table.column("token_length")).as_py() or 0),
+            "file": str(Path(path).relative_to(release_dir)),
+        }
+        for column in dists:
+            dists[column][split] = Counter(table.column(column).to_pylist())
+        lengths[split] = table.column("token_length").to_pylist()
+
+    for column, counts in dists.items():
+        _bar_plot(counts, f"{column} per split", plots / f"{column}.png")
+    _length_plot(lengths, plots / "token_length.png")
+
+    total_rows = sum(s["rows"] for s in per_split.values())
+    total_tokens = sum(s["tokens"] for s in per_split.values())
+    completion_tokens = sum(g["completion_tokens"] for g in gen)
+    generate_s = sum(g["generate_s"] for g in gen)
+    stats = {
+        "splits": per_split,
+        "rows": total_rows,
+        "tokens": total_tokens,
+        "filtered": {s: filters[s]["left_out"] for s in filters},
+        "seed_rows_skipped": {
+            s: sum(src["rows_skipped"] for src in r["sources"]) for s, r in seeds.items()
+        },
+        "generation": {
+            "shards": len(gen),
+            "completion_tokens": completion_tokens,
+            "generate_s": round(generate_s, 2),
+            "engine_start_s": round(sum(g["engine_start_s"] for g in gen), 2),
+            "completion_tokens_per_s": round(completion_tokens / generate_s, 2)
+            if generate_s
+            else None,
+            "resumed_rows": sum(g["resumed_rows"] for g in gen),
+        },
+    }
+    write_json(out_stats, stats)
+
+    header = {
+        "pretty_name": "cosmoforge synthetic dataset",
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "configs": [
+            {"config_name": split, "data_files": [{"split": "train", "path": f"{split}/*.parquet"}]}
+            for split in per_split
+        ],
+    }
+    model = settings["model"]
+    revision = ", ".join(sorted(revisions)) or "n/a"
+    lines = [
+        "---",
+        yaml.safe_dump(header, sort_keys=False).strip(),
+        "---",
+        "",
+        "# cosmoforge synthetic dataset",
+        "",
+        f"Synthetic textbooks, blog posts, stories and WikiHow-style articles generated by "
+        f"`{model['name']}` (revision `{revision}`) from seed "
+        f"data, in the manner of Cosmopedia. Run `{settings.get('run_name', '')}`: "
+        f"{total_rows} rows, {total_tokens} tokens.",
+        "",
+        'Load one split with `datasets.load_dataset("parquet", data_dir="<this folder>/<split>")`.',
+        "",
+        "## Rows and tokens per split",
+        "",
+        _table(
+            ["split", "rows", "tokens", "generated", "left out (reason: count)"],
+            [
+                [
+                    s,
+                    v["rows"],
+                    v["tokens"],
+                    filters.get(s, {}).get("generated", ""),
+                    ", ".join(
+                        f"{k}: {n}" for k, n in filters.get(s, {}).get("left_out", {}).items()
+                    )
+                    or "none",
+                ]
+                for s, v in per_split.items()
+            ]
+            + [["**total**", total_rows, total_tokens, "", ""]],
+        ),
+        "",
+        f"`token_length` counts tokens of `text` with the {TOKENIZER_NAME}, **without** BOS "
+        "or EOS (Cosmopedia's generation script counted BOS, i.e. one more). Texts shorter than "
+        f"{next(iter(filters.values()), {}).get('min_token_length', '?')} tokens, and engine "
+        "errors, are left out of the release and counted above.",
+        "",
+        "![token length](plots/token_length.png)",
+        "",
+    ]
+    for column in dists:
+        lines += [f"## {column}", "", f"![{column}](plots/{column}.png)", ""]
+        categories = sorted({c for counter in dists[column].values() for c in counter})
+        lines.append(
+            _table(
+                ["split"] + categories,
+                [[s] + [dists[column][s].get(c, 0) for c in categories] for s in dists[column]],
+            )
+        )
+        lines.append("")
+    lines += [
+        "## Seeds",
+        "",
+        _table(
+            ["split", "seeds used", "source rows read", "bad rows skipped"],
+            [
+                [
+                    s,
+                    r["seeds"],
+                    sum(src["rows_read"] for src in r["sources"]),
+                    sum(src["rows_skipped"] for src in r["sources"]),
+                ]
+                for s, r in seeds.items()
+            ],
+        ),
+        "",
+        "## Model and sampling",
+        "",
+        f"- model: `{model['name']}`, loaded from `{model['path']}`, revision `{revision}`",
+        "- engine: vLLM offline `LLM`, settings "
+        f"`{json.dumps(settings['engine'], sort_keys=True)}`",
+        "- sampling per split (each request also gets a seed derived from its sample id):",
+        "",
+        _table(
+            ["split", "sampling"],
+            [[s, f"`{json.dumps(p, sort_keys=True)}`"] for s, p in settings["sampling"].items()],
+        ),
+        "",
+        "## Generation",
+        "",
+        f"{len(gen)} shard jobs, {completion_tokens} completion tokens in {generate_s:.1f} s of "
+        f"generation ({stats['generation']['completion_tokens_per_s']} tokens/s per job), "
+        f"{stats['generation']['engine_start_s']:.1f} s of engine start-up, "
+        f"{stats['generation']['resumed_rows']} rows resumed from checkpoints.",
+        "",
+        "## Columns",
+        "",
+        "`prompt, text, seed_data, token_length, format, audience` as in Cosmopedia, then "
+        "provenance: `sample_id, split, seed_id, template_id, template_version, variant, topic, "
+        "topic_injected, finish_reason, prompt_tokens, completion_tokens, model, "
+        "model_revision, engine, engine_version, sampling, request_seed`.",
+        "",
+        "## Not applied in this release",
+        "",
+        "MinHash deduplication and benchmark decontamination are separate stages; this card "
+        "lists their reports once they are part of the run.",
+        "",
+    ]
+    write_text(out_readme, "\n".join(lines))
+    return stats
