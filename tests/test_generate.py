@@ -144,3 +144,20 @@ def test_cpu_bind_all_names_every_available_core():
         assert value == f"{cores[0]}-{cores[-1]}"
     else:
         assert value == "auto"
+
+
+def test_atomic_writes_leave_no_partial_file_and_honour_umask(tmp_path):
+    import os
+
+    from cosmoforge.io import atomic_path, write_text
+
+    target = tmp_path / "out.txt"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed while writing")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    write_text(target, "whole")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.read_text() == "whole"
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

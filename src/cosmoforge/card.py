@@ -156,7 +156,14 @@ def build_card(
         "## Rows and tokens per split",
         "",
         _table(
-            ["split", "rows", "tokens", "generated", "left out (reason: count)"],
+            [
+                "split",
+                "rows",
+                "tokens",
+                "generated",
+                "left out (reason: count)",
+                "kept but hit max_tokens",
+            ],
             [
                 [
                     s,
@@ -167,10 +174,11 @@ def build_card(
                         f"{k}: {n}" for k, n in filters.get(s, {}).get("left_out", {}).items()
                     )
                     or "none",
+                    filters.get(s, {}).get("truncated_kept", ""),
                 ]
                 for s, v in per_split.items()
             ]
-            + [["**total**", total_rows, total_tokens, "", ""]],
+            + [["**total**", total_rows, total_tokens, "", "", ""]],
         ),
         "",
         f"`token_length` counts tokens of `text` with the {TOKENIZER_NAME}, **without** BOS "

@@ -63,6 +63,7 @@ def convert_gguf(package: str, filename: str, out_dir: str | Path) -> Path:
             "revision": "gguf-sha256:" + sha256_file(gguf)[:12],
         }
         (tmp / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n")
+        tmp.chmod(0o755)  # mkdtemp makes it 0700
         if out_dir.exists():
             shutil.rmtree(out_dir)
         tmp.rename(out_dir)

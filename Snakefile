@@ -1,0 +1,22 @@
+# cosmoforge: Cosmopedia-style synthetic data. Stage logic lives in the cosmoforge package
+# (src/cosmoforge); each rule in workflow/rules/ makes one `cosmoforge <stage>` call.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/model.smk"
+include: "workflow/rules/seeds.smk"
+include: "workflow/rules/prompts.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/release.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        release_targets(),

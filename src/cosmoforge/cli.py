@@ -1,0 +1,221 @@
+"""Command line: one subcommand per pipeline stage; each Snakemake rule makes one call.
+
+Structured settings (a config section) are passed as one JSON argument, so a rule hands over
+exactly the part of the config it depends on, and Snakemake reruns a job when that part changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import CosmoforgeError
+
+
+def _json(value: str) -> dict:
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+
+
+def cmd_convert_model(args) -> None:
+    from .model import convert_gguf
+
+    convert_gguf(args.package, args.file, args.out)
+
+
+def cmd_seeds(args) -> None:
+    from .io import write_json, write_parquet
+    from .seeds import read_split_seeds
+
+    settings = args.settings
+    table, report = read_split_seeds(
+        args.split,
+        settings["sources"],
+        on_bad_row=settings.get("on_bad_row", "skip"),
+        max_seeds=settings.get("max_seeds"),
+    )
+    for source in report["sources"]:
+        if source["rows_skipped"]:
+            logging.warning(
+                "%s: skipped %d bad row(s): %s",
+                source["location"],
+                source["rows_skipped"],
+                source["skipped_by_reason"],
+            )
+            for example in source["examples"]:
+                logging.warning("  %s", example)
+    write_json(args.report, report)
+    write_parquet(args.out, table)
+
+
+def cmd_prompts(args) -> None:
+    from collections import Counter
+
+    from .io import read_parquet, write_json
+    from .prompts import build_prompt_rows, write_prompts
+    from .templates import load_templates
+
+    s = args.settings
+    templates = load_templates(args.prompts_dir, args.split, s.get("templates"))
+    rows = build_prompt_rows(
+        args.split,
+        read_parquet(args.seeds),
+        templates,
+        seed=s["seed"],
+        shards=s["shards"],
+        extract_chars=s["extract_chars"],
+        topic_probability=s.get("topic_probability", 1.0),
+    )
+    if not rows:
+        raise CosmoforgeError(
+            f"split '{args.split}': no prompts; no template in {args.prompts_dir}/{args.split} "
+            "applies to the seed kinds of this split"
+        )
+    write_json(
+        args.report,
+        {
+            "split": args.split,
+            "prompts": len(rows),
+            "per_template": dict(sorted(Counter(r["template_id"] for r in rows).items())),
+            "per_shard": dict(sorted(Counter(str(r["shard"]) for r in rows).items())),
+            "topic_injected": sum(r["topic_injected"] for r in rows),
+        },
+    )
+    write_prompts(rows, s["shards"], args.out)
+
+
+def cmd_generate(args) -> None:
+    from .generate import generate_shard
+
+    generate_shard(args.prompts, args.shard, args.out, args.settings, stats_path=args.stats)
+
+
+def cmd_collect(args) -> None:
+    from .release import collect_split
+
+    collect_split(
+        args.split, args.shards, args.out, args.report, args.min_token_length, args.drop_truncated
+    )
+
+
+def cmd_release(args) -> None:
+    from .release import release_split
+
+    release_split(args.collected, args.out)
+
+
+def cmd_card(args) -> None:
+    from .card import build_card
+
+    releases = {}
+    for item in args.release:
+        split, _, path = item.partition("=")
+        releases[split] = path
+    build_card(
+        releases,
+        args.filter_reports,
+        args.seed_reports,
+        args.generation_stats,
+        args.settings,
+        args.out,
+        args.stats,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cosmoforge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("convert-model", help="convert a GGUF shipped in a package to an HF folder")
+    p.add_argument("--package", required=True)
+    p.add_argument("--file", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_convert_model)
+
+    p = sub.add_parser("seeds", help="read, validate and normalize a split's seed sources")
+    p.add_argument("--split", required=True)
+    p.add_argument(
+        "--settings",
+        required=True,
+        type=_json,
+        help='JSON: {"sources": [...], "on_bad_row": "skip", "max_seeds": null}',
+    )
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--report", required=True, type=Path)
+    p.set_defaults(func=cmd_seeds)
+
+    p = sub.add_parser("prompts", help="render a split's prompts into shard files")
+    p.add_argument("--split", required=True)
+    p.add_argument("--seeds", required=True, type=Path)
+    p.add_argument("--prompts-dir", required=True, type=Path)
+    p.add_argument(
+        "--settings",
+        required=True,
+        type=_json,
+        help='JSON: {"seed", "shards", "extract_chars", "topic_probability", "templates"}',
+    )
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--report", required=True, type=Path)
+    p.set_defaults(func=cmd_prompts)
+
+    p = sub.add_parser("generate", help="generate one prompt shard with vLLM (resumable)")
+    p.add_argument("--prompts", required=True, type=Path)
+    p.add_argument("--shard", required=True, type=int)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--stats", required=True, type=Path)
+    p.add_argument(
+        "--settings",
+        required=True,
+        type=_json,
+        help='JSON: {"seed", "model": {...}, "engine": {...}, "sampling": {...}}',
+    )
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("collect", help="merge a split's shards, count tokens, filter")
+    p.add_argument("--split", required=True)
+    p.add_argument("--shards", required=True, nargs="+", type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--report", required=True, type=Path)
+    p.add_argument("--min-token-length", required=True, type=int)
+    p.add_argument("--drop-truncated", action="store_true")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("release", help="write a split's released parquet")
+    p.add_argument("--collected", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser("card", help="write the dataset card, statistics and plots")
+    p.add_argument("--release", required=True, nargs="+", help="SPLIT=PATH pairs")
+    p.add_argument("--filter-reports", required=True, nargs="+", type=Path)
+    p.add_argument("--seed-reports", required=True, nargs="+", type=Path)
+    p.add_argument("--generation-stats", required=True, nargs="+", type=Path)
+    p.add_argument("--settings", required=True, type=_json)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--stats", required=True, type=Path)
+    p.set_defaults(func=cmd_card)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        args.func(args)
+    except CosmoforgeError as exc:
+        print(f"cosmoforge {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

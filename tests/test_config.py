@@ -1,0 +1,73 @@
+import copy
+
+import pytest
+import yaml
+
+from cosmoforge import SPLITS
+from cosmoforge.config import load_config, validate_config
+from cosmoforge.errors import ConfigError
+
+
+def test_default_config_covers_all_splits_and_fills_defaults(repo):
+    config = load_config(repo / "config" / "config.yaml")
+    assert set(config["splits"]) == set(SPLITS)
+    assert config["engine"]["backend"] == "vllm"  # never the fake engine by default
+    assert config["splits"]["stories"]["shards"] == 1  # default filled in
+    assert config["splits"]["web_samples_v2"]["topic_probability"] == 0.5
+    assert config["release"]["drop_truncated"] is False
+
+
+def test_preset_validates(repo):
+    config = load_config(repo / "config" / "presets" / "cosmopedia.yaml")
+    assert config["model"]["name"] == "mistralai/Mixtral-8x7B-Instruct-v0.1"
+    assert config["engine"]["tensor_parallel_size"] >= 2
+    assert config["sampling"] == {
+        "temperature": 0.6,
+        "top_p": 0.95,
+        "top_k": 50,
+        "repetition_penalty": 1.2,
+        "max_tokens": 2500,
+    }
+    assert config["release"]["min_token_length"] == 150
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["splits"].update(unknown_split={"sources": []}), "splits"),
+        (lambda c: c["sampling"].update(temperature=-1), "sampling.temperature"),
+        (lambda c: c["splits"]["wikihow"]["sources"][0].pop("path"), "splits.wikihow.sources.0"),
+        (lambda c: c["seeds"].update(on_bad_row="ignore"), "seeds.on_bad_row"),
+        (lambda c: c["engine"].update(backend="tgi"), "engine.backend"),
+    ],
+)
+def test_bad_config_names_the_key(default_config_raw, mutate, key):
+    config = copy.deepcopy(default_config_raw)
+    mutate(config)
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, source="my.yaml")
+    assert f"my.yaml: {key}" in str(err.value)
+
+
+def test_unreadable_config_file_is_named(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("splits: [unclosed\n")
+    with pytest.raises(ConfigError, match="c.yaml: not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_config_readme_documents_every_key(repo):
+    """config/README.md names every key of the schema."""
+    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    readme = (repo / "config" / "README.md").read_text()
+    keys = set(schema["properties"])
+    for section in ("seeds", "model", "engine", "release"):
+        keys |= set(schema["properties"][section]["properties"])
+    keys |= set(schema["$defs"]["split"]["properties"]) | set(
+        schema["$defs"]["source"]["properties"]
+    )
+    keys |= set(schema["$defs"]["sampling"]["properties"])
+    missing = sorted(k for k in keys if f"`{k}`" not in readme)
+    assert not missing, f"config/README.md does not document: {missing}"

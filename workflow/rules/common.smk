@@ -1,0 +1,123 @@
+import json
+
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+RUN = config["run_name"]
+RESULTS = f"results/{RUN}"
+LOGS = f"logs/{RUN}"
+SPLITS = list(config["splits"])
+PLOTS = ["format", "audience", "seed_data", "token_length"]
+
+
+wildcard_constraints:
+    split="|".join(SPLITS),
+    shard=r"\d{5}",
+
+
+def shard_ids(split):
+    return [f"{i:05d}" for i in range(config["splits"][split]["shards"])]
+
+
+def as_json(data):
+    # Sorted keys: the same settings always give the same string, so Snakemake's params
+    # trigger reruns only when a setting really changes.
+    return json.dumps(data, sort_keys=True)
+
+
+def split_sampling(split):
+    return {**config["sampling"], **config["splits"][split]["sampling"]}
+
+
+def seeds_settings(wildcards):
+    split = config["splits"][wildcards.split]
+    return as_json(
+        {
+            "sources": split["sources"],
+            "on_bad_row": config["seeds"]["on_bad_row"],
+            "max_seeds": split["max_seeds"],
+        }
+    )
+
+
+def prompts_settings(wildcards):
+    split = config["splits"][wildcards.split]
+    return as_json(
+        {
+            "seed": config["seed"],
+            "shards": split["shards"],
+            "extract_chars": split["extract_chars"] or config["seeds"]["extract_chars"],
+            "topic_probability": split["topic_probability"],
+            "templates": split["templates"],
+        }
+    )
+
+
+def generate_settings(wildcards):
+    return as_json(
+        {
+            "seed": config["seed"],
+            "model": config["model"],
+            "engine": config["engine"],
+            "sampling": split_sampling(wildcards.split),
+        }
+    )
+
+
+def template_files(wildcards):
+    folder = f"{config['prompts_dir']}/{wildcards.split}"
+    names = config["splits"][wildcards.split]["templates"]
+    if names is None:
+        return sorted(glob_wildcards(f"{folder}/{{name}}.yaml").name)
+    return names
+
+
+def template_paths(wildcards):
+    folder = f"{config['prompts_dir']}/{wildcards.split}"
+    return [f"{folder}/{name}.yaml" for name in template_files(wildcards)]
+
+
+def seed_files(wildcards):
+    sources = config["splits"][wildcards.split]["sources"]
+    return [s["path"] for s in sources if s["format"] != "hf"]
+
+
+def model_input(wildcards):
+    # A model converted by this workflow is an input of generation; a hub id is not a file.
+    return [config["model"]["path"]] if config["model"]["gguf"] else []
+
+
+def generated_shards(wildcards):
+    return expand(
+        f"{RESULTS}/generated/{wildcards.split}/{{shard}}.parquet",
+        shard=shard_ids(wildcards.split),
+    )
+
+
+def generated_stats(wildcards):
+    return [
+        f"{RESULTS}/generated/{split}/{shard}.stats.json"
+        for split in SPLITS
+        for shard in shard_ids(split)
+    ]
+
+
+def card_settings(wildcards):
+    return as_json(
+        {
+            "run_name": RUN,
+            "model": config["model"],
+            "engine": config["engine"],
+            "sampling": {split: split_sampling(split) for split in SPLITS},
+        }
+    )
+
+
+def card_release_args(wildcards, input):
+    return " ".join(f"{split}={path}" for split, path in zip(SPLITS, input.releases))
+
+
+def release_targets():
+    return [f"{RESULTS}/release/README.md"]

@@ -1,0 +1,13 @@
+rule convert_model:
+    output:
+        directory(config["model"]["path"]),
+    params:
+        package=(config["model"]["gguf"] or {}).get("package", ""),
+        file=(config["model"]["gguf"] or {}).get("file", ""),
+    log:
+        f"{LOGS}/convert_model.log",
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "cosmoforge convert-model --package {params.package} --file {params.file}"
+        " --out {output} > {log} 2>&1"

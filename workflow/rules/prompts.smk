@@ -1,0 +1,18 @@
+rule prompts:
+    input:
+        seeds=f"{RESULTS}/seeds/{{split}}.parquet",
+        templates=template_paths,
+    output:
+        prompts=f"{RESULTS}/prompts/{{split}}.parquet",
+        report=f"{RESULTS}/prompts/{{split}}.report.json",
+    params:
+        settings=prompts_settings,
+        prompts_dir=config["prompts_dir"],
+    log:
+        f"{LOGS}/prompts/{{split}}.log",
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "cosmoforge prompts --split {wildcards.split} --seeds {input.seeds}"
+        " --prompts-dir {params.prompts_dir} --settings {params.settings:q}"
+        " --out {output.prompts} --report {output.report} > {log} 2>&1"

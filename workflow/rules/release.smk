@@ -1,0 +1,54 @@
+rule collect:
+    input:
+        generated_shards,
+    output:
+        collected=f"{RESULTS}/collected/{{split}}.parquet",
+        report=f"{RESULTS}/collected/{{split}}.filter.json",
+    params:
+        min_token_length=config["release"]["min_token_length"],
+        drop_truncated="--drop-truncated" if config["release"]["drop_truncated"] else "",
+    log:
+        f"{LOGS}/collect/{{split}}.log",
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "cosmoforge collect --split {wildcards.split} --shards {input}"
+        " --min-token-length {params.min_token_length} {params.drop_truncated}"
+        " --out {output.collected} --report {output.report} > {log} 2>&1"
+
+
+# The seam for dedup and decontamination: today a split's release is its collected rows.
+rule release:
+    input:
+        f"{RESULTS}/collected/{{split}}.parquet",
+    output:
+        f"{RESULTS}/release/{{split}}/train-00000-of-00001.parquet",
+    log:
+        f"{LOGS}/release/{{split}}.log",
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "cosmoforge release --collected {input} --out {output} > {log} 2>&1"
+
+
+rule card:
+    input:
+        releases=expand(f"{RESULTS}/release/{{split}}/train-00000-of-00001.parquet", split=SPLITS),
+        filter_reports=expand(f"{RESULTS}/collected/{{split}}.filter.json", split=SPLITS),
+        seed_reports=expand(f"{RESULTS}/seeds/{{split}}.report.json", split=SPLITS),
+        generation_stats=generated_stats,
+    output:
+        card=f"{RESULTS}/release/README.md",
+        stats=f"{RESULTS}/release/stats.json",
+        plots=expand(f"{RESULTS}/release/plots/{{plot}}.png", plot=PLOTS),
+    params:
+        releases=card_release_args,
+        settings=card_settings,
+    log:
+        f"{LOGS}/card.log",
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "cosmoforge card --release {params.releases} --filter-reports {input.filter_reports}"
+        " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
+        " --settings {params.settings:q} --out {output.card} --stats {output.stats} > {log} 2>&1"

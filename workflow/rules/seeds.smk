@@ -1,0 +1,15 @@
+rule seeds:
+    input:
+        seed_files,
+    output:
+        seeds=f"{RESULTS}/seeds/{{split}}.parquet",
+        report=f"{RESULTS}/seeds/{{split}}.report.json",
+    params:
+        settings=seeds_settings,
+    log:
+        f"{LOGS}/seeds/{{split}}.log",
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "cosmoforge seeds --split {wildcards.split} --settings {params.settings:q}"
+        " --out {output.seeds} --report {output.report} > {log} 2>&1"
