@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run dry-run test lint unit clean
+.PHONY: setup run dry-run plan test lint unit slurm-up slurm-down clean
 
 setup: $(STAMP)
 
@@ -26,20 +26,31 @@ $(STAMP): requirements/cpu.txt pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	snakemake $(SNAKEMAKE_ARGS)
+	snakemake --workflow-profile profiles/local $(SNAKEMAKE_ARGS)
 
 dry-run: setup
-	snakemake -n $(SNAKEMAKE_ARGS)
+	snakemake --workflow-profile profiles/local -n $(SNAKEMAKE_ARGS)
+
+plan: setup
+	python -m cosmoforge plan $(if $(CONFIG),--config $(CONFIG),)
 
 lint: setup
 	ruff check src tests benchmarks
 	snakemake --lint
 
 unit: setup
-	pytest -m "not vllm" -q
+	pytest -m "not vllm and not slurm" -q
 
-test: lint
-	pytest -v
+# The Slurm tests need a running cluster: slurm-up installs Debian's slurm-wlm and munge (root)
+# and starts a one-node cluster; it is stopped again whatever the tests did.
+test: lint slurm-up
+	pytest -v; status=$$?; tests/slurm/cluster.sh stop; exit $$status
+
+slurm-up:
+	tests/slurm/cluster.sh start
+
+slurm-down:
+	tests/slurm/cluster.sh stop
 
 clean:
 	rm -rf results logs benchmarks/out .snakemake

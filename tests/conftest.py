@@ -15,11 +15,12 @@ from cosmoforge.config import validate_config  # noqa: E402
 def pytest_collection_modifyitems(config, items):
     # The real-model tests are part of the suite, not optional extras: they are only left out
     # when a developer asks for it explicitly, and then pytest reports them as skipped.
-    if os.environ.get("COSMOFORGE_SKIP_VLLM") == "1":
-        skip = pytest.mark.skip(reason="COSMOFORGE_SKIP_VLLM=1")
-        for item in items:
-            if "vllm" in item.keywords:
-                item.add_marker(skip)
+    for marker, variable in (("vllm", "COSMOFORGE_SKIP_VLLM"), ("slurm", "COSMOFORGE_SKIP_SLURM")):
+        if os.environ.get(variable) == "1":
+            skip = pytest.mark.skip(reason=f"{variable}=1")
+            for item in items:
+                if marker in item.keywords:
+                    item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ def snakemake(repo, *args, timeout=3600):
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [str(bin_dir / "snakemake"), "--cores", "2", *args],
+        [str(bin_dir / "snakemake"), "--workflow-profile", "profiles/local", "--cores", "2", *args],
         cwd=repo,
         env=env,
         capture_output=True,
@@ -124,7 +124,9 @@ def test_killed_generation_resumes_without_loss_or_duplicates(repo, tmp_path, co
     settings = {
         "seed": 1,
         "model": {**config["model"], "path": str(converted_model)},
-        "engine": {**config["engine"], "flush_every": 2},
+        # A real shard holds far more prompts than the engine runs at once, so rows finish
+        # over time; max_num_seqs=4 reproduces that with 29 prompts.
+        "engine": {**config["engine"], "flush_every": 2, "max_num_seqs": 4},
         "sampling": {**config["sampling"], "max_tokens": 96},
     }
     out = tmp_path / "00000.parquet"
@@ -163,3 +165,69 @@ def test_killed_generation_resumes_without_loss_or_duplicates(repo, tmp_path, co
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["resumed_rows"] == flushed and stats["generated_rows"] == len(rows) - flushed
     assert not parts.exists()
+
+
+def test_repeated_sigkills_still_give_every_row_exactly_once(repo, tmp_path, converted_model):
+    """SIGKILL generation 5 times at random moments (start-up included), then finish."""
+    import random
+
+    from cosmoforge.prompts import build_prompt_rows, write_prompts
+    from cosmoforge.seeds import read_split_seeds
+    from cosmoforge.templates import load_templates
+
+    config = load_config(repo / "config" / "config.yaml")
+    rows = []
+    for split in ("stories", "web_samples_v2"):
+        sources = [{**s, "path": str(repo / s["path"])} for s in config["splits"][split]["sources"]]
+        seeds, _ = read_split_seeds(split, sources)
+        rows += build_prompt_rows(
+            split, seeds, load_templates(repo / "prompts", split), seed=3, shards=1
+        )
+    prompts = tmp_path / "prompts.parquet"
+    write_prompts(rows, 1, prompts)
+    settings = {
+        "seed": 3,
+        "model": {**config["model"], "path": str(converted_model)},
+        "engine": {**config["engine"], "flush_every": 3, "max_num_seqs": 4},
+        "sampling": {**config["sampling"], "max_tokens": 128},
+    }
+    out = tmp_path / "00000.parquet"
+    parts = tmp_path / "00000.parquet.parts"
+    cmd = [
+        str(Path(sys.executable).parent / "cosmoforge"),
+        "generate",
+        "--prompts",
+        str(prompts),
+        "--shard",
+        "0",
+        "--out",
+        str(out),
+        "--stats",
+        str(tmp_path / "stats.json"),
+        "--settings",
+        json.dumps(settings),
+    ]
+    rng = random.Random(20261127)
+    flushed_after_kill = []
+    for attempt in range(5):
+        with open(tmp_path / f"run{attempt}.log", "w") as log:
+            proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        time.sleep(rng.uniform(3, 22))  # engine start-up is ~12-18 s: some kills land in it
+        assert proc.poll() is None, f"attempt {attempt} finished before its kill"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert not out.exists()
+        flushed_after_kill.append(
+            sum(pq.read_table(p).num_rows for p in parts.glob("part-*.parquet"))
+        )
+    assert flushed_after_kill == sorted(flushed_after_kill)  # progress is never lost
+    assert 0 < flushed_after_kill[-1] < len(rows)
+    final = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert final.returncode == 0, final.stderr[-3000:]
+    ids = pq.read_table(out).column("sample_id").to_pylist()
+    assert ids == [r["sample_id"] for r in rows]
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["resumed_rows"] == flushed_after_kill[-1]
+    print(f"rows flushed after each kill: {flushed_after_kill} of {len(rows)}")

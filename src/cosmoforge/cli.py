@@ -127,6 +127,16 @@ def cmd_card(args) -> None:
     )
 
 
+def cmd_plan(args) -> None:
+    from .config import load_config
+    from .plan import build_plan, format_plan, plan_json
+
+    overrides = {"run_name": args.run_name} if args.run_name else None
+    config = load_config(args.config, overrides)
+    plan = build_plan(config, args.base_dir)
+    print(plan_json(plan) if args.json else format_plan(plan))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmoforge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -200,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
     p.set_defaults(func=cmd_card)
+    p = sub.add_parser("plan", help="jobs, prompts, tokens and GPU-hours of a config")
+    p.add_argument("--config", default="config/config.yaml", type=Path)
+    p.add_argument("--base-dir", default=".", type=Path, help="where relative paths start")
+    p.add_argument("--run-name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
     return parser
 
 

@@ -1,4 +1,8 @@
+import functools
 import json
+import os
+import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
@@ -10,6 +14,17 @@ RESULTS = f"results/{RUN}"
 LOGS = f"logs/{RUN}"
 SPLITS = list(config["splits"])
 PLOTS = ["format", "audience", "seed_data", "token_length"]
+CLUSTER = config["cluster"]
+
+# Every rule runs `python -m cosmoforge` from this checkout, in the venv or in the rule's conda
+# env alike, so the envs carry only third-party dependencies. Local and Slurm jobs inherit it.
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        p for p in (f"{workflow.basedir}/src", os.environ.get("PYTHONPATH")) if p
+    )
+)
+# The planning helpers (time limits) are used here, in the Snakemake process, too.
+sys.path.insert(0, f"{workflow.basedir}/src")
 
 
 wildcard_constraints:
@@ -117,6 +132,42 @@ def card_settings(wildcards):
 
 def card_release_args(wildcards, input):
     return " ".join(f"{split}={path}" for split, path in zip(SPLITS, input.releases))
+
+
+def cpu_resources():
+    # Unset (None) values are left out of the sbatch call: the cluster's defaults apply.
+    return {
+        "mem_mb": CLUSTER["cpu_mem_mb"],
+        "runtime": CLUSTER["cpu_runtime_minutes"],
+        "slurm_partition": CLUSTER["cpu_partition"],
+        "slurm_account": CLUSTER["account"],
+    }
+
+
+def generate_threads():
+    return CLUSTER["cpus_per_gpu"] * config["engine"]["tensor_parallel_size"]
+
+
+@functools.cache
+def planned_prompts_per_shard(split):
+    from cosmoforge.plan import estimate_split
+
+    return estimate_split(config, split, Path(workflow.basedir))["prompts_per_shard"]
+
+
+def generate_runtime(wildcards, input):
+    """Time limit of a generation job: its prompt count at the configured throughput."""
+    from cosmoforge.plan import generate_runtime_minutes
+
+    per_prompt = CLUSTER["expected_completion_tokens"] or split_sampling(wildcards.split)[
+        "max_tokens"
+    ]
+    if os.path.exists(input.report):
+        with open(input.report) as fh:
+            prompts = json.load(fh)["per_shard"].get(str(int(wildcards.shard)), 0)
+    else:  # before the prompts exist (dry-run): the plan's estimate
+        prompts = planned_prompts_per_shard(wildcards.split)
+    return generate_runtime_minutes(config, prompts, per_prompt)
 
 
 def release_targets():

@@ -3,6 +3,7 @@
 rule generate:
     input:
         prompts=f"{RESULTS}/prompts/{{split}}.parquet",
+        report=f"{RESULTS}/prompts/{{split}}.report.json",
         model=model_input,
     output:
         generated=f"{RESULTS}/generated/{{split}}/{{shard}}.parquet",
@@ -13,14 +14,21 @@ rule generate:
         f"{LOGS}/generate/{{split}}/{{shard}}.log",
     benchmark:
         f"{LOGS}/benchmarks/generate/{{split}}/{{shard}}.tsv"
-    threads: workflow.cores
+    threads: generate_threads()
     resources:
-        # One engine at a time per machine: on CPU it binds every core, on a GPU node the
-        # Slurm profile asks for whole GPUs instead.
+        # Locally, one engine at a time (profiles/default caps vllm_engine at 1): on CPU it
+        # binds every core. On Slurm each job gets whole GPUs: tensor_parallel_size of them.
         vllm_engine=1,
+        gpu=config["engine"]["tensor_parallel_size"],
+        gpu_model=CLUSTER["gpu_model"],
+        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
+        mem_mb=CLUSTER["generate_mem_mb"],
+        runtime=generate_runtime,
+        slurm_partition=CLUSTER["gpu_partition"],
+        slurm_account=CLUSTER["account"],
     conda:
         "../../envs/generate.yaml"
     shell:
-        "cosmoforge generate --prompts {input.prompts} --shard {wildcards.shard}"
+        "python -m cosmoforge generate --prompts {input.prompts} --shard {wildcards.shard}"
         " --settings {params.settings:q} --out {output.generated} --stats {output.stats}"
         " > {log} 2>&1"

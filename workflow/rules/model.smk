@@ -6,8 +6,10 @@ rule convert_model:
         file=(config["model"]["gguf"] or {}).get("file", ""),
     log:
         f"{LOGS}/convert_model.log",
+    resources:
+        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
     shell:
-        "cosmoforge convert-model --package {params.package} --file {params.file}"
+        "python -m cosmoforge convert-model --package {params.package} --file {params.file}"
         " --out {output} > {log} 2>&1"

@@ -10,9 +10,11 @@ rule prompts:
         prompts_dir=config["prompts_dir"],
     log:
         f"{LOGS}/prompts/{{split}}.log",
+    resources:
+        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
     shell:
-        "cosmoforge prompts --split {wildcards.split} --seeds {input.seeds}"
+        "python -m cosmoforge prompts --split {wildcards.split} --seeds {input.seeds}"
         " --prompts-dir {params.prompts_dir} --settings {params.settings:q}"
         " --out {output.prompts} --report {output.report} > {log} 2>&1"

@@ -9,10 +9,12 @@ rule collect:
         drop_truncated="--drop-truncated" if config["release"]["drop_truncated"] else "",
     log:
         f"{LOGS}/collect/{{split}}.log",
+    resources:
+        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
     shell:
-        "cosmoforge collect --split {wildcards.split} --shards {input}"
+        "python -m cosmoforge collect --split {wildcards.split} --shards {input}"
         " --min-token-length {params.min_token_length} {params.drop_truncated}"
         " --out {output.collected} --report {output.report} > {log} 2>&1"
 
@@ -25,10 +27,12 @@ rule release:
         f"{RESULTS}/release/{{split}}/train-00000-of-00001.parquet",
     log:
         f"{LOGS}/release/{{split}}.log",
+    resources:
+        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
     shell:
-        "cosmoforge release --collected {input} --out {output} > {log} 2>&1"
+        "python -m cosmoforge release --collected {input} --out {output} > {log} 2>&1"
 
 
 rule card:
@@ -46,9 +50,11 @@ rule card:
         settings=card_settings,
     log:
         f"{LOGS}/card.log",
+    resources:
+        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
     shell:
-        "cosmoforge card --release {params.releases} --filter-reports {input.filter_reports}"
+        "python -m cosmoforge card --release {params.releases} --filter-reports {input.filter_reports}"
         " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
         " --settings {params.settings:q} --out {output.card} --stats {output.stats} > {log} 2>&1"

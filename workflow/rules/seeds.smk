@@ -8,8 +8,10 @@ rule seeds:
         settings=seeds_settings,
     log:
         f"{LOGS}/seeds/{{split}}.log",
+    resources:
+        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
     shell:
-        "cosmoforge seeds --split {wildcards.split} --settings {params.settings:q}"
+        "python -m cosmoforge seeds --split {wildcards.split} --settings {params.settings:q}"
         " --out {output.seeds} --report {output.report} > {log} 2>&1"

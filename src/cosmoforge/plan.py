@@ -1,0 +1,159 @@
+"""The plan: from the config alone, what a run will do and roughly cost.
+
+Per split: seeds (the smallest of `max_seeds`, `expected_seeds`, and the row count of a local
+seed file), prompts per seed (the templates that apply to the split's seed kinds; OpenStax
+units with reference text count twice), prompts, shards, expected completion tokens, and
+GPU-hours at the configured throughput. Per rule: the number of Snakemake jobs. The same
+estimates size the Slurm runtime of each generation job before its prompts exist.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from .errors import ConfigError
+from .seeds import source_location
+from .templates import load_templates
+
+PER_SPLIT_RULES = ("seeds", "prompts", "collect", "release")
+
+
+def _local_rows(source: dict, base_dir: Path) -> int | None:
+    if source["format"] == "hf":
+        return None
+    path = Path(source["path"])
+    path = path if path.is_absolute() else base_dir / path
+    if not path.is_file():
+        return None
+    if source["format"] == "parquet":
+        try:
+            return pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError):  # unreadable here: the seeds rule reports it properly
+            return None
+    with open(path, "rb") as fh:
+        lines = sum(1 for line in fh if line.strip())
+    return lines - 1 if source["format"] == "csv" else lines
+
+
+def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
+    cfg = config["splits"][split]
+    templates = load_templates(base_dir / config["prompts_dir"], split, cfg["templates"])
+    seeds = 0
+    prompts = 0
+    unknown = []
+    for source in cfg["sources"]:
+        rows = _local_rows(source, base_dir)
+        if rows is None:
+            unknown.append(source_location(source))
+            continue
+        per_seed = sum(1 for t in templates if source["kind"] in t.kinds)
+        if source["kind"] == "openstax":
+            per_seed *= 2  # with and without reference text
+        seeds += rows
+        prompts += rows * per_seed
+    per_seed_all = {
+        s["kind"]: sum(1 for t in templates if s["kind"] in t.kinds) * (
+            2 if s["kind"] == "openstax" else 1)
+        for s in cfg["sources"]
+    }
+    mean_per_seed = sum(per_seed_all.values()) / len(per_seed_all)
+    if unknown:
+        if cfg.get("expected_seeds") is None and cfg["max_seeds"] is None:
+            raise ConfigError(
+                f"splits.{split}: cannot size {', '.join(unknown)} from the config; "
+                "set expected_seeds (or max_seeds) for planning"
+            )
+        extra = cfg.get("expected_seeds") or cfg["max_seeds"]
+        seeds += extra
+        prompts += round(extra * mean_per_seed)
+    if cfg["max_seeds"] is not None and seeds > cfg["max_seeds"]:
+        prompts = round(prompts * cfg["max_seeds"] / seeds)
+        seeds = cfg["max_seeds"]
+    cluster = config["cluster"]
+    sampling = {**config["sampling"], **cfg["sampling"]}
+    per_prompt = cluster["expected_completion_tokens"] or sampling["max_tokens"]
+    tokens = prompts * per_prompt
+    return {
+        "seeds": seeds,
+        "prompts": prompts,
+        "shards": cfg["shards"],
+        "prompts_per_shard": math.ceil(prompts / cfg["shards"]),
+        "expected_completion_tokens": tokens,
+        "gpu_hours": tokens / cluster["tokens_per_s_per_gpu"] / 3600,
+    }
+
+
+def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
+    base_dir = Path(base_dir)
+    splits = {s: estimate_split(config, s, base_dir) for s in config["splits"]}
+    n = len(splits)
+    jobs = {rule: n for rule in PER_SPLIT_RULES}
+    jobs["generate"] = sum(s["shards"] for s in splits.values())
+    jobs["card"] = 1
+    jobs["all"] = 1
+    model_path = Path(config["model"]["path"])
+    model_path = model_path if model_path.is_absolute() else base_dir / model_path
+    jobs["convert_model"] = int(bool(config["model"]["gguf"]) and not model_path.exists())
+    gpus = config["engine"]["tensor_parallel_size"]
+    cluster = config["cluster"]
+    slowest = max(splits.values(), key=lambda s: s["prompts_per_shard"])
+    return {
+        "run_name": config["run_name"],
+        "model": config["model"]["name"],
+        "splits": splits,
+        "jobs": jobs,
+        "total_jobs": sum(jobs.values()),
+        "prompts": sum(s["prompts"] for s in splits.values()),
+        "expected_completion_tokens": sum(s["expected_completion_tokens"] for s in splits.values()),
+        "gpu_hours": sum(s["gpu_hours"] for s in splits.values()),
+        "gpus_per_generate_job": gpus,
+        "tokens_per_s_per_gpu": cluster["tokens_per_s_per_gpu"],
+        "longest_generate_job_minutes": generate_runtime_minutes(
+            config, slowest["prompts_per_shard"], slowest["expected_completion_tokens"]
+            / max(slowest["prompts"], 1)),
+    }
+
+
+def generate_runtime_minutes(config: dict, shard_prompts: int, tokens_per_prompt: float) -> int:
+    """Slurm time limit for one generation job: start-up plus expected decoding, with margin."""
+    cluster = config["cluster"]
+    gpus = config["engine"]["tensor_parallel_size"]
+    decode_s = shard_prompts * tokens_per_prompt / (cluster["tokens_per_s_per_gpu"] * gpus)
+    minutes = cluster["engine_start_minutes"] + decode_s / 60 * cluster["runtime_margin"]
+    return max(1, math.ceil(minutes))
+
+
+def format_plan(plan: dict) -> str:
+    lines = [
+        f"plan for run '{plan['run_name']}' with {plan['model']}",
+        "",
+        f"{'split':<16}{'seeds':>10}{'prompts':>12}{'shards':>8}{'per shard':>11}"
+        f"{'exp. tokens':>16}{'GPU-hours':>11}",
+    ]
+    for split, s in plan["splits"].items():
+        lines.append(
+            f"{split:<16}{s['seeds']:>10,}{s['prompts']:>12,}{s['shards']:>8,}"
+            f"{s['prompts_per_shard']:>11,}{s['expected_completion_tokens']:>16,}"
+            f"{s['gpu_hours']:>11,.1f}"
+        )
+    lines += [
+        f"{'total':<16}{'':>10}{plan['prompts']:>12,}{'':>8}{'':>11}"
+        f"{plan['expected_completion_tokens']:>16,}{plan['gpu_hours']:>11,.1f}",
+        "",
+        f"GPU-hours at {plan['tokens_per_s_per_gpu']:,} completion tokens/s per GPU, "
+        f"{plan['gpus_per_generate_job']} GPU(s) per generation job; longest generation job "
+        f"~{plan['longest_generate_job_minutes']:,} min (its Slurm time limit).",
+        "",
+        "jobs per rule:",
+    ]
+    lines += [f"  {rule:<14}{count:>8,}" for rule, count in plan["jobs"].items() if count]
+    lines.append(f"  {'total':<14}{plan['total_jobs']:>8,}")
+    return "\n".join(lines)
+
+
+def plan_json(plan: dict) -> str:
+    return json.dumps(plan, indent=2, sort_keys=True)
