@@ -13,7 +13,17 @@ include: "workflow/rules/model.smk"
 include: "workflow/rules/seeds.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/dedup.smk"
+include: "workflow/rules/decont.smk"
 include: "workflow/rules/release.smk"
+
+
+# Small aggregation steps run on the submitting node rather than as cluster jobs.
+localrules:
+    all,
+    dedup_report,
+    contamination_report,
+    card,
 
 
 rule all:

@@ -63,7 +63,7 @@ def test_config_readme_documents_every_key(repo):
     schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
     readme = (repo / "config" / "README.md").read_text()
     keys = set(schema["properties"])
-    for section in ("seeds", "model", "engine", "release"):
+    for section in ("seeds", "model", "engine", "release", "cluster", "dedup", "decontamination"):
         keys |= set(schema["properties"][section]["properties"])
     keys |= set(schema["$defs"]["split"]["properties"]) | set(
         schema["$defs"]["source"]["properties"]

@@ -62,12 +62,9 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
         assert all(r["token_length"] >= config["release"]["min_token_length"] for r in rows)
         assert all(r["text"].strip() and r["model"] == config["model"]["name"] for r in rows)
         assert {r["model_revision"] for r in rows} == {"gguf-sha256:b179c9523d0e"}
-        # Every prompt has exactly one generated row; released + left out = generated.
-        prompts = json.loads((results / "prompts" / f"{split}.report.json").read_text())
-        report = json.loads((results / "collected" / f"{split}.filter.json").read_text())
-        assert report["generated"] == prompts["prompts"]
-        assert report["kept"] == table.num_rows
-        assert report["kept"] + sum(report["left_out"].values()) == report["generated"]
+        # Every prompt has exactly one generated row, and every row is either released or
+        # counted: removed by dedup, by decontamination, or by the length filter.
+        assert accounted_rows(results, split) == table.num_rows
         total += table.num_rows
     stats = json.loads((release / "stats.json").read_text())
     assert stats["rows"] == total
@@ -78,6 +75,23 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
         for p in ("format", "audience", "seed_data", "token_length")
     )
     assert not list(results.rglob("*.parts")) and not list(results.rglob(".*.tmp"))
+    for name in ("dedup/report.json", "dedup/removed.parquet", "decont/contamination.csv"):
+        assert (results / name).is_file(), name
+    assert "## Deduplication" in card and "## Decontamination" in card
+
+
+def accounted_rows(results, split):
+    """Released rows of a split, after checking that every prompt is accounted for."""
+    prompts = json.loads((results / "prompts" / f"{split}.report.json").read_text())
+    dedup = json.loads((results / "dedup" / "report.json").read_text())["per_split"][split]
+    contaminated = sum(
+        pq.read_table(p).num_rows for p in (results / "decont" / "contaminated" / split).glob("*")
+    )
+    report = json.loads((results / "collected" / f"{split}.filter.json").read_text())
+    assert dedup["documents"] == prompts["prompts"]
+    assert report["generated"] == prompts["prompts"] - dedup["removed"] - contaminated
+    assert report["kept"] + sum(report["left_out"].values()) == report["generated"]
+    return report["kept"]
 
 
 def test_release_loads_with_datasets(e2e_run):

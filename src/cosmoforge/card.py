@@ -75,6 +75,9 @@ def build_card(
     settings: dict,
     out_readme: str | Path,
     out_stats: str | Path,
+    dedup_report: str | Path | None = None,
+    contamination: str | Path | None = None,
+    benchmarks: str | Path | None = None,
 ) -> dict:
     out_readme = Path(out_readme)
     release_dir = out_readme.parent
@@ -126,6 +129,13 @@ def build_card(
             "resumed_rows": sum(g["resumed_rows"] for g in gen),
         },
     }
+    dedup = json.loads(Path(dedup_report).read_text()) if dedup_report else None
+    contam = json.loads(Path(contamination).read_text()) if contamination else None
+    bench = json.loads(Path(benchmarks).read_text()) if benchmarks else None
+    if dedup:
+        stats["dedup"] = {"removed": dedup["removed"], "documents": dedup["documents"]}
+    if contam:
+        stats["contaminated"] = contam["contaminated"]
     write_json(out_stats, stats)
 
     header = {
@@ -241,11 +251,71 @@ def build_card(
         "topic_injected, finish_reason, prompt_tokens, completion_tokens, model, "
         "model_revision, engine, engine_version, sampling, request_seed`.",
         "",
-        "## Not applied in this release",
-        "",
-        "MinHash deduplication and benchmark decontamination are separate stages; this card "
-        "lists their reports once they are part of the run.",
-        "",
     ]
+    lines += _dedup_lines(dedup) + _contamination_lines(contam, bench)
     write_text(out_readme, "\n".join(lines))
     return stats
+
+
+def _dedup_lines(dedup: dict | None) -> list[str]:
+    if not dedup:
+        return ["## Deduplication", "", "Not part of this run.", ""]
+    p = dedup["parameters"]
+    return [
+        "## Deduplication",
+        "",
+        f"MinHash (datatrove) across all splits: word {p['n_grams']}-grams, "
+        f"{p['num_buckets']} buckets x {p['hashes_per_bucket']} hashes (LSH threshold about "
+        f"{(1 / p['num_buckets']) ** (1 / p['hashes_per_bucket']):.2f}), {p['hash_precision']}-bit "
+        f"{p['hash_fc']}, seed {p['seed']}. {dedup['removed']} of {dedup['documents']} generated "
+        "documents removed as near-duplicates; each removed document is listed with the one kept "
+        "in `dedup/removed.parquet` of the run.",
+        "",
+        _table(
+            ["split", "generated", "removed", "rate"],
+            [
+                [s, c["documents"], c["removed"], f"{100 * c['rate']:.2f}%"]
+                for s, c in dedup["per_split"].items()
+            ],
+        ),
+        "",
+    ]
+
+
+def _contamination_lines(contam: dict | None, bench: dict | None) -> list[str]:
+    if not contam:
+        return ["## Decontamination", "", "Not part of this run.", ""]
+    p = contam["parameters"]
+    benchmarks = sorted({b for cells in contam["table"].values() for b in cells})
+    lines = [
+        "## Decontamination",
+        "",
+        f"Cosmopedia's rule: normalized word {p['ngram']}-gram overlap with a benchmark item "
+        "makes a candidate; difflib's SequenceMatcher then marks the document contaminated when "
+        f"matched length / item length > {p['threshold']}. Every n-gram maps to every item "
+        "containing it and every candidate is checked. Removed samples per split group, with "
+        "the number of unique benchmark items in brackets:",
+        "",
+        _table(
+            ["group"] + benchmarks,
+            [
+                [g] + [f"{n} ({u})" for n, u in (cells[b] for b in benchmarks)]
+                for g, cells in contam["table"].items()
+            ],
+        ),
+        "",
+    ]
+    if bench:
+        lines += [
+            "Benchmark texts used:",
+            "",
+            _table(
+                ["benchmark", "items", "texts", "rows skipped", "fields joined"],
+                [
+                    [b, r["items"], r["texts"], r["rows_skipped"], r["fields"]]
+                    for b, r in bench.items()
+                ],
+            ),
+            "",
+        ]
+    return lines

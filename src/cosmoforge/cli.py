@@ -124,6 +124,9 @@ def cmd_card(args) -> None:
         args.settings,
         args.out,
         args.stats,
+        dedup_report=args.dedup_report,
+        contamination=args.contamination,
+        benchmarks=args.benchmarks,
     )
 
 
@@ -135,6 +138,71 @@ def cmd_plan(args) -> None:
     config = load_config(args.config, overrides)
     plan = build_plan(config, args.base_dir)
     print(plan_json(plan) if args.json else format_plan(plan))
+
+
+def cmd_dedup(args) -> None:
+    from . import dedup
+
+    p = args.params
+    if args.stage == "signatures":
+        dedup.signatures(args.shard, args.rank, args.tasks, args.out_dir, p, args.logging_dir)
+    elif args.stage == "buckets":
+        dedup.buckets(args.in_dir, args.rank, args.out_dir, p, args.logging_dir)
+    elif args.stage == "cluster":
+        dedup.cluster(args.in_dir, args.out_dir, p, args.logging_dir)
+    elif args.stage == "filter":
+        kept, removed, clusters = args.out
+        dedup.filter_shard(
+            args.shard,
+            args.rank,
+            args.tasks,
+            args.in_dir,
+            kept,
+            removed,
+            clusters,
+            args.logging_dir,
+        )
+
+
+def cmd_dedup_report(args) -> None:
+    from .dedup import dedup_report
+
+    dedup_report(
+        args.removed, args.clusters, args.generated, args.params, args.out_removed, args.out_report
+    )
+
+
+def cmd_benchmark_index(args) -> None:
+    from .decont import build_index
+    from .io import write_json
+
+    s = args.settings
+    index, report = build_index(s["benchmarks"], s["ngram"])
+    write_json(args.report, report)
+    index.save(args.out)
+
+
+def cmd_decontaminate(args) -> None:
+    from .decont import decontaminate_shard
+
+    decontaminate_shard(
+        args.shard, args.index, args.threshold, args.out, args.contaminated, args.logging_dir
+    )
+
+
+def cmd_contamination_report(args) -> None:
+    from .decont import BENCHMARKS, contamination_report
+
+    s = args.settings
+    benchmarks = sorted(s["benchmarks"]) or sorted(BENCHMARKS)
+    contamination_report(
+        args.contaminated,
+        s["groups"],
+        benchmarks,
+        {"ngram": s["ngram"], "threshold": s["threshold"]},
+        args.out_csv,
+        args.out_json,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,9 +275,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed-reports", required=True, nargs="+", type=Path)
     p.add_argument("--generation-stats", required=True, nargs="+", type=Path)
     p.add_argument("--settings", required=True, type=_json)
+    p.add_argument("--dedup-report", type=Path)
+    p.add_argument("--contamination", type=Path)
+    p.add_argument("--benchmarks", type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
     p.set_defaults(func=cmd_card)
+    p = sub.add_parser("dedup", help="one datatrove MinHash stage, one rank")
+    p.add_argument("stage", choices=["signatures", "buckets", "cluster", "filter"])
+    p.add_argument("--params", required=True, type=_json, help="the config's dedup section")
+    p.add_argument("--rank", type=int, default=0)
+    p.add_argument("--tasks", type=int, default=1)
+    p.add_argument("--shard", type=Path, help="generation shard (signatures, filter)")
+    p.add_argument("--in-dir", type=Path, help="previous stage's folder")
+    p.add_argument("--out-dir", type=Path)
+    p.add_argument("--out", nargs=3, type=Path, metavar=("KEPT", "REMOVED", "CLUSTERS"))
+    p.add_argument("--logging-dir", required=True, type=Path)
+    p.set_defaults(func=cmd_dedup)
+
+    p = sub.add_parser("dedup-report", help="removed documents with the one kept; rates")
+    p.add_argument("--removed", required=True, nargs="+", type=Path)
+    p.add_argument("--clusters", required=True, nargs="+", type=Path)
+    p.add_argument("--generated", required=True, nargs="+", type=Path)
+    p.add_argument("--params", required=True, type=_json)
+    p.add_argument("--out-removed", required=True, type=Path)
+    p.add_argument("--out-report", required=True, type=Path)
+    p.set_defaults(func=cmd_dedup_report)
+
+    p = sub.add_parser("benchmark-index", help="n-gram index of the benchmark items")
+    p.add_argument("--settings", required=True, type=_json, help="the decontamination section")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--report", required=True, type=Path)
+    p.set_defaults(func=cmd_benchmark_index)
+
+    p = sub.add_parser("decontaminate", help="drop documents contaminated by benchmark items")
+    p.add_argument("--shard", required=True, type=Path)
+    p.add_argument("--index", required=True, type=Path)
+    p.add_argument("--threshold", required=True, type=float)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--contaminated", required=True, type=Path)
+    p.add_argument("--logging-dir", required=True, type=Path)
+    p.set_defaults(func=cmd_decontaminate)
+
+    p = sub.add_parser("contamination-report", help="the contamination table")
+    p.add_argument("--contaminated", required=True, nargs="+", type=Path)
+    p.add_argument("--settings", required=True, type=_json)
+    p.add_argument("--out-csv", required=True, type=Path)
+    p.add_argument("--out-json", required=True, type=Path)
+    p.set_defaults(func=cmd_contamination_report)
+
     p = sub.add_parser("plan", help="jobs, prompts, tokens and GPU-hours of a config")
     p.add_argument("--config", default="config/config.yaml", type=Path)
     p.add_argument("--base-dir", default=".", type=Path, help="where relative paths start")

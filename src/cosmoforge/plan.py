@@ -56,8 +56,8 @@ def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
         seeds += rows
         prompts += rows * per_seed
     per_seed_all = {
-        s["kind"]: sum(1 for t in templates if s["kind"] in t.kinds) * (
-            2 if s["kind"] == "openstax" else 1)
+        s["kind"]: sum(1 for t in templates if s["kind"] in t.kinds)
+        * (2 if s["kind"] == "openstax" else 1)
         for s in cfg["sources"]
     }
     mean_per_seed = sum(per_seed_all.values()) / len(per_seed_all)
@@ -92,7 +92,16 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
     splits = {s: estimate_split(config, s, base_dir) for s in config["splits"]}
     n = len(splits)
     jobs = {rule: n for rule in PER_SPLIT_RULES}
-    jobs["generate"] = sum(s["shards"] for s in splits.values())
+    shards = sum(s["shards"] for s in splits.values())
+    jobs["generate"] = shards
+    jobs["dedup_signatures"] = shards
+    jobs["dedup_buckets"] = config["dedup"]["num_buckets"] * config["dedup"]["bucket_workers"]
+    jobs["dedup_cluster"] = 1
+    jobs["dedup_filter"] = shards
+    jobs["dedup_report"] = 1
+    jobs["benchmark_index"] = 1
+    jobs["decontaminate"] = shards
+    jobs["contamination_report"] = 1
     jobs["card"] = 1
     jobs["all"] = 1
     model_path = Path(config["model"]["path"])
@@ -113,8 +122,10 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
         "gpus_per_generate_job": gpus,
         "tokens_per_s_per_gpu": cluster["tokens_per_s_per_gpu"],
         "longest_generate_job_minutes": generate_runtime_minutes(
-            config, slowest["prompts_per_shard"], slowest["expected_completion_tokens"]
-            / max(slowest["prompts"], 1)),
+            config,
+            slowest["prompts_per_shard"],
+            slowest["expected_completion_tokens"] / max(slowest["prompts"], 1),
+        ),
     }
 
 
@@ -150,8 +161,8 @@ def format_plan(plan: dict) -> str:
         "",
         "jobs per rule:",
     ]
-    lines += [f"  {rule:<14}{count:>8,}" for rule, count in plan["jobs"].items() if count]
-    lines.append(f"  {'total':<14}{plan['total_jobs']:>8,}")
+    lines += [f"  {rule:<22}{count:>8,}" for rule, count in plan["jobs"].items() if count]
+    lines.append(f"  {'total':<22}{plan['total_jobs']:>8,}")
     return "\n".join(lines)
 
 

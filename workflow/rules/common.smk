@@ -104,6 +104,55 @@ def model_input(wildcards):
     return [config["model"]["path"]] if config["model"]["gguf"] else []
 
 
+def clean_shards(wildcards):
+    """What `collect` merges: the shards after dedup and decontamination."""
+    return expand(
+        f"{RESULTS}/decontaminated/{wildcards.split}/{{shard}}.parquet",
+        shard=shard_ids(wildcards.split),
+    )
+
+
+# Dedup ranks: every generation shard of every split, in one fixed order (datatrove's stage 1
+# and stage 4 must see the same rank -> shard mapping; it depends only on the config).
+GEN_SHARDS = [(split, shard) for split in SPLITS for shard in shard_ids(split)]
+DEDUP = config["dedup"]
+SIG_BUCKETS = [f"{b:03d}" for b in range(DEDUP["num_buckets"])]
+DEDUP_WORKERS = [f"{w:02d}" for w in range(DEDUP["bucket_workers"])]
+
+
+def dedup_rank(split, shard):
+    return f"{GEN_SHARDS.index((split, shard)):05d}"
+
+
+def shard_of_rank(wildcards):
+    split, shard = GEN_SHARDS[int(wildcards.rank)]
+    return f"{RESULTS}/generated/{split}/{shard}.parquet"
+
+
+def signatures_of_bucket(wildcards):
+    bucket = f"{int(wildcards.bucket):03d}"
+    return [
+        f"{RESULTS}/dedup/signatures/bucket_{bucket}/{dedup_rank(*gs)}.minhash.sig"
+        for gs in GEN_SHARDS
+    ]
+
+
+def all_generated(wildcards):
+    return [f"{RESULTS}/generated/{split}/{shard}.parquet" for split, shard in GEN_SHARDS]
+
+
+def per_shard(pattern):
+    return [pattern.format(split=split, shard=shard) for split, shard in GEN_SHARDS]
+
+
+def decont_settings(wildcards):
+    return as_json(config["decontamination"])
+
+
+def benchmark_files(wildcards):
+    return [b["path"] for b in config["decontamination"]["benchmarks"].values() if "path" in b]
+
+
 def generated_shards(wildcards):
     return expand(
         f"{RESULTS}/generated/{wildcards.split}/{{shard}}.parquet",
@@ -172,3 +221,27 @@ def generate_runtime(wildcards, input):
 
 def release_targets():
     return [f"{RESULTS}/release/README.md"]
+
+
+def dedup_rank_of(wildcards):
+    return dedup_rank(wildcards.split, wildcards.shard)
+
+
+def bucket_rank(wildcards):
+    return int(wildcards.bucket) * DEDUP["bucket_workers"] + int(wildcards.worker)
+
+
+def parent_of_output(wildcards, output):
+    return str(Path(output[0]).parent)
+
+
+def grandparent_of_output(wildcards, output):
+    return str(Path(output[0]).parents[1])
+
+
+def parent_of_input(wildcards, input):
+    return str(Path(input[0]).parent)
+
+
+def grandparent_of_input(wildcards, input):
+    return str(Path(input[0]).parents[1])

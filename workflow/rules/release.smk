@@ -1,6 +1,6 @@
 rule collect:
     input:
-        generated_shards,
+        clean_shards,
     output:
         collected=f"{RESULTS}/collected/{{split}}.parquet",
         report=f"{RESULTS}/collected/{{split}}.filter.json",
@@ -19,7 +19,6 @@ rule collect:
         " --out {output.collected} --report {output.report} > {log} 2>&1"
 
 
-# The seam for dedup and decontamination: today a split's release is its collected rows.
 rule release:
     input:
         f"{RESULTS}/collected/{{split}}.parquet",
@@ -41,6 +40,9 @@ rule card:
         filter_reports=expand(f"{RESULTS}/collected/{{split}}.filter.json", split=SPLITS),
         seed_reports=expand(f"{RESULTS}/seeds/{{split}}.report.json", split=SPLITS),
         generation_stats=generated_stats,
+        dedup_report=f"{RESULTS}/dedup/report.json",
+        contamination=f"{RESULTS}/decont/contamination.json",
+        benchmarks=f"{RESULTS}/decont/benchmarks.json",
     output:
         card=f"{RESULTS}/release/README.md",
         stats=f"{RESULTS}/release/stats.json",
@@ -57,4 +59,6 @@ rule card:
     shell:
         "python -m cosmoforge card --release {params.releases} --filter-reports {input.filter_reports}"
         " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
+        " --dedup-report {input.dedup_report} --contamination {input.contamination}"
+        " --benchmarks {input.benchmarks}"
         " --settings {params.settings:q} --out {output.card} --stats {output.stats} > {log} 2>&1"

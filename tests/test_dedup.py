@@ -1,0 +1,106 @@
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cosmoforge import dedup
+from cosmoforge.generate import GENERATION_SCHEMA
+
+PARAMS = {
+    "n_grams": 5,
+    "num_buckets": 14,
+    "hashes_per_bucket": 8,
+    "seed": 1,
+    "hash_precision": 64,
+    "hash_fc": "xxhash",
+    "bucket_workers": 1,
+}
+# Letters only: datatrove's text normalization rewrites digits.
+VOCAB = sorted(
+    {"".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=7)) for i in range(5000)}
+)
+
+
+def shingles(text, n=5):
+    words = text.split()
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def jaccard(a, b):
+    sa, sb = shingles(a), shingles(b)
+    return len(sa & sb) / len(sa | sb)
+
+
+def edited(text, rate, rng):
+    words = text.split()
+    for i in rng.sample(range(len(words)), round(rate * len(words))):
+        words[i] = rng.choice(VOCAB)
+    return " ".join(words)
+
+
+def shard(path, split, texts, prefix):
+    rows = []
+    for i, text in enumerate(texts):
+        row = dict.fromkeys(GENERATION_SCHEMA.names)
+        row.update(sample_id=f"{prefix}{i}", split=split, shard=0, text=text)
+        rows.append(row)
+    pq.write_table(pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA), path)
+
+
+@pytest.fixture(scope="module")
+def dedup_run(tmp_path_factory):
+    rng = random.Random(7)
+    tmp = tmp_path_factory.mktemp("dedup")
+    base_near = " ".join(rng.choice(VOCAB) for _ in range(400))
+    base_far = " ".join(rng.choice(VOCAB) for _ in range(400))
+    near, far = edited(base_near, 0.01, rng), edited(base_far, 0.08, rng)
+    pairs = {"near": (base_near, near), "far": (base_far, far)}
+    others = [" ".join(rng.choice(VOCAB) for _ in range(300)) for _ in range(6)]
+    shards = [tmp / "a.parquet", tmp / "b.parquet"]
+    # The copies sit in another split and shard than their originals: dedup is across splits.
+    shard(shards[0], "stories", [base_near, base_far, *others[:3]], "a")
+    shard(shards[1], "wikihow", [near, far, *others[3:]], "b")
+    for rank, path in enumerate(shards):
+        dedup.signatures(path, rank, 2, tmp / "sigs", PARAMS, tmp / "logs" / "sigs")
+    for rank in range(PARAMS["num_buckets"]):
+        dedup.buckets(tmp / "sigs", rank, tmp / "buckets", PARAMS, tmp / "logs" / "buckets")
+    dedup.cluster(tmp / "buckets", tmp / "remove", PARAMS, tmp / "logs" / "cluster")
+    outputs = []
+    for rank, path in enumerate(shards):
+        out = [tmp / f"{name}{rank}" for name in ("kept.parquet", "removed.parquet", "c.json")]
+        dedup.filter_shard(path, rank, 2, tmp / "remove", *out, tmp / "logs" / "filter")
+        outputs.append(out)
+    report = dedup.dedup_report(
+        [o[1] for o in outputs],
+        [o[2] for o in outputs],
+        shards,
+        PARAMS,
+        tmp / "removed.parquet",
+        tmp / "report.json",
+    )
+    return pairs, outputs, report, tmp
+
+
+def test_near_duplicate_removed_and_distant_pair_kept(dedup_run):
+    pairs, outputs, report, tmp = dedup_run
+    assert 0.85 < jaccard(*pairs["near"]) < 0.95
+    assert 0.4 < jaccard(*pairs["far"]) < 0.6
+    kept_b = pq.read_table(outputs[1][0]).column("sample_id").to_pylist()
+    removed_b = pq.read_table(outputs[1][1]).column("sample_id").to_pylist()
+    assert removed_b == ["b0"] and "b1" in kept_b
+    assert pq.read_table(outputs[0][1]).num_rows == 0  # originals stay
+    # The removed copy names the document that stayed.
+    removed = pq.read_table(tmp / "removed.parquet").to_pylist()
+    assert [(r["sample_id"], r["kept_sample_id"]) for r in removed] == [("b0", "a0")]
+    assert report["per_split"]["wikihow"] == {"documents": 5, "removed": 1, "rate": 0.2}
+    assert report["per_split"]["stories"]["removed"] == 0
+    assert report["parameters"]["num_buckets"] == 14
+
+
+def test_rerunning_a_rank_gives_identical_signatures(dedup_run, tmp_path):
+    _, _, _, tmp = dedup_run
+    dedup.signatures(tmp / "a.parquet", 0, 2, tmp_path / "sigs", PARAMS, tmp_path / "logs")
+    for bucket in range(PARAMS["num_buckets"]):
+        name = f"bucket_{bucket:03d}/00000.minhash.sig"
+        assert (tmp_path / "sigs" / name).read_bytes() == (tmp / "sigs" / name).read_bytes()

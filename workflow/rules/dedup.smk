@@ -1,0 +1,123 @@
+# MinHash dedup across all splits: datatrove's four stages, one datatrove task per job.
+# Ranks are the generation shards in a fixed order (GEN_SHARDS); counts come from the config.
+
+
+rule dedup_signatures:
+    input:
+        shard_of_rank,
+    output:
+        expand(
+            f"{RESULTS}/dedup/signatures/bucket_{{bucket}}/{{{{rank}}}}.minhash.sig",
+            bucket=SIG_BUCKETS,
+        ),
+    params:
+        dedup=as_json(DEDUP),
+        tasks=len(GEN_SHARDS),
+        out_dir=grandparent_of_output,
+        logging_dir=f"{LOGS}/datatrove/signatures",
+    log:
+        f"{LOGS}/dedup/signatures/{{rank}}.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "python -m cosmoforge dedup signatures --shard {input} --rank {wildcards.rank}"
+        " --tasks {params.tasks} --out-dir {params.out_dir} --params {params.dedup:q}"
+        " --logging-dir {params.logging_dir} > {log} 2>&1"
+
+
+rule dedup_buckets:
+    input:
+        signatures_of_bucket,
+    output:
+        f"{RESULTS}/dedup/buckets/{{bucket}}_{{worker}}.dups",
+    params:
+        dedup=as_json(DEDUP),
+        rank=bucket_rank,
+        in_dir=grandparent_of_input,
+        out_dir=parent_of_output,
+        logging_dir=f"{LOGS}/datatrove/buckets",
+    log:
+        f"{LOGS}/dedup/buckets/{{bucket}}_{{worker}}.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "python -m cosmoforge dedup buckets --rank {params.rank} --in-dir {params.in_dir}"
+        " --out-dir {params.out_dir} --params {params.dedup:q}"
+        " --logging-dir {params.logging_dir} > {log} 2>&1"
+
+
+# One job holds every duplicate pair in memory (union-find): the large-memory job on a cluster.
+rule dedup_cluster:
+    input:
+        expand(
+            f"{RESULTS}/dedup/buckets/{{bucket}}_{{worker}}.dups",
+            bucket=[f"{b:05d}" for b in range(DEDUP["num_buckets"])],
+            worker=DEDUP_WORKERS,
+        ),
+    output:
+        directory(f"{RESULTS}/dedup/clusters"),
+    params:
+        dedup=as_json(DEDUP),
+        in_dir=parent_of_input,
+        logging_dir=f"{LOGS}/datatrove/cluster",
+    log:
+        f"{LOGS}/dedup/cluster.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "python -m cosmoforge dedup cluster --in-dir {params.in_dir} --out-dir {output}"
+        " --params {params.dedup:q} --logging-dir {params.logging_dir} > {log} 2>&1"
+
+
+rule dedup_filter:
+    input:
+        shard=f"{RESULTS}/generated/{{split}}/{{shard}}.parquet",
+        clusters=f"{RESULTS}/dedup/clusters",
+    output:
+        kept=f"{RESULTS}/deduped/{{split}}/{{shard}}.parquet",
+        removed=f"{RESULTS}/dedup/removed/{{split}}/{{shard}}.parquet",
+        stayed=f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json",
+    params:
+        rank=dedup_rank_of,
+        tasks=len(GEN_SHARDS),
+        dedup=as_json(DEDUP),
+        logging_dir=f"{LOGS}/datatrove/filter",
+    log:
+        f"{LOGS}/dedup/filter/{{split}}/{{shard}}.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "python -m cosmoforge dedup filter --shard {input.shard} --rank {params.rank}"
+        " --tasks {params.tasks} --in-dir {input.clusters} --params {params.dedup:q}"
+        " --out {output.kept} {output.removed} {output.stayed}"
+        " --logging-dir {params.logging_dir} > {log} 2>&1"
+
+
+rule dedup_report:
+    input:
+        removed=per_shard(f"{RESULTS}/dedup/removed/{{split}}/{{shard}}.parquet"),
+        stayed=per_shard(f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json"),
+        generated=all_generated,
+    output:
+        removed=f"{RESULTS}/dedup/removed.parquet",
+        report=f"{RESULTS}/dedup/report.json",
+    params:
+        dedup=as_json(DEDUP),
+    log:
+        f"{LOGS}/dedup/report.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "python -m cosmoforge dedup-report --removed {input.removed} --clusters {input.stayed}"
+        " --generated {input.generated} --params {params.dedup:q}"
+        " --out-removed {output.removed} --out-report {output.report} > {log} 2>&1"
