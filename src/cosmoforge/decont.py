@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import xxhash
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 try:  # bit-identical to difflib (checked in the tests), about 10x faster
@@ -40,21 +40,108 @@ class BenchmarkError(CosmoforgeError):
     pass
 
 
+_COMBINING: dict[int, None] | None = None
+# Odd 64-bit multiplier of the rolling n-gram hash (arithmetic wraps modulo 2**64).
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _combining_marks() -> dict[int, None]:
+    global _COMBINING
+    if _COMBINING is None:
+        _COMBINING = {
+            cp: None for cp in range(sys.maxunicode + 1) if unicodedata.combining(chr(cp))
+        }
+    return _COMBINING
+
+
 def normalize_tokens(text: str) -> list[str]:
-    decomposed = unicodedata.normalize("NFD", text)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return WORD.findall(stripped.lower())
+    """NFD, combining marks dropped, lowercase, word characters (Cosmopedia's tokenize)."""
+    if not text.isascii():  # ASCII text is already NFD and has no combining marks
+        text = unicodedata.normalize("NFD", text).translate(_combining_marks())
+    return WORD.findall(text.lower())
 
 
-def ngram_hashes(tokens: list[str], n: int) -> np.ndarray:
-    """64-bit hashes of every word n-gram (xxh64 of the space-joined words), sorted, unique."""
-    if len(tokens) < n:
+# Byte classes of normalized text: word bytes are [0-9a-z_] (lowercased ASCII \w) and every
+# byte of a multi-byte UTF-8 character (non-ASCII text is first normalized into words).
+_WORD_BYTE = np.zeros(256, dtype=bool)
+_WORD_BYTE[[ord(c) for c in "0123456789abcdefghijklmnopqrstuvwxyz_"]] = True
+_WORD_BYTE[128:] = True
+_BYTE_MULT = 0x100000001B3  # FNV-64 prime: odd, so invertible modulo 2**64
+_BYTE_MULT_INV = pow(_BYTE_MULT, -1, 1 << 64)
+_POWERS: tuple[np.ndarray, np.ndarray] = (np.ones(1, np.uint64), np.ones(1, np.uint64))
+_BITMAP_MASK = np.uint64((1 << 24) - 1)
+
+
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """P**i and P**-i modulo 2**64 for i < length; cached, grown by doubling."""
+    global _POWERS
+    if len(_POWERS[0]) < length:
+        size = 1 << (length - 1).bit_length()
+        with np.errstate(over="ignore"):
+            _POWERS = tuple(
+                np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, m, np.uint64))))
+                for m in (_BYTE_MULT, _BYTE_MULT_INV)
+            )
+    return _POWERS
+
+
+def _normalized_bytes(text: str) -> bytes:
+    if text.isascii():
+        return text.lower().encode("ascii")
+    return " ".join(normalize_tokens(text)).encode("utf-8")
+
+
+def batch_ngram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every word n-gram of every text, and the text each belongs to.
+
+    Vectorized over the whole batch, no Python work per token: a token's hash is the polynomial
+    sum of its bytes, read off prefix sums and shifted back by the inverse power of its start
+    (P is odd, so it is invertible modulo 2**64); n-gram hashes roll over token hashes. Equal
+    n-grams always hash equal; a collision only adds a candidate that difflib then rejects.
+    """
+    chunks = [_normalized_bytes(t) + b" " for t in texts]
+    data = np.frombuffer(b"".join(chunks), dtype=np.uint8)
+    word = _WORD_BYTE[data]
+    if not word.any():
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    # Every chunk ends in a space, so the last byte is never a word byte.
+    starts = np.flatnonzero(word[1:] & ~word[:-1]) + 1
+    if word[0]:
+        starts = np.concatenate(([0], starts))
+    ends = np.flatnonzero(word[:-1] & ~word[1:]) + 1
+    up, down = _powers(len(data) + 1)
+    with np.errstate(over="ignore"):
+        prefix = np.zeros(len(data) + 1, dtype=np.uint64)
+        np.cumsum(data * up[: len(data)], out=prefix[1:])
+        # sum of byte x P**absolute-position over the token, shifted back by P**-start
+        tokens = (prefix[ends] - prefix[starts]) * down[starts]
+        tokens = (tokens ^ (tokens >> np.uint64(31))) * _MULT  # spread the bits
+    offsets = np.cumsum([0] + [len(c) for c in chunks])
+    doc_of_token = np.searchsorted(offsets, starts, side="right") - 1
+    hashes = _rolling(tokens, n)
+    if not len(hashes):
+        return hashes, np.empty(0, np.int64)
+    doc = doc_of_token[: len(hashes)]
+    # A window is valid when its n tokens all belong to the document it starts in.
+    valid = doc_of_token[n - 1 :] == doc
+    return hashes[valid], doc[valid]
+
+
+def _rolling(token_hashes: np.ndarray, n: int) -> np.ndarray:
+    """Hash of every window of n consecutive tokens (polynomial, wrapping uint64)."""
+    windows = len(token_hashes) - n + 1
+    if windows <= 0:
         return np.empty(0, dtype=np.uint64)
-    hashes = [
-        xxhash.xxh64_intdigest(" ".join(tokens[i : i + n]).encode("utf-8"))
-        for i in range(len(tokens) - n + 1)
-    ]
-    return np.unique(np.array(hashes, dtype=np.uint64))
+    acc = np.zeros(windows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            acc = acc * _MULT + token_hashes[k : k + windows]
+    return acc
+
+
+def ngram_hashes(text: str, n: int) -> np.ndarray:
+    """64-bit hashes of every word n-gram of a text, sorted and unique."""
+    return np.unique(batch_ngram_hashes([text], n)[0])
 
 
 def match_ratio(document_norm: str, item_norm: str) -> float:
@@ -277,33 +364,54 @@ class BenchmarkIndex:
         self.n = n
         self.items = items
         self.item_norm = [" ".join(normalize_tokens(i.text)) for i in items]
-        hashes, owners = [], []
-        for index, item in enumerate(items):
-            h = ngram_hashes(normalize_tokens(item.text), n)
-            hashes.append(h)
-            owners.append(np.full(len(h), index, dtype=np.int64))
-        all_hashes = np.concatenate(hashes) if hashes else np.empty(0, np.uint64)
-        all_owners = np.concatenate(owners) if owners else np.empty(0, np.int64)
+        all_hashes, all_owners = batch_ngram_hashes([i.text for i in items], n)
         order = np.lexsort((all_owners, all_hashes))
-        self.hashes = all_hashes[order]
-        self.owners = all_owners[order]
+        hashes, owners = all_hashes[order], all_owners[order]
+        # An item repeating an n-gram owns it once.
+        first = np.ones(len(hashes), dtype=bool)
+        first[1:] = (hashes[1:] != hashes[:-1]) | (owners[1:] != owners[:-1])
+        self.hashes, self.owners = hashes[first], owners[first]
 
-    def candidates(self, tokens: list[str]) -> list[int]:
-        doc = ngram_hashes(tokens, self.n)
+    def candidates(self, text: str) -> list[int]:
+        doc = ngram_hashes(text, self.n)
         if not len(doc) or not len(self.hashes):
             return []
-        left = np.searchsorted(self.hashes, doc, side="left")
-        right = np.searchsorted(self.hashes, doc, side="right")
+        return self._owners_of(doc)
+
+    def check_batch(self, texts: list[str], threshold: float = 0.5) -> list[list[dict]]:
+        """`check` for many documents at once: one vectorized n-gram lookup for the batch,
+        difflib only for the documents that share an n-gram with some item."""
+        hashes, doc = batch_ngram_hashes(texts, self.n)
+        results: list[list[dict]] = [[] for _ in texts]
+        if not len(hashes) or not len(self.hashes):
+            return results
+        # A bitmap of the index's low hash bits rules out almost every n-gram with one gather;
+        # only the few that pass are looked up exactly.
+        maybe = np.flatnonzero(self._bitmap()[hashes & _BITMAP_MASK])
+        position = np.minimum(np.searchsorted(self.hashes, hashes[maybe]), len(self.hashes) - 1)
+        hit = np.zeros(len(hashes), dtype=bool)
+        hit[maybe[self.hashes[position] == hashes[maybe]]] = True
+        for d in np.unique(doc[hit]).tolist():
+            owners = self._owners_of(hashes[hit & (doc == d)])
+            results[d] = self._verify(normalize_tokens(texts[d]), owners, threshold)
+        return results
+
+    def _bitmap(self) -> np.ndarray:
+        if getattr(self, "_bits", None) is None:
+            self._bits = np.zeros(_BITMAP_MASK + 1, dtype=bool)
+            self._bits[self.hashes & _BITMAP_MASK] = True
+        return self._bits
+
+    def _owners_of(self, doc_hashes: np.ndarray) -> list[int]:
+        left = np.searchsorted(self.hashes, doc_hashes, side="left")
+        right = np.searchsorted(self.hashes, doc_hashes, side="right")
         hits = [self.owners[a:b] for a, b in zip(left, right, strict=True) if b > a]
         return sorted(set(np.concatenate(hits).tolist())) if hits else []
 
-    def check(self, text: str, threshold: float = 0.5) -> list[dict]:
-        """Every benchmark item this text is contaminated with (ratio > threshold)."""
-        tokens = normalize_tokens(text)
+    def _verify(self, tokens: list[str], candidates: list[int], threshold: float) -> list[dict]:
         found = []
-        doc_norm = None
-        for index in self.candidates(tokens):
-            doc_norm = doc_norm if doc_norm is not None else " ".join(tokens)
+        doc_norm = " ".join(tokens)
+        for index in candidates:
             ratio = match_ratio(doc_norm, self.item_norm[index])
             if ratio > threshold:
                 item = self.items[index]
@@ -311,6 +419,10 @@ class BenchmarkIndex:
                     {"benchmark": item.benchmark, "item_id": item.item_id, "ratio": round(ratio, 4)}
                 )
         return found
+
+    def check(self, text: str, threshold: float = 0.5) -> list[dict]:
+        """Every benchmark item this text is contaminated with (ratio > threshold)."""
+        return self._verify(normalize_tokens(text), self.candidates(text), threshold)
 
     def save(self, path: str | Path) -> None:
         from .io import atomic_path
@@ -389,20 +501,30 @@ class BenchmarkDecontFilter(BaseFilter):
 
     name = "🧼 benchmark decontamination (Cosmopedia rule)"
 
-    def __init__(self, index_file: str, threshold: float, findings_file: str):
-        super().__init__()
+    def __init__(
+        self, index_file: str, threshold: float, findings_file: str, batch_size: int = 512
+    ):
+        super().__init__(batch_size=batch_size)
         self.index_file, self.threshold, self.findings_file = index_file, threshold, findings_file
         self._index = None
 
-    def filter(self, doc) -> bool | tuple[bool, str]:
+    def filter_batch(self, batch) -> list[bool | tuple[bool, str]]:
         if self._index is None:
             self._index = BenchmarkIndex.load(self.index_file)
-        found = self._index.check(doc.text, self.threshold)
-        if not found:
-            return True
-        with open(self.findings_file, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({"sample_id": doc.id, "matches": found}) + "\n")
-        return False, "contaminated"
+        results = []
+        for doc, found in zip(
+            batch, self._index.check_batch([d.text for d in batch], self.threshold), strict=True
+        ):
+            if not found:
+                results.append(True)
+                continue
+            with open(self.findings_file, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"sample_id": doc.id, "matches": found}) + "\n")
+            results.append((False, "contaminated"))
+        return results
+
+    def filter(self, doc) -> bool | tuple[bool, str]:
+        return self.filter_batch([doc])[0]
 
 
 def decontaminate_shard(
