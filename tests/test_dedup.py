@@ -59,7 +59,9 @@ def dedup_run(tmp_path_factory):
     others = [" ".join(rng.choice(VOCAB) for _ in range(300)) for _ in range(6)]
     shards = [tmp / "a.parquet", tmp / "b.parquet"]
     # The copies sit in another split and shard than their originals: dedup is across splits.
-    shard(shards[0], "stories", [base_near, base_far, *others[:3]], "a")
+    # An empty text (an engine-error row) and one shorter than an n-gram have no shingles:
+    # they pass through untouched.
+    shard(shards[0], "stories", [base_near, base_far, *others[:3], "", "three words only"], "a")
     shard(shards[1], "wikihow", [near, far, *others[3:]], "b")
     for rank, path in enumerate(shards):
         dedup.signatures(path, rank, 2, tmp / "sigs", PARAMS, tmp / "logs" / "sigs")
@@ -90,11 +92,12 @@ def test_near_duplicate_removed_and_distant_pair_kept(dedup_run):
     removed_b = pq.read_table(outputs[1][1]).column("sample_id").to_pylist()
     assert removed_b == ["b0"] and "b1" in kept_b
     assert pq.read_table(outputs[0][1]).num_rows == 0  # originals stay
+    assert pq.read_table(outputs[0][0]).num_rows == 7
     # The removed copy names the document that stayed.
     removed = pq.read_table(tmp / "removed.parquet").to_pylist()
     assert [(r["sample_id"], r["kept_sample_id"]) for r in removed] == [("b0", "a0")]
     assert report["per_split"]["wikihow"] == {"documents": 5, "removed": 1, "rate": 0.2}
-    assert report["per_split"]["stories"]["removed"] == 0
+    assert report["per_split"]["stories"] == {"documents": 7, "removed": 0, "rate": 0.0}
     assert report["parameters"]["num_buckets"] == 14
 
 
