@@ -111,6 +111,45 @@ def test_rerun_after_success_has_nothing_to_do(e2e_run, repo):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def kill_test_shard(repo, tmp_path, model_path, splits, seed, flush_every, max_tokens):
+    """Prompts of the bundled seeds of `splits` as one shard, and the `cosmoforge generate`
+    command for it with an engine that runs 4 sequences at a time."""
+    from cosmoforge.prompts import build_prompt_rows, write_prompts
+    from cosmoforge.seeds import read_split_seeds
+    from cosmoforge.templates import load_templates
+
+    config = load_config(repo / "config" / "config.yaml")
+    rows = []
+    for split in splits:
+        sources = [{**s, "path": str(repo / s["path"])} for s in config["splits"][split]["sources"]]
+        seeds, _ = read_split_seeds(split, sources)
+        templates = load_templates(repo / "prompts", split)
+        rows += build_prompt_rows(split, seeds, templates, seed=seed, shards=1)
+    prompts = tmp_path / "prompts.parquet"
+    write_prompts(rows, 1, prompts)
+    settings = {
+        "seed": seed,
+        "model": {**config["model"], "path": str(model_path)},
+        "engine": {**config["engine"], "flush_every": flush_every, "max_num_seqs": 4},
+        "sampling": {**config["sampling"], "max_tokens": max_tokens},
+    }
+    cmd = [
+        str(Path(sys.executable).parent / "cosmoforge"),
+        "generate",
+        "--prompts",
+        str(prompts),
+        "--shard",
+        "0",
+        "--out",
+        str(tmp_path / "00000.parquet"),
+        "--stats",
+        str(tmp_path / "stats.json"),
+        "--settings",
+        json.dumps(settings),
+    ]
+    return rows, cmd
+
+
 @pytest.fixture(scope="module")
 def converted_model(repo):
     """The HF folder of the default model, made by the workflow's own rule if missing."""
@@ -122,43 +161,13 @@ def converted_model(repo):
 
 def test_killed_generation_resumes_without_loss_or_duplicates(repo, tmp_path, converted_model):
     """SIGKILL a real generation job mid-shard, rerun it, get every prompt exactly once."""
-    from cosmoforge.prompts import build_prompt_rows, write_prompts
-    from cosmoforge.seeds import read_split_seeds
-    from cosmoforge.templates import load_templates
-
-    config = load_config(repo / "config" / "config.yaml")
-    split = "stories"
-    sources = [{**s, "path": str(repo / s["path"])} for s in config["splits"][split]["sources"]]
-    seeds, _ = read_split_seeds(split, sources)
-    rows = build_prompt_rows(
-        split, seeds, load_templates(repo / "prompts", split), seed=1, shards=1
+    # A real shard holds far more prompts than the engine runs at once, so rows finish over
+    # time; max_num_seqs=4 reproduces that with 29 prompts.
+    rows, cmd = kill_test_shard(
+        repo, tmp_path, converted_model, ["stories"], seed=1, flush_every=2, max_tokens=96
     )
-    prompts = tmp_path / "prompts.parquet"
-    write_prompts(rows, 1, prompts)
-    settings = {
-        "seed": 1,
-        "model": {**config["model"], "path": str(converted_model)},
-        # A real shard holds far more prompts than the engine runs at once, so rows finish
-        # over time; max_num_seqs=4 reproduces that with 29 prompts.
-        "engine": {**config["engine"], "flush_every": 2, "max_num_seqs": 4},
-        "sampling": {**config["sampling"], "max_tokens": 96},
-    }
     out = tmp_path / "00000.parquet"
     parts = tmp_path / "00000.parquet.parts"
-    cmd = [
-        str(Path(sys.executable).parent / "cosmoforge"),
-        "generate",
-        "--prompts",
-        str(prompts),
-        "--shard",
-        "0",
-        "--out",
-        str(out),
-        "--stats",
-        str(tmp_path / "stats.json"),
-        "--settings",
-        json.dumps(settings),
-    ]
     with open(tmp_path / "first.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
@@ -185,57 +194,46 @@ def test_repeated_sigkills_still_give_every_row_exactly_once(repo, tmp_path, con
     """SIGKILL generation 5 times at random moments (start-up included), then finish."""
     import random
 
-    from cosmoforge.prompts import build_prompt_rows, write_prompts
-    from cosmoforge.seeds import read_split_seeds
-    from cosmoforge.templates import load_templates
-
-    config = load_config(repo / "config" / "config.yaml")
-    rows = []
-    for split in ("stories", "web_samples_v2"):
-        sources = [{**s, "path": str(repo / s["path"])} for s in config["splits"][split]["sources"]]
-        seeds, _ = read_split_seeds(split, sources)
-        rows += build_prompt_rows(
-            split, seeds, load_templates(repo / "prompts", split), seed=3, shards=1
-        )
-    prompts = tmp_path / "prompts.parquet"
-    write_prompts(rows, 1, prompts)
-    settings = {
-        "seed": 3,
-        "model": {**config["model"], "path": str(converted_model)},
-        "engine": {**config["engine"], "flush_every": 3, "max_num_seqs": 4},
-        "sampling": {**config["sampling"], "max_tokens": 128},
-    }
+    rows, cmd = kill_test_shard(
+        repo,
+        tmp_path,
+        converted_model,
+        ["stories", "web_samples_v2"],
+        seed=3,
+        flush_every=1,
+        max_tokens=96,
+    )
     out = tmp_path / "00000.parquet"
     parts = tmp_path / "00000.parquet.parts"
-    cmd = [
-        str(Path(sys.executable).parent / "cosmoforge"),
-        "generate",
-        "--prompts",
-        str(prompts),
-        "--shard",
-        "0",
-        "--out",
-        str(out),
-        "--stats",
-        str(tmp_path / "stats.json"),
-        "--settings",
-        json.dumps(settings),
-    ]
     rng = random.Random(20261127)
+
+    def flushed_rows():
+        return sum(pq.read_table(p).num_rows for p in parts.glob("part-*.parquet"))
+
     flushed_after_kill = []
-    for attempt in range(5):
+    # Kill moments: some during start-up, the others a random moment after this attempt has
+    # flushed new rows (mid-generation), so both kinds always happen whatever the machine speed.
+    phases = ["start-up", "generating", "generating", "start-up", "generating"]
+    rng.shuffle(phases)
+    for attempt, phase in enumerate(phases):
+        before = flushed_rows()
         with open(tmp_path / f"run{attempt}.log", "w") as log:
             proc = subprocess.Popen(
                 cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        time.sleep(rng.uniform(3, 22))  # engine start-up is ~12-18 s: some kills land in it
+        if phase == "start-up":
+            time.sleep(rng.uniform(1, 8))
+        else:
+            deadline = time.time() + 300
+            while flushed_rows() == before and time.time() < deadline:
+                assert proc.poll() is None, (tmp_path / f"run{attempt}.log").read_text()[-2000:]
+                time.sleep(0.2)
+            time.sleep(rng.uniform(0, 3))
         assert proc.poll() is None, f"attempt {attempt} finished before its kill"
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         assert not out.exists()
-        flushed_after_kill.append(
-            sum(pq.read_table(p).num_rows for p in parts.glob("part-*.parquet"))
-        )
+        flushed_after_kill.append(flushed_rows())
     assert flushed_after_kill == sorted(flushed_after_kill)  # progress is never lost
     assert 0 < flushed_after_kill[-1] < len(rows)
     final = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
