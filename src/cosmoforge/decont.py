@@ -538,9 +538,8 @@ def decontaminate_shard(
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
-    from datatrove.executor import LocalPipelineExecutor
 
-    from .dedup import ShardReader
+    from .dedup import ShardReader, run_rank
     from .io import write_parquet
 
     scratch = Path(logging_dir) / f"scratch-{Path(shard).parent.name}-{Path(shard).stem}"
@@ -548,13 +547,12 @@ def decontaminate_shard(
     findings_path = scratch / "findings.jsonl"
     findings_path.unlink(missing_ok=True)
 
-    LocalPipelineExecutor(
+    run_rank(
         [ShardReader(shard), BenchmarkDecontFilter(str(index_path), threshold, str(findings_path))],
-        tasks=1,
-        workers=1,
-        logging_dir=str(logging_dir),
-        skip_completed=False,
-    ).run()
+        0,
+        1,
+        logging_dir,
+    )
     findings = {}
     if findings_path.exists():
         for line in findings_path.read_text(encoding="utf-8").splitlines():

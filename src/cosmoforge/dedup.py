@@ -85,8 +85,8 @@ class ShardReader(PipelineStep):
 
 
 class Collector:
-    """Stands in for a datatrove writer: records (id, cluster id) of each document as a JSON
-    line. datatrove deep-copies the pipeline for each rank, so state must live in a file."""
+    """Stands in for a datatrove writer: records the id of each document it gets, one per line.
+    datatrove deep-copies the pipeline for each rank, so state must live in a file."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -101,14 +101,13 @@ class Collector:
         return False
 
     def write(self, doc: Document, rank: int = 0) -> None:
-        cluster_id = doc.metadata.get("minhash_cluster_id", -1)
-        self._fh.write(json.dumps([doc.id, cluster_id]) + "\n")
+        self._fh.write(json.dumps(doc.id) + "\n")
 
-    def read(self) -> list[tuple[str, int]]:
+    def read(self) -> list[str]:
         if not Path(self.path).exists():
             return []
         with open(self.path, encoding="utf-8") as fh:
-            return [tuple(json.loads(line)) for line in fh]
+            return [json.loads(line) for line in fh]
 
 
 class CollectStep(PipelineStep):
@@ -126,7 +125,8 @@ class CollectStep(PipelineStep):
                 yield doc
 
 
-def _run_rank(pipeline: list, rank: int, tasks: int, logging_dir: str | Path) -> None:
+def run_rank(pipeline: list, rank: int, tasks: int, logging_dir: str | Path) -> None:
+    """Run exactly one datatrove task in this process; Snakemake decides what runs."""
     LocalPipelineExecutor(
         pipeline,
         tasks=tasks,
@@ -149,7 +149,7 @@ def signatures(
     step = MinhashDedupSignature(
         str(out_dir), config=minhash_config(params), language=WhitespaceTokenizer()
     )
-    _run_rank([ShardReader(shard), step], rank, tasks, logging_dir)
+    run_rank([ShardReader(shard), step], rank, tasks, logging_dir)
 
 
 def buckets(
@@ -157,7 +157,7 @@ def buckets(
 ) -> None:
     tasks = params["num_buckets"] * params["bucket_workers"]
     step = MinhashDedupBuckets(str(sig_dir), str(out_dir), config=minhash_config(params))
-    _run_rank([step], rank, tasks, logging_dir)
+    run_rank([step], rank, tasks, logging_dir)
 
 
 def cluster(
@@ -166,7 +166,7 @@ def cluster(
     step = MinhashDedupCluster(
         str(buckets_dir), str(out_dir), config=minhash_config(params), save_cluster_id=True
     )
-    _run_rank([step], 0, 1, logging_dir)
+    run_rank([step], 0, 1, logging_dir)
     # An empty folder still says "clustering ran"; Snakemake tracks the folder.
     Path(out_dir).mkdir(parents=True, exist_ok=True)
 
@@ -186,12 +186,8 @@ def filter_shard(
     kept, removed = Collector(scratch / "kept.jsonl"), Collector(scratch / "removed.jsonl")
     for collector in (kept, removed):
         Path(collector.path).unlink(missing_ok=True)
-    step = MinhashDedupFilter(
-        str(remove_dir),
-        exclusion_writer=removed,
-        load_cluster_ids=_has_cluster_ids(remove_dir, rank),
-    )
-    _run_rank([ShardReader(shard), step, CollectStep(kept)], rank, tasks, logging_dir)
+    step = MinhashDedupFilter(str(remove_dir), exclusion_writer=removed)
+    run_rank([ShardReader(shard), step, CollectStep(kept)], rank, tasks, logging_dir)
     kept_docs, removed_docs = kept.read(), removed.read()
     table = pq.read_table(shard)
     if len(kept_docs) + len(removed_docs) != table.num_rows:
@@ -199,24 +195,21 @@ def filter_shard(
             f"{shard}: datatrove saw {len(kept_docs) + len(removed_docs)} of "
             f"{table.num_rows} documents"
         )
-    kept_ids = pa.array([doc_id for doc_id, _ in kept_docs], pa.string())
-    mask = pc.is_in(table.column("sample_id"), value_set=kept_ids)
+    mask = pc.is_in(table.column("sample_id"), value_set=pa.array(kept_docs, pa.string()))
     write_parquet(kept_out, table.filter(mask))
-    cluster_of = dict(removed_docs)
+    # Cluster ids straight from the cluster stage's file, for kept and removed documents alike
+    # (datatrove's filter loads none for a rank without removals).
+    cluster_of = dict(_cluster_ids(remove_dir, rank))
+    kept_rows = mask.to_pylist()
+    ids = table.column("sample_id").to_pylist()
     removed_table = table.filter(pc.invert(mask))
     removed_table = removed_table.append_column(
         "minhash_cluster_id",
-        pa.array(
-            [cluster_of[i] for i in removed_table.column("sample_id").to_pylist()], pa.int64()
-        ),
+        pa.array([cluster_of.get(i, -1) for i, k in enumerate(kept_rows) if not k], pa.int64()),
     )
     write_parquet(removed_out, removed_table)
-    # Which document stayed in each duplicate cluster that has a member here. Read from the
-    # cluster stage's file: datatrove's filter loads no cluster ids for a rank with no removals.
-    ids = table.column("sample_id").to_pylist()
-    kept_set = {doc_id for doc_id, _ in kept_docs}
-    stayed = {str(c): ids[i] for i, c in _cluster_ids(remove_dir, rank) if ids[i] in kept_set}
-    write_json(clusters_out, stayed)
+    # Which document stayed in each duplicate cluster that has a member here.
+    write_json(clusters_out, {str(c): ids[i] for i, c in cluster_of.items() if kept_rows[i]})
     for collector in (kept, removed):
         Path(collector.path).unlink(missing_ok=True)
     return {"documents": table.num_rows, "kept": len(kept_docs), "removed": len(removed_docs)}
@@ -228,10 +221,6 @@ def _cluster_ids(remove_dir: str | Path, rank: int) -> list[tuple[int, int]]:
     if not path.exists():
         return []
     return [tuple(p) for p in struct.iter_unpack("<2I", path.read_bytes())]
-
-
-def _has_cluster_ids(remove_dir: str | Path, rank: int) -> bool:
-    return (Path(remove_dir) / f"{rank:06d}.clusters").exists()
 
 
 def dedup_report(

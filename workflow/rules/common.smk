@@ -153,13 +153,6 @@ def benchmark_files(wildcards):
     return [b["path"] for b in config["decontamination"]["benchmarks"].values() if "path" in b]
 
 
-def generated_shards(wildcards):
-    return expand(
-        f"{RESULTS}/generated/{wildcards.split}/{{shard}}.parquet",
-        shard=shard_ids(wildcards.split),
-    )
-
-
 def generated_stats(wildcards):
     return [
         f"{RESULTS}/generated/{split}/{shard}.stats.json"
