@@ -11,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/seeds.smk"
+include: "workflow/rules/topics.smk"
 include: "workflow/rules/prompts.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/dedup.smk"
@@ -21,6 +22,8 @@ include: "workflow/rules/release.smk"
 # Small aggregation steps run on the submitting node rather than as cluster jobs.
 localrules:
     all,
+    topics_decide,
+    topics_report,
     dedup_report,
     contamination_report,
     card,

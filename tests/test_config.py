@@ -69,5 +69,9 @@ def test_config_readme_documents_every_key(repo):
         schema["$defs"]["source"]["properties"]
     )
     keys |= set(schema["$defs"]["sampling"]["properties"])
+    topics = schema["properties"]["topics"]["properties"]
+    for section, spec in topics.items():
+        keys.add(section)
+        keys |= {f"{section}.{k}" for k in spec.get("properties", {})}
     missing = sorted(k for k in keys if f"`{k}`" not in readme)
     assert not missing, f"config/README.md does not document: {missing}"

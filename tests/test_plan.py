@@ -33,9 +33,10 @@ def test_plan_matches_snakemake_dry_run_for_the_default(repo):
     assert total == sum(counts.values())
     planned = {rule: n for rule, n in plan["jobs"].items() if n and rule != "convert_model"}
     assert planned == counts
-    # The bundled seeds are counted from the files: the default run makes 125 prompts (openstax
-    # units without reference text make one variant, not two; the plan assumes two).
-    assert 125 <= plan["prompts"] <= 135
+    # The bundled seeds are counted from the files: 115 prompts, of which 26 for the 20 web seeds
+    # (routed: 4/3 templates per seed on average, as the plan assumes before labelling).
+    assert plan["prompts"] == 115
+    assert plan["splits"]["web_samples_v1"]["prompts"] == 13
 
 
 def test_preset_plan_is_cosmopedia_scale_with_low_thousands_of_jobs(repo):

@@ -78,6 +78,35 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
     for name in ("dedup/report.json", "dedup/removed.parquet", "decont/contamination.csv"):
         assert (results / name).is_file(), name
     assert "## Deduplication" in card and "## Decontamination" in card
+    check_topics(results, card)
+
+
+def check_topics(results, card):
+    """Web prompts carry the topic of their cluster; the topic stages' outputs are in the card."""
+    from cosmoforge.topics import load_decisions
+
+    decisions = {e["id"]: e for e in load_decisions(results / "topics" / "decisions.yaml", 5)}
+    report = json.loads((results / "topics" / "report" / "report.json").read_text())
+    assert sum(sum(c.values()) for c in report["seeds_per_split"].values()) == 20
+    assert [c["id"] for c in report["clusters"]] == [0, 1, 2, 3, 4]
+    # Clusters without a label are dropped with their reason; no label is made up.
+    labels = pq.read_table(results / "topics" / "labels.parquet").to_pylist()
+    for label in labels:
+        entry = decisions[label["cluster"]]
+        if label["error"]:
+            assert entry["decision"] == "drop" and label["topic"] is None
+        else:
+            assert entry["topic"] == label["topic"] and 1 <= label["score"] <= 10
+    assert any(entry["decision"] == "keep" for entry in decisions.values())
+    for split in ("web_samples_v1", "web_samples_v2"):
+        table = pq.read_table(results / "prompts" / f"{split}.parquet").to_pylist()
+        for row in table:
+            entry = decisions[row["topic_cluster"]]
+            assert entry["decision"] == "keep" and row["topic"] == entry["topic"]
+            assert entry["route"] == "all" or row["format"] == entry["route"]
+    assert "## Topics of the web seeds" in card
+    for plot in ("topic_map", "topic_distribution", "score_histogram"):
+        assert (results / "release" / "plots" / f"{plot}.png").stat().st_size > 1000
 
 
 def accounted_rows(results, split):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import yaml
 
 from .io import atomic_path, read_parquet, write_json, write_text
 from .tokens import TOKENIZER_NAME
+
+TOPIC_PLOTS = ("topic_map", "topic_distribution", "score_histogram")
 
 
 def _load_json(paths: list[str | Path]) -> list[dict]:
@@ -78,6 +81,7 @@ def build_card(
     dedup_report: str | Path | None = None,
     contamination: str | Path | None = None,
     benchmarks: str | Path | None = None,
+    topics_report: str | Path | None = None,
 ) -> dict:
     out_readme = Path(out_readme)
     release_dir = out_readme.parent
@@ -136,6 +140,18 @@ def build_card(
         stats["dedup"] = {"removed": dedup["removed"], "documents": dedup["documents"]}
     if contam:
         stats["contaminated"] = contam["contaminated"]
+    topics = json.loads(Path(topics_report).read_text()) if topics_report else None
+    if topics:
+        stats["topics"] = {
+            "clusters": len(topics["clusters"]),
+            "kept_clusters": topics["kept_clusters"],
+            "seeds_per_split": topics["seeds_per_split"],
+        }
+        # The topic plots travel with the card.
+        for plot in TOPIC_PLOTS:
+            source = Path(topics_report).parent / f"{plot}.png"
+            with atomic_path(plots / f"{plot}.png") as tmp:
+                shutil.copyfile(source, tmp)
     write_json(out_stats, stats)
 
     header = {
@@ -248,13 +264,57 @@ def build_card(
         "",
         "`prompt, text, seed_data, token_length, format, audience` as in Cosmopedia, then "
         "provenance: `sample_id, split, seed_id, template_id, template_version, variant, topic, "
-        "topic_injected, finish_reason, prompt_tokens, completion_tokens, model, "
+        "topic_injected, topic_cluster, finish_reason, prompt_tokens, completion_tokens, model, "
         "model_revision, engine, engine_version, sampling, request_seed`.",
         "",
     ]
-    lines += _dedup_lines(dedup) + _contamination_lines(contam, bench)
+    lines += _topic_lines(topics) + _dedup_lines(dedup) + _contamination_lines(contam, bench)
     write_text(out_readme, "\n".join(lines))
     return stats
+
+
+def _topic_lines(topics: dict | None) -> list[str]:
+    if not topics:
+        return []
+    fit = topics["fit"]
+    rows = [
+        [
+            c["id"],
+            c["size"],
+            c["topic"] or "(no label)",
+            c["score"] if c["score"] is not None else "",
+            c["decision"],
+            c["route"] or "",
+            c["reason"],
+            c["examples"][:160].replace("|", "/"),
+        ]
+        for c in topics["clusters"]
+    ]
+    per_split = ", ".join(
+        f"{s}: {c.get('kept', 0)} kept, {c.get('dropped', 0)} dropped"
+        for s, c in topics["seeds_per_split"].items()
+    )
+    return [
+        "## Topics of the web seeds",
+        "",
+        f"Web seeds were embedded with `{topics['embedding_model']}` and clustered with faiss "
+        f"k-means (k={fit['k']}, fitted on {fit['sample_size']} seeds, seed {fit['seed']}, "
+        f"{fit['nredo']} restarts); every seed joins its nearest centroid. Each cluster was "
+        "labelled by the generation model (topic, educational value 1-10, format), parsed "
+        f"strictly; clusters scoring under {topics['min_score']}, or without a label, are "
+        f"dropped. {topics['kept_clusters']} of {len(topics['clusters'])} clusters kept "
+        f"({topics['label_errors']} label errors). Seeds: {per_split}. The web prompts name "
+        "their cluster's topic and use the templates of its route.",
+        "",
+        _table(["id", "size", "topic", "score", "decision", "route", "reason", "examples"], rows),
+        "",
+        "![topic map](plots/topic_map.png)",
+        "",
+        "![topic distribution](plots/topic_distribution.png)",
+        "",
+        "![score histogram](plots/score_histogram.png)",
+        "",
+    ]
 
 
 def _dedup_lines(dedup: dict | None) -> list[str]:

@@ -62,6 +62,12 @@ def cmd_prompts(args) -> None:
 
     s = args.settings
     templates = load_templates(args.prompts_dir, args.split, s.get("templates"))
+    seed_topics = None
+    if args.topic_decisions:
+        from .topics import seed_topics as read_seed_topics
+
+        seed_topics = read_seed_topics(args.topic_assignments, args.topic_decisions)
+    left_out = Counter()
     rows = build_prompt_rows(
         args.split,
         read_parquet(args.seeds),
@@ -70,6 +76,8 @@ def cmd_prompts(args) -> None:
         shards=s["shards"],
         extract_chars=s["extract_chars"],
         topic_probability=s.get("topic_probability", 1.0),
+        seed_topics=seed_topics,
+        counts=left_out,
     )
     if not rows:
         raise CosmoforgeError(
@@ -84,6 +92,7 @@ def cmd_prompts(args) -> None:
             "per_template": dict(sorted(Counter(r["template_id"] for r in rows).items())),
             "per_shard": dict(sorted(Counter(str(r["shard"]) for r in rows).items())),
             "topic_injected": sum(r["topic_injected"] for r in rows),
+            "seeds_left_out": dict(sorted(left_out.items())),
         },
     )
     write_prompts(rows, s["shards"], args.out)
@@ -127,7 +136,36 @@ def cmd_card(args) -> None:
         dedup_report=args.dedup_report,
         contamination=args.contamination,
         benchmarks=args.benchmarks,
+        topics_report=args.topics_report,
     )
+
+
+def cmd_topics(args) -> None:
+    from . import topics
+
+    s = args.settings
+    if args.stage == "embed":
+        topics.embed_shard(args.seeds[0], args.split, args.shard, args.shards, s, args.out)
+    elif args.stage == "fit":
+        topics.fit_kmeans(args.embeddings, s, args.out, args.report)
+    elif args.stage == "assign":
+        topics.assign_shard(args.embeddings[0], args.centroids, args.out)
+    elif args.stage == "label":
+        seeds = dict(item.split("=", 1) for item in args.split_seeds)
+        topics.label_clusters(args.assignments, seeds, s["k"], s, args.out)
+    elif args.stage == "decide":
+        topics.decide(args.labels, s, args.out)
+    elif args.stage == "report":
+        topics.topics_report(
+            args.decisions,
+            args.labels,
+            args.assignments,
+            args.embeddings,
+            args.centroids,
+            args.report,
+            s,
+            args.out,
+        )
 
 
 def cmd_plan(args) -> None:
@@ -232,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True)
     p.add_argument("--seeds", required=True, type=Path)
     p.add_argument("--prompts-dir", required=True, type=Path)
+    p.add_argument("--topic-assignments", nargs="+", type=Path, help="web splits: clusters")
+    p.add_argument("--topic-decisions", type=Path, help="web splits: the decisions file")
     p.add_argument(
         "--settings",
         required=True,
@@ -278,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dedup-report", type=Path)
     p.add_argument("--contamination", type=Path)
     p.add_argument("--benchmarks", type=Path)
+    p.add_argument("--topics-report", type=Path, help="topics/report/report.json")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
     p.set_defaults(func=cmd_card)
@@ -323,6 +364,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-csv", required=True, type=Path)
     p.add_argument("--out-json", required=True, type=Path)
     p.set_defaults(func=cmd_contamination_report)
+
+    p = sub.add_parser("topics", help="topic clustering of web seeds, one stage")
+    p.add_argument("stage", choices=["embed", "fit", "assign", "label", "decide", "report"])
+    p.add_argument("--settings", required=True, type=_json, help="the stage's topics settings")
+    p.add_argument("--split", help="embed: the split")
+    p.add_argument("--shard", type=int, default=0, help="embed: shard index")
+    p.add_argument("--shards", type=int, default=1, help="embed: shards of the split")
+    p.add_argument("--seeds", nargs=1, type=Path, help="embed: the split's seed parquet")
+    p.add_argument("--split-seeds", nargs="+", help="label: SPLIT=PATH seed parquets")
+    p.add_argument("--embeddings", nargs="+", type=Path, help="embedding file(s)")
+    p.add_argument("--centroids", type=Path)
+    p.add_argument("--assignments", nargs="+", type=Path)
+    p.add_argument("--labels", type=Path)
+    p.add_argument("--decisions", type=Path)
+    p.add_argument("--report", type=Path, help="fit: report to write; report: the fit report")
+    p.add_argument("--out", required=True, type=Path, help="output file (report: folder)")
+    p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("plan", help="jobs, prompts, tokens and GPU-hours of a config")
     p.add_argument("--config", default="config/config.yaml", type=Path)

@@ -84,3 +84,19 @@ def split_sampling(config: dict, split: str) -> dict:
 
 def split_extract_chars(config: dict, split: str) -> int:
     return config["splits"][split].get("extract_chars") or config["seeds"]["extract_chars"]
+
+
+def clustered_splits(config: dict) -> list[str]:
+    """The splits whose web seeds are topic-clustered (together, one set of clusters)."""
+    topics = config["topics"]
+    if not topics["enabled"]:
+        return []
+    web = [
+        s for s, cfg in config["splits"].items() if any(x["kind"] == "web" for x in cfg["sources"])
+    ]
+    if topics["splits"] is None:
+        return web
+    wrong = [s for s in topics["splits"] if s not in web]
+    if wrong:
+        raise ConfigError(f"topics.splits: {wrong} are not configured splits with a web source")
+    return list(topics["splits"])

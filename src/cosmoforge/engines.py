@@ -23,6 +23,9 @@ class Request:
     sample_id: str
     prompt: str
     seed: int
+    # A regex the answer must match, enforced by the engine (vLLM structured outputs) while it
+    # decodes, so no answer has to be thrown away for its format.
+    regex: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class VllmEngine:
     def run(self, requests: Iterable[Request]) -> Iterator[Completion]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import RequestOutputKind
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
 
         engine = self.llm.llm_engine
         # The whole shard goes in before the first step, as in LLM.generate, so the scheduler
@@ -124,6 +127,9 @@ class VllmEngine:
                 repetition_penalty=self.sampling["repetition_penalty"],
                 max_tokens=min(self.sampling["max_tokens"], room),
                 seed=request.seed,
+                structured_outputs=(
+                    StructuredOutputsParams(regex=request.regex) if request.regex else None
+                ),
             )
             params.output_kind = RequestOutputKind.FINAL_ONLY
             engine.add_request(request.sample_id, TokensPrompt(prompt_token_ids=ids), params)

@@ -19,3 +19,7 @@ class TemplateError(CosmoforgeError):
 
 class ModelOutputError(CosmoforgeError):
     pass
+
+
+class TopicError(CosmoforgeError):
+    """Topic clustering: bad settings, an unusable decisions file, stale assignments."""

@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from .config import clustered_splits
 from .errors import ConfigError
 from .seeds import source_location
 from .templates import load_templates
 
 PER_SPLIT_RULES = ("seeds", "prompts", "collect", "release")
+ROUTES = ("textbook", "blogpost", "wikihow")  # as cosmoforge.topics, without its imports
 
 
 def _local_rows(source: dict, base_dir: Path) -> int | None:
@@ -39,9 +41,23 @@ def _local_rows(source: dict, base_dir: Path) -> int | None:
     return lines - 1 if source["format"] == "csv" else lines
 
 
+def _routed_templates_per_seed(templates) -> float:
+    """Web templates a clustered seed gets: those of its cluster's route. Routes are known only
+    after labelling, so the plan assumes the three routes equally often (and no drops)."""
+    web = [t.format for t in templates if "web" in t.kinds]
+    return sum(web.count(route) for route in ROUTES) / len(ROUTES)
+
+
 def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
     cfg = config["splits"][split]
     templates = load_templates(base_dir / config["prompts_dir"], split, cfg["templates"])
+    routed = split in clustered_splits(config)
+
+    def templates_per_seed(kind: str) -> float:
+        if kind == "web" and routed:
+            return _routed_templates_per_seed(templates)
+        return sum(1 for t in templates if kind in t.kinds) * (2 if kind == "openstax" else 1)
+
     seeds = 0
     prompts = 0
     unknown = []
@@ -50,16 +66,10 @@ def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
         if rows is None:
             unknown.append(source_location(source))
             continue
-        per_seed = sum(1 for t in templates if source["kind"] in t.kinds)
-        if source["kind"] == "openstax":
-            per_seed *= 2  # with and without reference text
+        # OpenStax units count twice: with and without reference text.
         seeds += rows
-        prompts += rows * per_seed
-    per_seed_all = {
-        s["kind"]: sum(1 for t in templates if s["kind"] in t.kinds)
-        * (2 if s["kind"] == "openstax" else 1)
-        for s in cfg["sources"]
-    }
+        prompts += round(rows * templates_per_seed(source["kind"]))
+    per_seed_all = {s["kind"]: templates_per_seed(s["kind"]) for s in cfg["sources"]}
     mean_per_seed = sum(per_seed_all.values()) / len(per_seed_all)
     if unknown:
         if cfg.get("expected_seeds") is None and cfg["max_seeds"] is None:
@@ -102,6 +112,11 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
     jobs["benchmark_index"] = 1
     jobs["decontaminate"] = shards
     jobs["contamination_report"] = 1
+    clustered = clustered_splits(config)
+    if clustered:
+        topic_shards = len(clustered) * config["topics"]["shards"]
+        jobs.update(topics_embed=topic_shards, topics_assign=topic_shards)
+        jobs.update(topics_fit=1, topics_label=1, topics_decide=1, topics_report=1)
     jobs["card"] = 1
     jobs["all"] = 1
     model_path = Path(config["model"]["path"])

@@ -8,12 +8,13 @@ blocks of seeds, so all variants of a seed land in the same shard.
 from __future__ import annotations
 
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import TopicError
 from .io import atomic_path, derive_seed, stable_hash
 from .templates import Template
 
@@ -31,11 +32,14 @@ PROMPT_SCHEMA = pa.schema(
         ("variant", pa.string()),
         ("topic", pa.string()),
         ("topic_injected", pa.bool_()),
+        ("topic_cluster", pa.int32()),
         ("prompt", pa.string()),
     ]
 )
 
 MAX_PREVIOUS_UNITS = 5
+# A cluster routed to "all" keeps every web template (textbook, blogpost, wikihow).
+ALL_ROUTES = "all"
 
 
 def extract(text: str | None, chars: int) -> str:
@@ -145,8 +149,17 @@ def build_prompt_rows(
     extract_chars: int = 1000,
     topic_probability: float = 1.0,
     openstax_reference_chars: int = 600,
+    seed_topics: dict[str, dict] | None = None,
+    counts: Counter | None = None,
 ) -> list[dict]:
-    seed_rows = seeds.to_pylist()
+    """Every seed x applicable template (x variants), in seed order, with shard numbers.
+
+    `seed_topics` (from topic clustering: seed id -> cluster, topic, decision, route) makes web
+    seeds take their topic from their cluster, drops the seeds of dropped clusters, and keeps
+    only the templates whose format is the cluster's route. `counts` receives why seeds left.
+    """
+    counts = counts if counts is not None else Counter()
+    seed_rows = _apply_topics(seeds.to_pylist(), seed_topics, templates, counts)
     options = {
         "seed": seed,
         "extract_chars": extract_chars,
@@ -182,6 +195,8 @@ def build_prompt_rows(
         for template in templates:
             if seed_row["kind"] not in template.kinds:
                 continue
+            if not _on_route(seed_row, template):
+                continue
             for variant, variables in _variants(split, seed_row, template, options, context):
                 sample_id = stable_hash(split, seed_row["seed_id"], template.name, variant)
                 topic = variables.get("topic")
@@ -199,10 +214,49 @@ def build_prompt_rows(
                         "variant": variant,
                         "topic": seed_row.get("topic") if seed_row["kind"] == "web" else None,
                         "topic_injected": bool(topic),
+                        "topic_cluster": seed_row.get("topic_cluster"),
                         "prompt": template.render(**variables),
                     }
                 )
     return rows
+
+
+def _apply_topics(
+    seed_rows: list[dict],
+    seed_topics: dict[str, dict] | None,
+    templates: list[Template],
+    counts: Counter,
+) -> list[dict]:
+    if seed_topics is None:
+        return seed_rows
+    formats = {t.format for t in templates if "web" in t.kinds}
+    kept = []
+    for row in seed_rows:
+        if row["kind"] != "web":
+            kept.append(row)
+            continue
+        info = seed_topics.get(row["seed_id"])
+        if info is None:
+            raise TopicError(
+                f"web seed {row['seed_id']!r} has no topic cluster; "
+                "the topic assignments are out of date (rerun the topics stages)"
+            )
+        if info["decision"] != "keep":
+            counts["dropped_with_topic_cluster"] += 1
+            continue
+        route = info["route"]
+        if route != ALL_ROUTES and route not in formats:
+            counts[f"no_template_for_route_{route}"] += 1
+            continue
+        kept.append(
+            {**row, "topic": info["topic"], "topic_cluster": info["cluster"], "route": route}
+        )
+    return kept
+
+
+def _on_route(seed_row: dict, template: Template) -> bool:
+    route = seed_row.get("route")
+    return route is None or route == ALL_ROUTES or template.format == route
 
 
 def write_prompts(rows: list[dict], shards: int, path: str | Path) -> None:

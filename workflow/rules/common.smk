@@ -238,3 +238,86 @@ def parent_of_input(wildcards, input):
 
 def grandparent_of_input(wildcards, input):
     return str(Path(input[0]).parents[1])
+
+
+# Topic clustering of web seeds (workflow/rules/topics.smk). The clustered splits share one set
+# of clusters; a split's web prompts then depend on its assignments and the decisions file.
+TOPICS = config["topics"]
+
+
+from cosmoforge.config import clustered_splits  # noqa: E402
+
+TOPIC_SPLITS = clustered_splits(config)
+TOPIC_SHARDS = [f"{i:05d}" for i in range(TOPICS["shards"])]
+TOPIC_SEED = TOPICS["kmeans"]["seed"] if TOPICS["kmeans"]["seed"] is not None else config["seed"]
+
+
+def topic_files(kind, splits=None):
+    """embeddings or assignments of every topic shard of `splits` (default: all clustered)."""
+    return [
+        f"{RESULTS}/topics/{kind}/{split}/{shard}.parquet"
+        for split in (TOPIC_SPLITS if splits is None else splits)
+        for shard in TOPIC_SHARDS
+    ]
+
+
+def split_topic_inputs(wildcards):
+    if wildcards.split not in TOPIC_SPLITS:
+        return {}
+    return {
+        "assignments": topic_files("assignments", [wildcards.split]),
+        "decisions": f"{RESULTS}/topics/decisions.yaml",
+    }
+
+
+def topic_args(wildcards, input):
+    if wildcards.split not in TOPIC_SPLITS:
+        return ""
+    return (
+        f"--topic-assignments {' '.join(input.assignments)} --topic-decisions {input.decisions}"
+    )
+
+
+def topic_label_settings():
+    label = TOPICS["label"]
+    return as_json(
+        {
+            "seed": config["seed"],
+            "k": TOPICS["kmeans"]["k"],
+            "template": label["template"],
+            "examples_per_cluster": label["examples_per_cluster"],
+            "example_chars": label["example_chars"],
+            "max_attempts": label["max_attempts"],
+            "structured": label["structured"],
+            "sampling": label["sampling"],
+            "model": config["model"],
+            "engine": config["engine"],
+        }
+    )
+
+
+def topic_label_runtime(wildcards):
+    from cosmoforge.plan import generate_runtime_minutes
+
+    label = TOPICS["label"]
+    requests = TOPICS["kmeans"]["k"] * label["max_attempts"]
+    return generate_runtime_minutes(config, requests, label["sampling"]["max_tokens"])
+
+
+def split_seed_args(wildcards, input):
+    return " ".join(f"{s}={p}" for s, p in zip(TOPIC_SPLITS, input.seeds))
+
+
+def topic_card_inputs(wildcards):
+    if not TOPIC_SPLITS:
+        return []
+    return [f"{RESULTS}/topics/report/report.json"] + [
+        f"{RESULTS}/topics/report/{plot}.png" for plot in TOPIC_PLOTS
+    ]
+
+
+TOPIC_PLOTS = ["topic_map", "topic_distribution", "score_histogram"]
+
+
+def card_plots():
+    return PLOTS + (TOPIC_PLOTS if TOPIC_SPLITS else [])

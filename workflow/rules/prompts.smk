@@ -1,5 +1,7 @@
 rule prompts:
     input:
+        # Web splits with topic clustering: assignments (their clusters) and decisions.
+        unpack(split_topic_inputs),
         seeds=f"{RESULTS}/seeds/{{split}}.parquet",
         templates=template_paths,
     output:
@@ -8,6 +10,7 @@ rule prompts:
     params:
         settings=prompts_settings,
         prompts_dir=config["prompts_dir"],
+        topics=topic_args,
     log:
         f"{LOGS}/prompts/{{split}}.log",
     resources:
@@ -16,5 +19,5 @@ rule prompts:
         "../../envs/cosmoforge.yaml"
     shell:
         "python -m cosmoforge prompts --split {wildcards.split} --seeds {input.seeds}"
-        " --prompts-dir {params.prompts_dir} --settings {params.settings:q}"
+        " --prompts-dir {params.prompts_dir} --settings {params.settings:q} {params.topics}"
         " --out {output.prompts} --report {output.report} > {log} 2>&1"

@@ -43,13 +43,15 @@ rule card:
         dedup_report=f"{RESULTS}/dedup/report.json",
         contamination=f"{RESULTS}/decont/contamination.json",
         benchmarks=f"{RESULTS}/decont/benchmarks.json",
+        topics=topic_card_inputs,
     output:
         card=f"{RESULTS}/release/README.md",
         stats=f"{RESULTS}/release/stats.json",
-        plots=expand(f"{RESULTS}/release/plots/{{plot}}.png", plot=PLOTS),
+        plots=expand(f"{RESULTS}/release/plots/{{plot}}.png", plot=card_plots()),
     params:
         releases=card_release_args,
         settings=card_settings,
+        topics=lambda wildcards, input: f"--topics-report {input.topics[0]}" if input.topics else "",
     log:
         f"{LOGS}/card.log",
     resources:
@@ -60,5 +62,5 @@ rule card:
         "python -m cosmoforge card --release {params.releases} --filter-reports {input.filter_reports}"
         " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
         " --dedup-report {input.dedup_report} --contamination {input.contamination}"
-        " --benchmarks {input.benchmarks}"
+        " --benchmarks {input.benchmarks} {params.topics}"
         " --settings {params.settings:q} --out {output.card} --stats {output.stats} > {log} 2>&1"

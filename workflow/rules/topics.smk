@@ -1,0 +1,156 @@
+# Topic clustering of the web seeds: embed (GPU on Slurm) -> k-means fit on a sample (one job)
+# -> assign every seed (per shard) -> label each cluster with the generation engine (one GPU job)
+# -> decisions file (user-editable) -> cluster table and plots. Web prompts read the
+# assignments of their split and the decisions file.
+
+
+rule topics_embed:
+    input:
+        f"{RESULTS}/seeds/{{split}}.parquet",
+    output:
+        f"{RESULTS}/topics/embeddings/{{split}}/{{shard}}.parquet",
+    params:
+        settings=as_json(TOPICS["embedding"]),
+        shards=TOPICS["shards"],
+    log:
+        f"{LOGS}/topics/embed/{{split}}/{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/topics_embed/{{split}}/{{shard}}.tsv"
+    threads: CLUSTER["cpus_per_gpu"]
+    resources:
+        gpu=CLUSTER["embed_gpus"],
+        gpu_model=CLUSTER["gpu_model"] if CLUSTER["embed_gpus"] else None,
+        mem_mb=CLUSTER["embed_mem_mb"],
+        runtime=CLUSTER["embed_runtime_minutes"],
+        slurm_partition=CLUSTER["gpu_partition" if CLUSTER["embed_gpus"] else "cpu_partition"],
+        slurm_account=CLUSTER["account"],
+    conda:
+        "../../envs/topics.yaml"
+    shell:
+        "python -m cosmoforge topics embed --split {wildcards.split} --seeds {input}"
+        " --shard {wildcards.shard} --shards {params.shards} --settings {params.settings:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule topics_fit:
+    input:
+        topic_files("embeddings"),
+    output:
+        centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
+        report=f"{RESULTS}/topics/kmeans/fit.json",
+    params:
+        settings=as_json({**TOPICS["kmeans"], "seed": TOPIC_SEED}),
+    log:
+        f"{LOGS}/topics/fit.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/topics.yaml"
+    shell:
+        "python -m cosmoforge topics fit --embeddings {input} --settings {params.settings:q}"
+        " --out {output.centroids} --report {output.report} > {log} 2>&1"
+
+
+rule topics_assign:
+    input:
+        embeddings=f"{RESULTS}/topics/embeddings/{{split}}/{{shard}}.parquet",
+        centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
+    output:
+        f"{RESULTS}/topics/assignments/{{split}}/{{shard}}.parquet",
+    params:
+        settings=as_json({}),
+    log:
+        f"{LOGS}/topics/assign/{{split}}/{{shard}}.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/topics.yaml"
+    shell:
+        "python -m cosmoforge topics assign --embeddings {input.embeddings}"
+        " --centroids {input.centroids} --settings {params.settings:q} --out {output}"
+        " > {log} 2>&1"
+
+
+rule topics_label:
+    input:
+        assignments=topic_files("assignments"),
+        seeds=expand(f"{RESULTS}/seeds/{{split}}.parquet", split=TOPIC_SPLITS),
+        template=TOPICS["label"]["template"],
+        model=model_input,
+    output:
+        f"{RESULTS}/topics/labels.parquet",
+    params:
+        settings=topic_label_settings(),
+        seeds=split_seed_args,
+    log:
+        f"{LOGS}/topics/label.log",
+    threads: generate_threads()
+    resources:
+        # Same engine and resources as generation (one engine at a time locally).
+        vllm_engine=1,
+        gpu=config["engine"]["tensor_parallel_size"],
+        gpu_model=CLUSTER["gpu_model"],
+        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
+        mem_mb=CLUSTER["generate_mem_mb"],
+        runtime=topic_label_runtime,
+        slurm_partition=CLUSTER["gpu_partition"],
+        slurm_account=CLUSTER["account"],
+    conda:
+        "../../envs/generate.yaml"
+    shell:
+        "python -m cosmoforge topics label --assignments {input.assignments}"
+        " --split-seeds {params.seeds} --settings {params.settings:q} --out {output}"
+        " > {log} 2>&1"
+
+
+# Writes the decisions file once per change of the labels or the decision settings; edits made
+# to it in place are kept until then (see its header).
+rule topics_decide:
+    input:
+        f"{RESULTS}/topics/labels.parquet",
+    output:
+        f"{RESULTS}/topics/decisions.yaml",
+    params:
+        settings=as_json(TOPICS["decisions"]),
+    log:
+        f"{LOGS}/topics/decide.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "python -m cosmoforge topics decide --labels {input} --settings {params.settings:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule topics_report:
+    input:
+        decisions=f"{RESULTS}/topics/decisions.yaml",
+        labels=f"{RESULTS}/topics/labels.parquet",
+        assignments=topic_files("assignments"),
+        embeddings=topic_files("embeddings"),
+        centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
+        fit=f"{RESULTS}/topics/kmeans/fit.json",
+    output:
+        table=f"{RESULTS}/topics/report/clusters.csv",
+        report=f"{RESULTS}/topics/report/report.json",
+        plots=expand(f"{RESULTS}/topics/report/{{plot}}.png", plot=TOPIC_PLOTS),
+    params:
+        settings=as_json(
+            {
+                "min_score": TOPICS["decisions"]["min_score"],
+                "embedding_model": TOPICS["embedding"]["name"],
+            }
+        ),
+        out_dir=parent_of_output,
+    log:
+        f"{LOGS}/topics/report.log",
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/topics.yaml"
+    shell:
+        "python -m cosmoforge topics report --decisions {input.decisions} --labels {input.labels}"
+        " --assignments {input.assignments} --embeddings {input.embeddings}"
+        " --centroids {input.centroids} --report {input.fit} --settings {params.settings:q}"
+        " --out {params.out_dir} > {log} 2>&1"
