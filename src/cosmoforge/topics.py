@@ -5,8 +5,8 @@ noise cluster and was dropped), labelled clusters with loosely parsed LLM answer
 keep/drop lists by label string. Here every step is reproducible and keyed by cluster id:
 
 - embed: sentence-transformers, one file of unit vectors per seed shard;
-- fit: faiss k-means on a sample chosen by a hash of (seed, split, seed id), so the sample does
-  not depend on file order; clusters are numbered by size so ids are readable;
+- fit: faiss k-means, seeded by greedy k-means++, on a sample chosen by a hash of (seed, split,
+  seed id), so the sample does not depend on file order; clusters are numbered by size;
 - assign: every web seed to its nearest centroid (no noise cluster: nothing is lost silently);
 - label: one prompt per cluster through the generation engine; vLLM's structured outputs hold the
   answer to the template's format, the answer is parsed strictly, unparsable answers are retried
@@ -212,6 +212,37 @@ def choose_sample(paths: list[str | Path], size: int, seed: int):
     return chosen
 
 
+def greedy_kmeans_pp(vectors: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ seeding (as scikit-learn's): each new centre is the best of a few
+    candidates drawn in proportion to squared distance. faiss seeds k-means with random points,
+    which merges clusters: on 100k vectors around 145 centres it reached an adjusted Rand index
+    of 0.82 where this seeding reaches 1.0 (benchmarks/topics_speed.py)."""
+    n = len(vectors)
+    trials = 2 + int(np.log(k))
+    chosen = [int(rng.integers(n))]
+    # Squared L2 distance between unit vectors: 2 - 2 cos.
+    nearest = np.maximum(2 - 2 * (vectors @ vectors[chosen[0]]), 0).astype(np.float64)
+    for _ in range(1, k):
+        total = nearest.sum()
+        if total <= 0:  # fewer distinct points than clusters: any point will do
+            candidates = rng.integers(n, size=trials)
+        else:
+            candidates = rng.choice(n, size=trials, p=nearest / total)
+        distances = np.maximum(2 - 2 * (vectors @ vectors[candidates].T), 0)
+        best = int(np.argmin(np.minimum(nearest[:, None], distances).sum(axis=0)))
+        chosen.append(int(candidates[best]))
+        nearest = np.minimum(nearest, distances[:, best])
+    return np.ascontiguousarray(vectors[chosen], dtype=np.float32)
+
+
+def inertia(vectors: np.ndarray, centroids: np.ndarray) -> float:
+    """Sum of squared L2 distances of the vectors to their nearest centroid."""
+    import faiss
+
+    distances, _ = faiss.knn(vectors, np.ascontiguousarray(centroids, dtype=np.float32), 1)
+    return float(distances.sum(dtype=np.float64))
+
+
 def fit_kmeans(
     embedding_paths: list[str | Path],
     settings: dict,
@@ -229,18 +260,24 @@ def fit_kmeans(
         )
     vectors = np.stack([r[3] for r in sample]).astype(np.float32)
     started = time.perf_counter()
-    kmeans = faiss.Kmeans(
-        vectors.shape[1],
-        k,
-        niter=settings["niter"],
-        nredo=settings["nredo"],
-        seed=seed,
-        spherical=True,  # unit centroids, like the unit embeddings
-        min_points_per_centroid=1,
-        max_points_per_centroid=max(256, -(-len(sample) // k)),  # fit on the whole sample
-        verbose=False,
-    )
-    kmeans.train(vectors)
+    best = None
+    for restart in range(settings["nredo"]):
+        rng = np.random.default_rng(derive_seed(seed, "kmeans++", restart))
+        kmeans = faiss.Kmeans(
+            vectors.shape[1],
+            k,
+            niter=settings["niter"],
+            seed=seed,
+            spherical=True,  # unit centroids, like the unit embeddings
+            min_points_per_centroid=1,
+            max_points_per_centroid=max(256, -(-len(sample) // k)),  # fit on the whole sample
+            verbose=False,
+        )
+        kmeans.train(vectors, init_centroids=greedy_kmeans_pp(vectors, k, rng))
+        objective = inertia(vectors, kmeans.centroids)
+        if best is None or objective < best[0]:
+            best = (objective, kmeans)
+    objective, kmeans = best
     seconds = time.perf_counter() - started
     _, nearest = kmeans.index.search(vectors, 1)
     sizes = np.bincount(nearest[:, 0], minlength=k)
@@ -256,7 +293,7 @@ def fit_kmeans(
         "seed": seed,
         "niter": settings["niter"],
         "nredo": settings["nredo"],
-        "objective": float(kmeans.obj[-1]) if len(kmeans.obj) else None,
+        "inertia": round(objective, 6),
         "fit_seconds": round(seconds, 3),
         "sample_cluster_sizes": [int(sizes[c]) for c in order],
         "faiss_version": faiss.__version__,
