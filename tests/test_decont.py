@@ -212,3 +212,55 @@ def test_normalization_matches_cosmopedia_tokenize():
         "日本語のテキスト",
     ]:
         assert normalize_tokens(text) == original(text)
+
+
+def test_ngram_hashes_depend_only_on_the_normalized_words():
+    from cosmoforge.decont import batch_ngram_hashes
+
+    texts = [
+        "The Quick, brown fox -- jumps over the lazy dog; internationalization matters 42 times",
+        "Crème Brûlée: ÉCOLE naïve façade, déjà vu, Ünïcödé and Straße in one sentence here",
+        "x" * 40 + " " + "y" * 17 + " short words a b c d e f g h i j k",
+    ]
+    for text in texts:
+        normalized = " ".join(normalize_tokens(text))
+        assert normalize_tokens(normalized) == normalize_tokens(text)
+        got, _ = batch_ngram_hashes([text], 3)
+        # Other separators and (for ASCII) case give the same words, so the same hashes.
+        variant = normalized.replace(" ", " -- ") + "!"
+        again, _ = batch_ngram_hashes([variant.upper() if variant.isascii() else variant], 3)
+        assert len(got) == len(normalize_tokens(text)) - 2
+        assert got.tolist() == again.tolist()
+    # Words differing anywhere (also inside tokens longer than 8 bytes) give other n-grams.
+    variants = [
+        "one two internationalization",
+        "one two internationalizatiom",
+        "one two xnternationalization",
+        "one two internationalisation",
+        "one two three",
+        "two one three",
+    ]
+    hashes = [batch_ngram_hashes([v], 3)[0].tolist() for v in variants]
+    assert all(len(h) == 1 for h in hashes) and len({h[0] for h in hashes}) == len(variants)
+
+
+def test_ngrams_never_span_two_documents_of_a_batch(index):
+    words = index.items[0].text.split()
+    half = len(words) // 2
+    first, second = FILLER + " ".join(words[:half]), " ".join(words[half:]) + FILLER
+    separate = index.check_batch([first, second])
+    assert separate == [index.check(first), index.check(second)]
+    assert index.check(first + " " + second)  # joined, the item is there
+
+
+def test_an_index_from_another_hash_version_is_refused(index, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "old.npz"
+    index.save(path)
+    data = dict(np.load(path))
+    data.pop("hash_version")
+    with open(path, "wb") as fh:
+        np.savez(fh, **data)
+    with pytest.raises(BenchmarkError, match=f"{path}: index built with n-gram hash version 1"):
+        BenchmarkIndex.load(path)

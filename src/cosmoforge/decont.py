@@ -10,6 +10,10 @@ first hit, in hash-randomized set order. Here every n-gram maps to *every* item 
 every candidate pair is checked, candidates are visited in sorted order, and n-grams are hashed
 with a fixed function, so the result never depends on PYTHONHASHSEED or file order, and it is a
 superset of what the original rule would remove.
+
+Speed: the n-gram scan is two small numba kernels over the bytes of a batch of documents, with a
+bitmap prefilter that leaves a few percent of the n-grams of clean text for the exact lookup;
+difflib (cydifflib, bit-identical) runs only on candidate pairs.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
@@ -41,8 +46,6 @@ class BenchmarkError(CosmoforgeError):
 
 
 _COMBINING: dict[int, None] | None = None
-# Odd 64-bit multiplier of the rolling n-gram hash (arithmetic wraps modulo 2**64).
-_MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
 def _combining_marks() -> dict[int, None]:
@@ -63,80 +66,123 @@ def normalize_tokens(text: str) -> list[str]:
 
 # Byte classes of normalized text: word bytes are [0-9a-z_] (lowercased ASCII \w) and every
 # byte of a multi-byte UTF-8 character (non-ASCII text is first normalized into words).
-_WORD_BYTE = np.zeros(256, dtype=bool)
+_WORD_BYTE = np.zeros(256, dtype=np.bool_)
 _WORD_BYTE[[ord(c) for c in "0123456789abcdefghijklmnopqrstuvwxyz_"]] = True
 _WORD_BYTE[128:] = True
-_BYTE_MULT = 0x100000001B3  # FNV-64 prime: odd, so invertible modulo 2**64
-_BYTE_MULT_INV = pow(_BYTE_MULT, -1, 1 << 64)
-_POWERS: tuple[np.ndarray, np.ndarray] = (np.ones(1, np.uint64), np.ones(1, np.uint64))
-_BITMAP_MASK = np.uint64((1 << 24) - 1)
+# The prefilter: one bit per value of an n-gram hash's top 24 bits, packed (2 MB, so it stays
+# in the CPU caches); set for every n-gram of the index.
+_BITMAP_BITS = 24
+_K1 = np.uint64(0xFF51AFD7ED558CCD)  # odd multipliers (murmur3's)
+_K2 = np.uint64(0xC4CEB9FE1A85EC53)
+# Bumped whenever the n-gram hash changes: a saved index from another version is refused.
+HASH_VERSION = 2
 
 
-def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
-    """P**i and P**-i modulo 2**64 for i < length; cached, grown by doubling."""
-    global _POWERS
-    if len(_POWERS[0]) < length:
-        size = 1 << (length - 1).bit_length()
-        with np.errstate(over="ignore"):
-            _POWERS = tuple(
-                np.concatenate(([np.uint64(1)], np.cumprod(np.full(size - 1, m, np.uint64))))
-                for m in (_BYTE_MULT, _BYTE_MULT_INV)
-            )
-    return _POWERS
+@numba.njit(cache=True, nogil=True)
+def _token_hashes(data, offsets, word_byte):  # pragma: no cover - compiled
+    """Pass 1: a hash for every token (run of word bytes) and its document.
+
+    A token's bytes are rotated in 8 bits at a time (its exact bytes for tokens of up to 8
+    bytes; longer ones wrap around, and a collision only adds a candidate that difflib then
+    rejects). No data-dependent branch per byte: a mispredicted branch at every token boundary
+    costs more than the hashing, so the state is cleared with a mask on separator bytes and
+    every byte stores a candidate that only a token end keeps (k += end)."""
+    hashes = np.empty(len(data) // 2 + 2, np.uint64)
+    docs = np.empty(len(data) // 2 + 2, np.int64)
+    zero = np.uint64(0)
+    one = np.uint64(1)
+    k = 0
+    for doc in range(len(offsets) - 1):
+        token = zero
+        previous = zero
+        # Every document ends in a separator ("\n"), so its last token ends in its range.
+        for i in range(offsets[doc], offsets[doc + 1]):
+            word = np.uint64(word_byte[data[i]])
+            hashes[k] = token
+            docs[k] = doc
+            k += previous & (word ^ one)  # the token ended at the previous byte
+            rotated = (token << np.uint64(8)) | (token >> np.uint64(56))
+            token = (rotated ^ np.uint64(data[i])) & (zero - word)  # cleared on separators
+            previous = word
+    return hashes[:k], docs[:k]
 
 
-def _normalized_bytes(text: str) -> bytes:
-    if text.isascii():
-        return text.lower().encode("ascii")
-    return " ".join(normalize_tokens(text)).encode("utf-8")
+@numba.njit(cache=True, nogil=True)
+def _ngram_hashes(tokens, token_docs, n, bitmap, use_bitmap):  # pragma: no cover - compiled
+    """Pass 2: every n-gram's hash, the rolling polynomial of its n token hashes, and its
+    document; with `use_bitmap`, only those whose top bits are set in the packed bitmap (the
+    index's n-grams all are): a few percent of a clean batch, and a well-predicted branch."""
+    out_hashes = np.empty(len(tokens), np.uint64)
+    out_docs = np.empty(len(tokens), np.int64)
+    ring = np.zeros(n, np.uint64)
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    top = np.uint64(1)  # mult ** n: the weight of the token leaving the window
+    for _ in range(n):
+        top *= mult
+    shift = np.uint64(64 - _BITMAP_BITS)
+    found = 0
+    count = 0
+    slot = 0
+    rolling = np.uint64(0)
+    current = -1
+    for t in range(len(tokens)):
+        if token_docs[t] != current:  # a new document: windows never span two
+            current = token_docs[t]
+            count = 0
+            slot = 0
+            rolling = np.uint64(0)
+        token = tokens[t] * _K1
+        rolling = rolling * mult + token
+        if count >= n:
+            rolling -= ring[slot] * top  # the token leaving the window
+        ring[slot] = token
+        slot += 1
+        if slot == n:
+            slot = 0
+        count += 1
+        if count < n:
+            continue
+        gram = rolling * _K2  # odd: a bijection whose top bits mix every input bit
+        if use_bitmap:
+            bit = gram >> shift
+            if (bitmap[bit >> np.uint64(3)] >> (bit & np.uint64(7))) & 1 == 0:
+                continue
+        out_hashes[found] = gram
+        out_docs[found] = current
+        found += 1
+    return out_hashes[:found].copy(), out_docs[:found].copy()
 
 
-def batch_ngram_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hashes of every word n-gram of every text, and the text each belongs to.
-
-    Vectorized over the whole batch, no Python work per token: a token's hash is the polynomial
-    sum of its bytes, read off prefix sums and shifted back by the inverse power of its start
-    (P is odd, so it is invertible modulo 2**64); n-gram hashes roll over token hashes. Equal
-    n-grams always hash equal; a collision only adds a candidate that difflib then rejects.
-    """
-    chunks = [_normalized_bytes(t) + b" " for t in texts]
-    data = np.frombuffer(b"".join(chunks), dtype=np.uint8)
-    word = _WORD_BYTE[data]
-    if not word.any():
-        return np.empty(0, np.uint64), np.empty(0, np.int64)
-    # Every chunk ends in a space, so the last byte is never a word byte.
-    starts = np.flatnonzero(word[1:] & ~word[:-1]) + 1
-    if word[0]:
-        starts = np.concatenate(([0], starts))
-    ends = np.flatnonzero(word[:-1] & ~word[1:]) + 1
-    up, down = _powers(len(data) + 1)
-    with np.errstate(over="ignore"):
-        prefix = np.zeros(len(data) + 1, dtype=np.uint64)
-        np.cumsum(data * up[: len(data)], out=prefix[1:])
-        # sum of byte x P**absolute-position over the token, shifted back by P**-start
-        tokens = (prefix[ends] - prefix[starts]) * down[starts]
-        tokens = (tokens ^ (tokens >> np.uint64(31))) * _MULT  # spread the bits
-    offsets = np.cumsum([0] + [len(c) for c in chunks])
-    doc_of_token = np.searchsorted(offsets, starts, side="right") - 1
-    hashes = _rolling(tokens, n)
-    if not len(hashes):
-        return hashes, np.empty(0, np.int64)
-    doc = doc_of_token[: len(hashes)]
-    # A window is valid when its n tokens all belong to the document it starts in.
-    valid = doc_of_token[n - 1 :] == doc
-    return hashes[valid], doc[valid]
+def _normalized_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The normalized bytes of a batch, and where each document starts (plus the end)."""
+    # ASCII text needs only lowercasing; other text goes through the full normalization. One
+    # join and one encode for the whole batch.
+    parts = [t.lower() if t.isascii() else " ".join(normalize_tokens(t)) for t in texts]
+    text = "\n".join(parts) + "\n"
+    data = text.encode("utf-8")
+    if len(data) == len(text):
+        lengths = [len(p) + 1 for p in parts]
+    else:  # multi-byte characters: count bytes per document
+        lengths = [len(p) + 1 if p.isascii() else len(p.encode("utf-8")) + 1 for p in parts]
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return np.frombuffer(data, dtype=np.uint8), offsets
 
 
-def _rolling(token_hashes: np.ndarray, n: int) -> np.ndarray:
-    """Hash of every window of n consecutive tokens (polynomial, wrapping uint64)."""
-    windows = len(token_hashes) - n + 1
-    if windows <= 0:
-        return np.empty(0, dtype=np.uint64)
-    acc = np.zeros(windows, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            acc = acc * _MULT + token_hashes[k : k + windows]
-    return acc
+_NO_BITMAP = np.zeros(1, dtype=np.uint8)
+
+
+def batch_ngram_hashes(
+    texts: list[str], n: int, bitmap: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hashes of every word n-gram of every text (in order), and the text each belongs to; with
+    a bitmap, only the n-grams whose top bits it has set. Two compiled passes (numba): token
+    hashes over the bytes, then rolling n-gram hashes over the tokens. Equal n-grams always
+    hash equal; a collision only adds a candidate that difflib then rejects."""
+    data, offsets = _normalized_batch(texts)
+    tokens, token_docs = _token_hashes(data, offsets, _WORD_BYTE)
+    use_bitmap = bitmap is not None
+    return _ngram_hashes(tokens, token_docs, n, bitmap if use_bitmap else _NO_BITMAP, use_bitmap)
 
 
 def ngram_hashes(text: str, n: int) -> np.ndarray:
@@ -381,25 +427,28 @@ class BenchmarkIndex:
     def check_batch(self, texts: list[str], threshold: float = 0.5) -> list[list[dict]]:
         """`check` for many documents at once: one vectorized n-gram lookup for the batch,
         difflib only for the documents that share an n-gram with some item."""
-        hashes, doc = batch_ngram_hashes(texts, self.n)
         results: list[list[dict]] = [[] for _ in texts]
-        if not len(hashes) or not len(self.hashes):
+        if not len(self.hashes):
             return results
-        # A bitmap of the index's low hash bits rules out almost every n-gram with one gather;
-        # only the few that pass are looked up exactly.
-        maybe = np.flatnonzero(self._bitmap()[hashes & _BITMAP_MASK])
-        position = np.minimum(np.searchsorted(self.hashes, hashes[maybe]), len(self.hashes) - 1)
-        hit = np.zeros(len(hashes), dtype=bool)
-        hit[maybe[self.hashes[position] == hashes[maybe]]] = True
-        for d in np.unique(doc[hit]).tolist():
-            owners = self._owners_of(hashes[hit & (doc == d)])
+        # The kernel keeps only n-grams whose low bits are in the index's bitmap: almost every
+        # n-gram of clean text is ruled out there; the few left are looked up exactly.
+        hashes, doc = batch_ngram_hashes(texts, self.n, self._bitmap())
+        if not len(hashes):
+            return results
+        position = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
+        hit = np.flatnonzero(self.hashes[position] == hashes)  # ascending, so grouped by doc
+        hit_docs = doc[hit]
+        docs, first = np.unique(hit_docs, return_index=True)
+        for d, group in zip(docs.tolist(), np.split(hashes[hit], first[1:]), strict=True):
+            owners = self._owners_of(group)
             results[d] = self._verify(normalize_tokens(texts[d]), owners, threshold)
         return results
 
     def _bitmap(self) -> np.ndarray:
         if getattr(self, "_bits", None) is None:
-            self._bits = np.zeros(_BITMAP_MASK + 1, dtype=bool)
-            self._bits[self.hashes & _BITMAP_MASK] = True
+            bits = np.zeros(1 << _BITMAP_BITS, dtype=np.bool_)
+            bits[self.hashes >> np.uint64(64 - _BITMAP_BITS)] = True
+            self._bits = np.packbits(bits, bitorder="little")
         return self._bits
 
     def _owners_of(self, doc_hashes: np.ndarray) -> list[int]:
@@ -433,12 +482,19 @@ class BenchmarkIndex:
                 hashes=self.hashes,
                 owners=self.owners,
                 n=np.array([self.n]),
+                hash_version=np.array([HASH_VERSION]),
                 items=np.array(json.dumps([i.__dict__ for i in self.items])),
             )
 
     @classmethod
     def load(cls, path: str | Path) -> BenchmarkIndex:
         data = np.load(path)
+        version = int(data["hash_version"][0]) if "hash_version" in data else 1
+        if version != HASH_VERSION:
+            raise BenchmarkError(
+                f"{path}: index built with n-gram hash version {version}, this cosmoforge uses "
+                f"{HASH_VERSION}; delete it and rerun (the benchmark_index rule rebuilds it)"
+            )
         index = cls.__new__(cls)
         index.n = int(data["n"][0])
         index.items = [BenchmarkItem(**d) for d in json.loads(str(data["items"]))]
