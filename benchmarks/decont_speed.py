@@ -33,14 +33,18 @@ def original_tokenize(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def original_rule(
-    docs: list[str], items: list[BenchmarkItem], n: int, threshold: float
-) -> set[int]:
+def original_index(items: list[BenchmarkItem], n: int) -> dict[tuple, int]:
     owner = {}
     for index, item in enumerate(items):
         tokens = original_tokenize(item.text)
         for i in range(len(tokens) - n + 1):
             owner[tuple(tokens[i : i + n])] = index
+    return owner
+
+
+def original_scan(
+    docs: list[str], items: list[BenchmarkItem], owner: dict, n: int, threshold: float
+) -> set[int]:
     removed = set()
     for d, doc in enumerate(docs):
         tokens = original_tokenize(doc)
@@ -97,8 +101,13 @@ def main() -> None:
         f"{len(planted)} planted (half verbatim, half 5%-edited)"
     )
 
+    # Both sides build their index once (per job in the workflow) and then scan; the figure
+    # that scales with the data is the scan, so scans are compared, index builds shown apart.
     # This machine's speed drifts by tens of percent from minute to minute: both sides run
     # alternately, `--repeats` times, and the median of the per-pair ratios is reported.
+    started = time.perf_counter()
+    owner = original_index(items, 10)
+    ref_build_s = time.perf_counter() - started
     started = time.perf_counter()
     index = BenchmarkIndex(items, n=10)
     build_s = time.perf_counter() - started
@@ -108,7 +117,7 @@ def main() -> None:
     ratios = []
     for repeat in range(args.repeats):
         started = time.perf_counter()
-        reference = original_rule(docs, items, 10, 0.5)
+        reference = original_scan(docs, items, owner, 10, 0.5)
         ref_s = time.perf_counter() - started
         started = time.perf_counter()
         fast = set()
@@ -118,13 +127,14 @@ def main() -> None:
         fast_s = time.perf_counter() - started
         ratios.append(ref_s / fast_s)
         print(
-            f"pair {repeat + 1}: straightforward original rule {ref_s:.2f} s = "
-            f"{len(docs) / ref_s:,.0f} docs/s (its index included); cosmoforge scan "
-            f"{fast_s:.2f} s = {len(docs) / fast_s:,.0f} docs/s; ratio {ref_s / fast_s:.1f}x"
+            f"pair {repeat + 1}: straightforward original rule scan {ref_s:.2f} s = "
+            f"{len(docs) / ref_s:,.0f} docs/s; cosmoforge scan {fast_s:.2f} s = "
+            f"{len(docs) / fast_s:,.0f} docs/s; ratio {ref_s / fast_s:.1f}x"
         )
     print(
-        f"cosmoforge index build (once per job): {build_s:.2f} s; median speed-up on the scan "
-        f"{statistics.median(ratios):.1f}x over {args.repeats} pairs (goal >= 20x)"
+        f"index builds (once per job): original {ref_build_s:.2f} s, cosmoforge {build_s:.2f} s; "
+        f"median speed-up of the scan {statistics.median(ratios):.1f}x over {args.repeats} pairs "
+        "(goal >= 20x)"
     )
     print(
         f"removed: original {len(reference)}, cosmoforge {len(fast)}; cosmoforge is a superset: "

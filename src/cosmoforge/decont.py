@@ -64,11 +64,16 @@ def normalize_tokens(text: str) -> list[str]:
     return WORD.findall(text.lower())
 
 
-# Byte classes of normalized text: word bytes are [0-9a-z_] (lowercased ASCII \w) and every
-# byte of a multi-byte UTF-8 character (non-ASCII text is first normalized into words).
+# Byte classes: word bytes are ASCII [0-9A-Za-z_] and every byte of a multi-byte UTF-8
+# character (non-ASCII text is first normalized into lowercase words). ASCII text is not
+# lowercased in Python: the kernel reads bytes through _FOLD, which lowercases ASCII letters.
 _WORD_BYTE = np.zeros(256, dtype=np.bool_)
-_WORD_BYTE[[ord(c) for c in "0123456789abcdefghijklmnopqrstuvwxyz_"]] = True
+_WORD_BYTE[[ord(c) for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_"]] = (
+    True
+)
 _WORD_BYTE[128:] = True
+_FOLD = np.arange(256, dtype=np.uint64)
+_FOLD[ord("A") : ord("Z") + 1] += 32
 # The prefilter: one bit per value of an n-gram hash's top 24 bits, packed (2 MB, so it stays
 # in the CPU caches); set for every n-gram of the index.
 _BITMAP_BITS = 24
@@ -79,7 +84,7 @@ HASH_VERSION = 2
 
 
 @numba.njit(cache=True, nogil=True)
-def _token_hashes(data, offsets, word_byte):  # pragma: no cover - compiled
+def _token_hashes(data, offsets, word_byte, fold):  # pragma: no cover - compiled
     """Pass 1: a hash for every token (run of word bytes) and its document.
 
     A token's bytes are rotated in 8 bits at a time (its exact bytes for tokens of up to 8
@@ -102,16 +107,17 @@ def _token_hashes(data, offsets, word_byte):  # pragma: no cover - compiled
             docs[k] = doc
             k += previous & (word ^ one)  # the token ended at the previous byte
             rotated = (token << np.uint64(8)) | (token >> np.uint64(56))
-            token = (rotated ^ np.uint64(data[i])) & (zero - word)  # cleared on separators
+            token = (rotated ^ fold[data[i]]) & (zero - word)  # cleared on separators
             previous = word
     return hashes[:k], docs[:k]
 
 
 @numba.njit(cache=True, nogil=True)
-def _ngram_hashes(tokens, token_docs, n, bitmap, use_bitmap):  # pragma: no cover - compiled
+def _ngram_hashes(tokens, token_docs, n, bitmap, table, only_indexed):  # pragma: no cover
     """Pass 2: every n-gram's hash, the rolling polynomial of its n token hashes, and its
-    document; with `use_bitmap`, only those whose top bits are set in the packed bitmap (the
-    index's n-grams all are): a few percent of a clean batch, and a well-predicted branch."""
+    document. With `only_indexed`, only the n-grams of the index: the packed bitmap of top
+    bits rules out all but a few percent (a well-predicted branch, 2 MB that stay cached), the
+    open-addressing table (`_hash_table`) decides the rest exactly."""
     out_hashes = np.empty(len(tokens), np.uint64)
     out_docs = np.empty(len(tokens), np.int64)
     ring = np.zeros(n, np.uint64)
@@ -120,6 +126,7 @@ def _ngram_hashes(tokens, token_docs, n, bitmap, use_bitmap):  # pragma: no cove
     for _ in range(n):
         top *= mult
     shift = np.uint64(64 - _BITMAP_BITS)
+    slots = np.uint64(len(table) - 1)
     found = 0
     count = 0
     slot = 0
@@ -143,9 +150,16 @@ def _ngram_hashes(tokens, token_docs, n, bitmap, use_bitmap):  # pragma: no cove
         if count < n:
             continue
         gram = rolling * _K2  # odd: a bijection whose top bits mix every input bit
-        if use_bitmap:
+        if gram == 0:  # 0 marks an empty slot of the table
+            gram = np.uint64(1)
+        if only_indexed:
             bit = gram >> shift
             if (bitmap[bit >> np.uint64(3)] >> (bit & np.uint64(7))) & 1 == 0:
+                continue
+            probe = gram & slots
+            while table[probe] != gram and table[probe] != 0:
+                probe = (probe + np.uint64(1)) & slots
+            if table[probe] == 0:
                 continue
         out_hashes[found] = gram
         out_docs[found] = current
@@ -153,11 +167,27 @@ def _ngram_hashes(tokens, token_docs, n, bitmap, use_bitmap):  # pragma: no cove
     return out_hashes[:found].copy(), out_docs[:found].copy()
 
 
+@numba.njit(cache=True, nogil=True)
+def _hash_table(hashes):  # pragma: no cover - compiled
+    """An open-addressing (linear probing) set of non-zero hashes, at most half full."""
+    size = 1
+    while size < 2 * len(hashes) + 2:
+        size *= 2
+    table = np.zeros(size, np.uint64)
+    slots = np.uint64(size - 1)
+    for h in hashes:
+        probe = h & slots
+        while table[probe] != h and table[probe] != 0:
+            probe = (probe + np.uint64(1)) & slots
+        table[probe] = h
+    return table
+
+
 def _normalized_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The normalized bytes of a batch, and where each document starts (plus the end)."""
-    # ASCII text needs only lowercasing; other text goes through the full normalization. One
-    # join and one encode for the whole batch.
-    parts = [t.lower() if t.isascii() else " ".join(normalize_tokens(t)) for t in texts]
+    # ASCII text goes in as it is (the kernel folds case); other text goes through the full
+    # normalization. One join and one encode for the whole batch.
+    parts = [t if t.isascii() else " ".join(normalize_tokens(t)) for t in texts]
     text = "\n".join(parts) + "\n"
     data = text.encode("utf-8")
     if len(data) == len(text):
@@ -169,20 +199,20 @@ def _normalized_batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return np.frombuffer(data, dtype=np.uint8), offsets
 
 
-_NO_BITMAP = np.zeros(1, dtype=np.uint8)
+_NOTHING = (np.zeros(1, dtype=np.uint8), np.zeros(1, dtype=np.uint64))
 
 
 def batch_ngram_hashes(
-    texts: list[str], n: int, bitmap: np.ndarray | None = None
+    texts: list[str], n: int, index: tuple[np.ndarray, np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hashes of every word n-gram of every text (in order), and the text each belongs to; with
-    a bitmap, only the n-grams whose top bits it has set. Two compiled passes (numba): token
-    hashes over the bytes, then rolling n-gram hashes over the tokens. Equal n-grams always
-    hash equal; a collision only adds a candidate that difflib then rejects."""
+    an index's (bitmap, hash table), only the n-grams the index has. Two compiled passes
+    (numba): token hashes over the bytes, then rolling n-gram hashes over the tokens. Equal
+    n-grams always hash equal; a collision only adds a candidate that difflib then rejects."""
     data, offsets = _normalized_batch(texts)
-    tokens, token_docs = _token_hashes(data, offsets, _WORD_BYTE)
-    use_bitmap = bitmap is not None
-    return _ngram_hashes(tokens, token_docs, n, bitmap if use_bitmap else _NO_BITMAP, use_bitmap)
+    tokens, token_docs = _token_hashes(data, offsets, _WORD_BYTE, _FOLD)
+    bitmap, table = index or _NOTHING
+    return _ngram_hashes(tokens, token_docs, n, bitmap, table, index is not None)
 
 
 def ngram_hashes(text: str, n: int) -> np.ndarray:
@@ -430,26 +460,25 @@ class BenchmarkIndex:
         results: list[list[dict]] = [[] for _ in texts]
         if not len(self.hashes):
             return results
-        # The kernel keeps only n-grams whose low bits are in the index's bitmap: almost every
-        # n-gram of clean text is ruled out there; the few left are looked up exactly.
-        hashes, doc = batch_ngram_hashes(texts, self.n, self._bitmap())
+        # The kernel returns only the n-grams the index has (bitmap, then hash table).
+        hashes, doc = batch_ngram_hashes(texts, self.n, self._filters())
         if not len(hashes):
             return results
-        position = np.minimum(np.searchsorted(self.hashes, hashes), len(self.hashes) - 1)
-        hit = np.flatnonzero(self.hashes[position] == hashes)  # ascending, so grouped by doc
-        hit_docs = doc[hit]
-        docs, first = np.unique(hit_docs, return_index=True)
-        for d, group in zip(docs.tolist(), np.split(hashes[hit], first[1:]), strict=True):
+        docs, first = np.unique(doc, return_index=True)  # doc is ascending
+        for d, group in zip(docs.tolist(), np.split(hashes, first[1:]), strict=True):
             owners = self._owners_of(group)
             results[d] = self._verify(normalize_tokens(texts[d]), owners, threshold)
         return results
 
-    def _bitmap(self) -> np.ndarray:
-        if getattr(self, "_bits", None) is None:
+    def _filters(self) -> tuple[np.ndarray, np.ndarray]:
+        if getattr(self, "_filter_arrays", None) is None:
             bits = np.zeros(1 << _BITMAP_BITS, dtype=np.bool_)
             bits[self.hashes >> np.uint64(64 - _BITMAP_BITS)] = True
-            self._bits = np.packbits(bits, bitorder="little")
-        return self._bits
+            self._filter_arrays = (
+                np.packbits(bits, bitorder="little"),
+                _hash_table(np.unique(self.hashes)),
+            )
+        return self._filter_arrays
 
     def _owners_of(self, doc_hashes: np.ndarray) -> list[int]:
         left = np.searchsorted(self.hashes, doc_hashes, side="left")
