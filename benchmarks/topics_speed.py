@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cosmoforge.topics import greedy_kmeans_pp, inertia  # noqa: E402
+from cosmoforge.topics import inertia, kmeans_fit  # noqa: E402
 
 
 def bundled_sentences() -> list[str]:
@@ -75,28 +75,11 @@ def run_faiss(vectors, k, niter, nredo, seed):
 def run_cosmoforge(vectors, k, niter, nredo, seed):
     import faiss
 
-    from cosmoforge.io import derive_seed
-
     started = time.perf_counter()
-    best = None
-    for restart in range(nredo):
-        rng = np.random.default_rng(derive_seed(seed, "kmeans++", restart))
-        km = faiss.Kmeans(
-            vectors.shape[1],
-            k,
-            niter=niter,
-            seed=seed,
-            spherical=True,
-            min_points_per_centroid=1,
-            max_points_per_centroid=max(256, -(-len(vectors) // k)),
-        )
-        km.train(vectors, init_centroids=greedy_kmeans_pp(vectors, k, rng))
-        value = inertia(vectors, km.centroids)
-        if best is None or value < best[0]:
-            best = (value, km.centroids)
+    centroids, value = kmeans_fit(vectors, k, niter, nredo, seed)
     seconds = time.perf_counter() - started
-    _, labels = faiss.knn(vectors, best[1], 1)
-    return seconds, best[0], labels[:, 0]
+    _, labels = faiss.knn(vectors, centroids, 1)
+    return seconds, value, labels[:, 0]
 
 
 def run_sklearn(vectors, k, niter, nredo, seed):

@@ -243,6 +243,32 @@ def inertia(vectors: np.ndarray, centroids: np.ndarray) -> float:
     return float(distances.sum(dtype=np.float64))
 
 
+def kmeans_fit(
+    vectors: np.ndarray, k: int, niter: int, nredo: int, seed: int
+) -> tuple[np.ndarray, float]:
+    """Spherical faiss k-means from `nredo` greedy k-means++ seedings; the lowest inertia wins."""
+    import faiss
+
+    best = None
+    for restart in range(nredo):
+        rng = np.random.default_rng(derive_seed(seed, "kmeans++", restart))
+        kmeans = faiss.Kmeans(
+            vectors.shape[1],
+            k,
+            niter=niter,
+            seed=seed,
+            spherical=True,  # unit centroids, like the unit embeddings
+            min_points_per_centroid=1,
+            max_points_per_centroid=max(256, -(-len(vectors) // k)),  # fit on every vector
+            verbose=False,
+        )
+        kmeans.train(vectors, init_centroids=greedy_kmeans_pp(vectors, k, rng))
+        objective = inertia(vectors, kmeans.centroids)
+        if best is None or objective < best[1]:
+            best = (kmeans.centroids.copy(), objective)
+    return best
+
+
 def fit_kmeans(
     embedding_paths: list[str | Path],
     settings: dict,
@@ -260,30 +286,13 @@ def fit_kmeans(
         )
     vectors = np.stack([r[3] for r in sample]).astype(np.float32)
     started = time.perf_counter()
-    best = None
-    for restart in range(settings["nredo"]):
-        rng = np.random.default_rng(derive_seed(seed, "kmeans++", restart))
-        kmeans = faiss.Kmeans(
-            vectors.shape[1],
-            k,
-            niter=settings["niter"],
-            seed=seed,
-            spherical=True,  # unit centroids, like the unit embeddings
-            min_points_per_centroid=1,
-            max_points_per_centroid=max(256, -(-len(sample) // k)),  # fit on the whole sample
-            verbose=False,
-        )
-        kmeans.train(vectors, init_centroids=greedy_kmeans_pp(vectors, k, rng))
-        objective = inertia(vectors, kmeans.centroids)
-        if best is None or objective < best[0]:
-            best = (objective, kmeans)
-    objective, kmeans = best
+    centroids, objective = kmeans_fit(vectors, k, settings["niter"], settings["nredo"], seed)
     seconds = time.perf_counter() - started
-    _, nearest = kmeans.index.search(vectors, 1)
-    sizes = np.bincount(nearest[:, 0], minlength=k)
+    nearest, _ = nearest_centroid(vectors, centroids)
+    sizes = np.bincount(nearest, minlength=k)
     # Ids by size in the sample (largest first), so cluster 0 is the biggest topic.
     order = sorted(range(k), key=lambda c: (-int(sizes[c]), c))
-    centroids = kmeans.centroids[order]
+    centroids = centroids[order]
     with atomic_path(output) as tmp, open(tmp, "wb") as fh:
         np.save(fh, centroids)
     report = {
