@@ -440,3 +440,14 @@ def test_report_has_every_cluster_drop_reasons_and_plots(web, assignments, label
     assert sum(sum(c.values()) for c in seeds.values()) == 20
     for plot in topics.PLOTS:
         assert (out / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_keeping_an_unlabelled_cluster_needs_a_topic_and_writes_nothing(labels, tmp_path):
+    out = tmp_path / "decisions.yaml"
+    keep = {"decision": "keep", "route": "blogpost"}
+    with pytest.raises(TopicError, match="cluster 4: field 'topic' must name the topic"):
+        topics.decide(labels, {"min_score": 5, "overrides": {"4": keep}}, out)
+    assert not out.exists()
+    named = {"4": {**keep, "topic": "Gardening"}}
+    entries = topics.decide(labels, {"min_score": 5, "overrides": named}, out)
+    assert entries[4]["decision"] == "keep" and entries[4]["topic"] == "Gardening"

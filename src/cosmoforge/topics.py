@@ -595,12 +595,13 @@ def decide(labels_path: str | Path, settings: dict, output: str | Path) -> list[
                 f" ({override['reason']})" if override.get("reason") else ""
             )
         entries.append(entry)
+    # Checked before writing: an override the file would reject fails here, and no file is left.
+    validate_decisions(entries, k, f"{output} (from topics.decisions.overrides)")
     text = DECISIONS_HEADER + yaml.safe_dump(
         {"clusters": entries}, sort_keys=False, allow_unicode=True, width=100
     )
     write_text(output, text)
-    # Read back through the validator: an override the file would reject fails here, not later.
-    return load_decisions(output, k)
+    return entries
 
 
 def load_decisions(path: str | Path, k: int | None = None) -> list[dict]:
@@ -611,13 +612,17 @@ def load_decisions(path: str | Path, k: int | None = None) -> list[dict]:
         raise TopicError(f"{path}: cannot read the decisions: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), list):
         raise TopicError(f"{path}: expected a mapping with a 'clusters' list")
-    entries = data["clusters"]
+    return validate_decisions(data["clusters"], k, str(path))
+
+
+def validate_decisions(entries: list, k: int | None, where_file: str) -> list[dict]:
+    """Every cluster id exactly once; keep/drop; a route and a topic for every kept cluster."""
     seen = set()
     for n, entry in enumerate(entries):
-        where = f"{path}: clusters[{n}]"
+        where = f"{where_file}: clusters[{n}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("id"), int):
             raise TopicError(f"{where}: field 'id' must be a cluster id (integer)")
-        where = f"{path}: cluster {entry['id']}"
+        where = f"{where_file}: cluster {entry['id']}"
         if entry["id"] in seen:
             raise TopicError(f"{where}: appears more than once")
         seen.add(entry["id"])
@@ -634,7 +639,8 @@ def load_decisions(path: str | Path, k: int | None = None) -> list[dict]:
     if seen != expected:
         missing, extra = sorted(expected - seen), sorted(seen - expected)
         raise TopicError(
-            f"{path}: every cluster must appear exactly once; missing {missing}, unknown {extra}"
+            f"{where_file}: every cluster must appear exactly once; missing {missing}, "
+            f"unknown {extra}"
         )
     return sorted(entries, key=lambda e: e["id"])
 
