@@ -112,7 +112,8 @@ def embedding_model_path(settings: dict) -> str:
 
 
 def load_embedder(settings: dict):
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if settings.get("path") or settings.get("package"):  # a local folder: never ask a hub
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
     device = settings.get("device") or "auto"
