@@ -118,15 +118,14 @@ def template(repo):
     "answer, expected",
     [
         ("Topic: Astronomy\nEducational value: 8\nFormat: textbook", ("Astronomy", 8, "textbook")),
-        ("  Topic: Home Improvement\nEducational value: 10\nFormat: wikihow\n", None),
+        (
+            "  Topic: Home Improvement\nEducational value: 10\nFormat: wikihow\n",
+            ("Home Improvement", 10, "wikihow"),
+        ),
     ],
 )
 def test_well_formed_answers_parse(template, answer, expected):
-    label = topics.parse_label(answer, template)
-    if expected:
-        assert (label.topic, label.score, label.route) == expected
-    else:
-        assert label == topics.Label("Home Improvement", 10, "wikihow")
+    assert topics.parse_label(answer, template) == topics.Label(*expected)
 
 
 @pytest.mark.parametrize(
@@ -419,13 +418,14 @@ def test_report_has_every_cluster_drop_reasons_and_plots(web, assignments, label
         {**web["config"]["topics"]["kmeans"], "seed": 1234},
         centroids,
         tmp_path / "fit.json",
+        tmp_path / "map.parquet",
     )
     out = tmp_path / "report"
     report = topics.topics_report(
         decisions,
         labels,
         assignments,
-        web["embeddings"],
+        tmp_path / "map.parquet",
         centroids,
         tmp_path / "fit.json",
         {"min_score": 5, "embedding_model": "all-MiniLM-L6-v2"},

@@ -12,8 +12,7 @@ import yaml
 
 from .io import atomic_path, read_parquet, write_json, write_text
 from .tokens import TOKENIZER_NAME
-
-TOPIC_PLOTS = ("topic_map", "topic_distribution", "score_histogram")
+from .topics import PLOTS as TOPIC_PLOTS
 
 
 def _load_json(paths: list[str | Path]) -> list[dict]:

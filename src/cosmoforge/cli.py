@@ -147,7 +147,7 @@ def cmd_topics(args) -> None:
     if args.stage == "embed":
         topics.embed_shard(args.seeds[0], args.split, args.shard, args.shards, s, args.out)
     elif args.stage == "fit":
-        topics.fit_kmeans(args.embeddings, s, args.out, args.report)
+        topics.fit_kmeans(args.embeddings, s, args.out, args.report, args.map_sample)
     elif args.stage == "assign":
         topics.assign_shard(args.embeddings[0], args.centroids, args.out)
     elif args.stage == "label":
@@ -160,7 +160,7 @@ def cmd_topics(args) -> None:
             args.decisions,
             args.labels,
             args.assignments,
-            args.embeddings,
+            args.map_sample,
             args.centroids,
             args.report,
             s,
@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-seeds", nargs="+", help="label: SPLIT=PATH seed parquets")
     p.add_argument("--embeddings", nargs="+", type=Path, help="embedding file(s)")
     p.add_argument("--centroids", type=Path)
+    p.add_argument("--map-sample", type=Path, help="fit: written; report: read (the 2-D map)")
     p.add_argument("--assignments", nargs="+", type=Path)
     p.add_argument("--labels", type=Path)
     p.add_argument("--decisions", type=Path)

@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 
 from .config import clustered_splits
 from .errors import ConfigError
+from .prompts import ROUTES
 from .seeds import source_location
 from .templates import load_templates
 
 PER_SPLIT_RULES = ("seeds", "prompts", "collect", "release")
-ROUTES = ("textbook", "blogpost", "wikihow")  # as cosmoforge.topics, without its imports
 
 
 def _local_rows(source: dict, base_dir: Path) -> int | None:

@@ -38,7 +38,8 @@ PROMPT_SCHEMA = pa.schema(
 )
 
 MAX_PREVIOUS_UNITS = 5
-# A cluster routed to "all" keeps every web template (textbook, blogpost, wikihow).
+# Topic routes of web seeds: the web templates of one format, or "all" of them.
+ROUTES = ("textbook", "blogpost", "wikihow")
 ALL_ROUTES = "all"
 
 

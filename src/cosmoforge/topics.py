@@ -38,11 +38,10 @@ import yaml
 from .engines import ENGINES, Request
 from .errors import TemplateError, TopicError
 from .io import atomic_path, derive_seed, read_parquet, write_json, write_parquet, write_text
-from .prompts import ALL_ROUTES, extract
+from .prompts import ALL_ROUTES, ROUTES, extract
 
 log = logging.getLogger(__name__)
 
-ROUTES = ("textbook", "blogpost", "wikihow")
 DECISIONS = ("keep", "drop")
 # Answers that name no topic. A label like these is a parse failure, never a topic.
 PLACEHOLDER_TOPICS = {
@@ -161,21 +160,27 @@ def embed_shard(
     vectors = embed_texts(model, texts, settings["batch_size"]) if texts else np.zeros((0, 0))
     seconds = time.perf_counter() - started
     dim = vectors.shape[1] if len(rows) else model.get_sentence_embedding_dimension()
-    table = pa.table(
-        {
-            "split": pa.array([split] * len(rows), pa.string()),
-            "seed_id": pa.array([r["seed_id"] for r in rows], pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(
-                pa.array(vectors.reshape(-1), pa.float32()), dim
-            ),
-        }
-    )
-    write_parquet(output, table)
+    write_embeddings(output, [split] * len(rows), [r["seed_id"] for r in rows], vectors, dim)
     stats = {"texts": len(rows), "seconds": round(seconds, 3)}
     if seconds > 0:
         stats["texts_per_s"] = round(len(rows) / seconds, 1)
     log.info("%s: embedded %s", output, stats)
     return stats
+
+
+def write_embeddings(
+    path: str | Path, splits: list[str], ids: list[str], vectors: np.ndarray, dim: int
+) -> None:
+    table = pa.table(
+        {
+            "split": pa.array(splits, pa.string()),
+            "seed_id": pa.array(ids, pa.string()),
+            "embedding": pa.FixedSizeListArray.from_arrays(
+                pa.array(vectors.reshape(-1), pa.float32()), dim
+            ),
+        }
+    )
+    write_parquet(path, table)
 
 
 def read_embeddings(path: str | Path) -> tuple[list[str], list[str], np.ndarray]:
@@ -275,7 +280,11 @@ def fit_kmeans(
     settings: dict,
     output: str | Path,
     report_path: str | Path,
+    map_sample_path: str | Path | None = None,
 ) -> dict:
+    """Centroids from a sample of the embeddings. The first MAP_POINTS of that sample (in key
+    order) go to `map_sample_path` for the report's 2-D map, so the report does not read every
+    embedding again."""
     import faiss
 
     seed, k = settings["seed"], settings["k"]
@@ -296,6 +305,15 @@ def fit_kmeans(
     centroids = centroids[order]
     with atomic_path(output) as tmp, open(tmp, "wb") as fh:
         np.save(fh, centroids)
+    if map_sample_path is not None:
+        shown = sample[:MAP_POINTS]
+        write_embeddings(
+            map_sample_path,
+            [r[1] for r in shown],
+            [r[2] for r in shown],
+            vectors[: len(shown)],
+            vectors.shape[1],
+        )
     report = {
         "k": k,
         "sample_size": len(sample),
@@ -428,10 +446,11 @@ def parse_label(answer: str, template: LabelTemplate) -> Label:
 
 
 def cluster_examples(
-    assignments: pa.Table, seeds: dict[tuple[str, str], str], settings: dict
+    assignments: pa.Table, seeds_paths: dict[str, str | Path], settings: dict
 ) -> dict[int, tuple[list[str], list[str]]]:
     """Per cluster: ids and extracts of up to N members, drawn without replacement with a seed
-    derived from the cluster id (Cosmopedia drew 10 with replacement, unseeded)."""
+    derived from the cluster id (Cosmopedia drew 10 with replacement, unseeded). Only the
+    drawn members' texts are read from the seed files."""
     members: dict[int, list[tuple[str, str]]] = {}
     for split, seed_id, cluster in zip(
         assignments.column("split").to_pylist(),
@@ -440,16 +459,31 @@ def cluster_examples(
         strict=True,
     ):
         members.setdefault(cluster, []).append((split, seed_id))
-    chosen = {}
+    picks = {}
     for cluster, keys in members.items():
         keys.sort()
         rng = random.Random(derive_seed(settings["seed"], "topics", "examples", cluster))
-        picked = rng.sample(keys, min(settings["examples_per_cluster"], len(keys)))
-        chosen[cluster] = (
-            [f"{s}/{i}" for s, i in picked],
-            [extract(seeds[(s, i)], settings["example_chars"]) for s, i in picked],
+        picks[cluster] = rng.sample(keys, min(settings["examples_per_cluster"], len(keys)))
+    wanted: dict[str, set[str]] = {}
+    for keys in picks.values():
+        for split, seed_id in keys:
+            wanted.setdefault(split, set()).add(seed_id)
+    texts = {}
+    for split, ids in wanted.items():
+        table = pq.read_table(
+            seeds_paths[split], columns=["seed_id", "text"], filters=[("seed_id", "in", ids)]
         )
-    return chosen
+        for seed_id, text in zip(
+            table.column("seed_id").to_pylist(), table.column("text").to_pylist(), strict=True
+        ):
+            texts[(split, seed_id)] = text
+    return {
+        cluster: (
+            [f"{s}/{i}" for s, i in keys],
+            [extract(texts[(s, i)], settings["example_chars"]) for s, i in keys],
+        )
+        for cluster, keys in picks.items()
+    }
 
 
 def label_clusters(
@@ -463,13 +497,8 @@ def label_clusters(
     """One request per cluster; unparsable answers are retried (new seed), then reported."""
     template = load_label_template(settings["template"])
     assignments = read_assignments(assignment_paths)
-    seeds = {}
-    for split, path in seeds_paths.items():
-        for row in read_parquet(path).select(["seed_id", "kind", "text"]).to_pylist():
-            if row["kind"] == "web":
-                seeds[(split, row["seed_id"])] = row["text"]
     sizes = Counter(assignments.column("cluster").to_pylist())
-    examples = cluster_examples(assignments, seeds, settings)
+    examples = cluster_examples(assignments, seeds_paths, settings)
     prompts = {c: template.render(examples[c][1]) for c in sorted(examples)}
     engine_cfg = settings["engine"]
     sampling = settings["sampling"]
@@ -705,15 +734,14 @@ def _pca_2d(points: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def topic_map_plot(
-    embedding_paths: list[str | Path],
+    map_sample_path: str | Path,
     assignments: pa.Table,
     centroids: np.ndarray,
     decisions: list[dict],
-    seed: int,
     path: Path,
 ) -> None:
     plt = _pyplot()
-    sample = choose_sample(embedding_paths, MAP_POINTS, seed)
+    splits, ids, vectors = read_embeddings(map_sample_path)
     cluster_of = {
         (s, i): c
         for s, i, c in zip(
@@ -724,11 +752,10 @@ def topic_map_plot(
         )
     }
     fig, ax = plt.subplots(figsize=(9, 7))
-    if sample:
-        vectors = np.stack([r[3] for r in sample])
-        labels = np.array([cluster_of[(r[1], r[2])] for r in sample])
+    if ids:
+        labels = np.array([cluster_of[key] for key in zip(splits, ids, strict=True)])
         xy, cxy = (
-            _pca_2d(vectors, centroids) if len(sample) > 2 else (vectors[:, :2], centroids[:, :2])
+            _pca_2d(vectors, centroids) if len(ids) > 2 else (vectors[:, :2], centroids[:, :2])
         )
         cmap = plt.get_cmap("tab20")
         for entry in decisions:
@@ -738,7 +765,7 @@ def topic_map_plot(
             ax.scatter(
                 xy[mine, 0],
                 xy[mine, 1],
-                s=12 if len(sample) < 1000 else 3,
+                s=12 if len(ids) < 1000 else 3,
                 color=cmap(c % 20) if kept else "lightgrey",
                 marker="o" if kept else "x",
             )
@@ -753,7 +780,7 @@ def topic_map_plot(
                 color="black" if kept else "grey",
                 bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.7, "linewidth": 0},
             )
-    ax.set_title(f"Web seed clusters (PCA of embeddings; grey x = dropped; {len(sample)} points)")
+    ax.set_title(f"Web seed clusters (PCA of embeddings; grey x = dropped; {len(ids)} points)")
     ax.set_xticks([])
     ax.set_yticks([])
     _save(fig, path)
@@ -792,7 +819,7 @@ def topics_report(
     decisions_path: str | Path,
     labels_path: str | Path,
     assignment_paths: list[str | Path],
-    embedding_paths: list[str | Path],
+    map_sample_path: str | Path,
     centroids_path: str | Path,
     fit_report_path: str | Path,
     settings: dict,
@@ -848,9 +875,7 @@ def topics_report(
     }
     write_json(out_dir / "report.json", report)
     centroids = load_centroids(centroids_path)
-    topic_map_plot(
-        embedding_paths, assignments, centroids, decisions, fit["seed"], out_dir / "topic_map.png"
-    )
+    topic_map_plot(map_sample_path, assignments, centroids, decisions, out_dir / "topic_map.png")
     topic_distribution_plot(decisions, out_dir / "topic_distribution.png")
     score_histogram_plot(decisions, settings["min_score"], out_dir / "score_histogram.png")
     return report

@@ -246,6 +246,7 @@ TOPICS = config["topics"]
 
 
 from cosmoforge.config import clustered_splits  # noqa: E402
+from cosmoforge.topics import PLOTS as TOPIC_PLOTS  # noqa: E402
 
 TOPIC_SPLITS = clustered_splits(config)
 TOPIC_SHARDS = [f"{i:05d}" for i in range(TOPICS["shards"])]
@@ -316,8 +317,6 @@ def topic_card_inputs(wildcards):
     ]
 
 
-TOPIC_PLOTS = ["topic_map", "topic_distribution", "score_histogram"]
-
 
 def card_plots():
-    return PLOTS + (TOPIC_PLOTS if TOPIC_SPLITS else [])
+    return PLOTS + (list(TOPIC_PLOTS) if TOPIC_SPLITS else [])

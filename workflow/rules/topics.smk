@@ -38,6 +38,7 @@ rule topics_fit:
     output:
         centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
         report=f"{RESULTS}/topics/kmeans/fit.json",
+        map_sample=f"{RESULTS}/topics/kmeans/map_sample.parquet",
     params:
         settings=as_json({**TOPICS["kmeans"], "seed": TOPIC_SEED}),
     log:
@@ -48,7 +49,8 @@ rule topics_fit:
         "../../envs/topics.yaml"
     shell:
         "python -m cosmoforge topics fit --embeddings {input} --settings {params.settings:q}"
-        " --out {output.centroids} --report {output.report} > {log} 2>&1"
+        " --out {output.centroids} --report {output.report} --map-sample {output.map_sample}"
+        " > {log} 2>&1"
 
 
 rule topics_assign:
@@ -128,7 +130,7 @@ rule topics_report:
         decisions=f"{RESULTS}/topics/decisions.yaml",
         labels=f"{RESULTS}/topics/labels.parquet",
         assignments=topic_files("assignments"),
-        embeddings=topic_files("embeddings"),
+        map_sample=f"{RESULTS}/topics/kmeans/map_sample.parquet",
         centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
         fit=f"{RESULTS}/topics/kmeans/fit.json",
     output:
@@ -151,6 +153,6 @@ rule topics_report:
         "../../envs/topics.yaml"
     shell:
         "python -m cosmoforge topics report --decisions {input.decisions} --labels {input.labels}"
-        " --assignments {input.assignments} --embeddings {input.embeddings}"
+        " --assignments {input.assignments} --map-sample {input.map_sample}"
         " --centroids {input.centroids} --report {input.fit} --settings {params.settings:q}"
         " --out {params.out_dir} > {log} 2>&1"
