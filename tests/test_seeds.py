@@ -4,8 +4,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cosmoforge import seeds as seeds_module
 from cosmoforge.errors import SeedError
-from cosmoforge.seeds import read_split_seeds
+from cosmoforge.seeds import read_split_seeds, write_split_seeds
 
 
 def write_jsonl(path, rows):
@@ -174,4 +175,119 @@ def test_multiple_sources_and_max_seeds(repo):
     assert table.num_rows == 7
     assert set(table.column("kind").to_pylist()) == {"ultrachat", "openhermes"}
     limited, report = read_split_seeds("stories", sources, max_seeds=5)
-    assert limited.num_rows == 5 and report["seeds_left_out_by_max_seeds"] == 2
+    # Reading stops once max_seeds rows are kept: a 10M-row source is not read to the end.
+    assert limited.num_rows == 5 and report["stopped_at_max_seeds"] is True
+    assert limited.column("seed_id").to_pylist() == table.column("seed_id").to_pylist()[:5]
+
+
+def mixed_rows(n):
+    """n rows with bad ones of every kind spread through them (and duplicate ids far apart)."""
+    rows = []
+    for i in range(n):
+        if i % 11 == 3:
+            rows.append({"id": f"s{i}", "text": "  "})
+        elif i % 13 == 5:
+            rows.append(b"{broken json\n")
+        elif i % 17 == 7:
+            rows.append({"id": f"s{i}", "text": 5})
+        elif i % 19 == 2 and i > 40:
+            rows.append({"id": f"s{i - 40}", "text": "an id used forty rows earlier"})
+        else:
+            rows.append(
+                {"id": f"s{i}", "text": f"extract number {i}", "topic": "t" if i % 2 else ""}
+            )
+    return rows
+
+
+@pytest.mark.parametrize("batch_rows", [1, 3, 7, 64])
+def test_batch_wise_reading_equals_a_whole_read(tmp_path, batch_rows):
+    path = tmp_path / "web.jsonl"
+    write_jsonl(path, mixed_rows(300))
+    pq_path = tmp_path / "web.parquet"
+    good = [r for r in mixed_rows(300) if isinstance(r, dict) and isinstance(r["text"], str)]
+    pq.write_table(pa.Table.from_pylist(good), pq_path)
+    for source in (web_source(path), {**web_source(pq_path), "format": "parquet"}):
+        whole, whole_report = read_split_seeds("web_samples_v1", [source], batch_rows=10_000)
+        batched, report = read_split_seeds("web_samples_v1", [source], batch_rows=batch_rows)
+        assert batched.equals(whole)
+        assert report == whole_report
+        skipped = report["sources"][0]["skipped_by_reason"]
+        assert skipped["duplicate_id"] > 0 and skipped["empty_field"] > 0
+    # the column-wise parquet path and the row-wise jsonl path agree on the rows kept
+    jsonl_table, _ = read_split_seeds("web_samples_v1", [web_source(path)], batch_rows=batch_rows)
+    pq_table, _ = read_split_seeds(
+        "web_samples_v1", [{**web_source(pq_path), "format": "parquet"}], batch_rows=batch_rows
+    )
+    assert jsonl_table.column("seed_id").equals(pq_table.column("seed_id"))
+    assert jsonl_table.column("topic").equals(pq_table.column("topic"))
+
+
+def test_duplicate_detection_is_exact_under_hash_collisions(tmp_path, monkeypatch):
+    """With a hash that maps every id onto 4 values, only equal ids count as duplicates."""
+    import numpy as np
+
+    monkeypatch.setattr(
+        seeds_module,
+        "hash_ids",
+        lambda ids: np.array([sum(map(ord, i)) % 4 for i in ids], dtype=np.uint64),
+    )
+    path = tmp_path / "web.jsonl"
+    write_jsonl(
+        path, [{"id": f"u{i}", "text": f"t{i}"} for i in range(40)] + [{"id": "u3", "text": "x"}]
+    )
+    table, report = read_split_seeds("web_samples_v1", [web_source(path)], batch_rows=5)
+    assert sorted(table.column("seed_id").to_pylist()) == sorted(f"web:u{i}" for i in range(40))
+    assert report["sources"][0]["skipped_by_reason"] == {"duplicate_id": 1}
+    assert report["sources"][0]["rows_kept"] == 40 and report["seeds"] == 40
+    assert (
+        f"{path}: row 41, field 'id': seed id 'u3' already used at {path}: row 4"
+        in (report["sources"][0]["examples"])
+    )
+
+
+def test_duplicate_id_in_error_mode_names_both_rows(tmp_path):
+    path = tmp_path / "web.jsonl"
+    write_jsonl(
+        path, [{"id": "a", "text": "x"}, {"id": "b", "text": "y"}, {"id": "a", "text": "z"}]
+    )
+    out = tmp_path / "seeds.parquet"
+    with pytest.raises(SeedError, match=r"row 3, field 'id': seed id 'a' already used at .*row 1"):
+        write_split_seeds("web_samples_v1", [web_source(path)], out, on_bad_row="error")
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_byte_order_marks_are_not_part_of_the_first_row(tmp_path):
+    jsonl = tmp_path / "web.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"id": "first", "text": "a"}\n{"id": "second", "text": "b"}\n')
+    table, report = read_split_seeds("web_samples_v1", [web_source(jsonl)])
+    assert table.column("seed_id").to_pylist() == ["web:first", "web:second"]
+    csv_path = tmp_path / "titles.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbfid,title\nk1,How to Knit\nk2,How to Sail\n")
+    table, _ = read_split_seeds(
+        "wikihow", [{"name": "wh", "kind": "wikihow", "format": "csv", "path": str(csv_path)}]
+    )
+    assert table.column("seed_id").to_pylist() == ["wh:k1", "wh:k2"]
+
+
+def test_a_bad_row_deep_in_a_source_is_named_and_nothing_is_written(tmp_path):
+    path = tmp_path / "web.jsonl"
+    rows = [{"id": f"r{i}", "text": f"row {i}"} for i in range(6000)]
+    rows[4999] = b'{"id": "r4999", "text": \n'
+    write_jsonl(path, rows)
+    out, report = tmp_path / "out" / "seeds.parquet", tmp_path / "out" / "seeds.json"
+    with pytest.raises(SeedError, match=rf"{path}: row 5000: not valid JSON"):
+        write_split_seeds(
+            "web_samples_v1", [web_source(path)], out, report, on_bad_row="error", batch_rows=512
+        )
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_no_usable_rows_still_writes_the_report_with_reasons(tmp_path):
+    path = tmp_path / "titles.csv"
+    path.write_bytes(b"name\nHow to Knit\n")
+    out, report = tmp_path / "seeds.parquet", tmp_path / "seeds.json"
+    source = {"name": "wh", "kind": "wikihow", "format": "csv", "path": str(path)}
+    with pytest.raises(SeedError, match=r"no usable seed rows in .*\(missing_field: 1; see "):
+        write_split_seeds("wikihow", [source], out, report)
+    assert not out.exists()
+    assert json.loads(report.read_text())["sources"][0]["skipped_by_reason"] == {"missing_field": 1}
