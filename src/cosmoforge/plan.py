@@ -17,11 +17,10 @@ import pyarrow.parquet as pq
 
 from .config import clustered_splits
 from .errors import ConfigError
+from .layout import Layout
 from .prompts import ROUTES
 from .seeds import source_location
 from .templates import load_templates
-
-PER_SPLIT_RULES = ("seeds", "prompts", "collect", "release")
 
 
 def _local_rows(source: dict, base_dir: Path) -> int | None:
@@ -97,31 +96,31 @@ def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
     }
 
 
+CPU_RATES = Path("resources") / "cpu_rates.json"
+
+
+def cpu_core_hours(prompts: int, base_dir: Path) -> dict[str, float] | None:
+    """Core-hours per CPU rule at the rates the scale rehearsal measured on this project's
+    reference machine (resources/cpu_rates.json): per prompt, or per run for fixed-cost rules."""
+    path = base_dir / CPU_RATES
+    if not path.is_file():
+        return None
+    rates = json.loads(path.read_text(encoding="utf-8"))["rules"]
+    return {
+        rule: (rate.get("core_s_per_prompt", 0) * prompts + rate.get("core_s_per_run", 0)) / 3600
+        for rule, rate in sorted(rates.items())
+    }
+
+
 def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
     base_dir = Path(base_dir)
-    splits = {s: estimate_split(config, s, base_dir) for s in config["splits"]}
-    n = len(splits)
-    jobs = {rule: n for rule in PER_SPLIT_RULES}
-    shards = sum(s["shards"] for s in splits.values())
-    jobs["generate"] = shards
-    jobs["dedup_signatures"] = shards
-    jobs["dedup_buckets"] = config["dedup"]["num_buckets"] * config["dedup"]["bucket_workers"]
-    jobs["dedup_cluster"] = 1
-    jobs["dedup_filter"] = shards
-    jobs["dedup_report"] = 1
-    jobs["benchmark_index"] = 1
-    jobs["decontaminate"] = shards
-    jobs["contamination_report"] = 1
-    clustered = clustered_splits(config)
-    if clustered:
-        topic_shards = len(clustered) * config["topics"]["shards"]
-        jobs.update(topics_embed=topic_shards, topics_assign=topic_shards)
-        jobs.update(topics_fit=1, topics_label=1, topics_decide=1, topics_report=1)
-    jobs["card"] = 1
-    jobs["all"] = 1
-    model_path = Path(config["model"]["path"])
-    model_path = model_path if model_path.is_absolute() else base_dir / model_path
-    jobs["convert_model"] = int(bool(config["model"]["gguf"]) and not model_path.exists())
+    layout = Layout(config)
+    splits = {s: estimate_split(config, s, base_dir) for s in layout.splits}
+    jobs = layout.job_counts(base_dir)
+    prompts = sum(s["prompts"] for s in splits.values())
+    cpu = cpu_core_hours(prompts, base_dir)
+    if cpu is not None and not layout.topic_splits:
+        cpu = {rule: h for rule, h in cpu.items() if not rule.startswith("topics_")}
     gpus = config["engine"]["tensor_parallel_size"]
     cluster = config["cluster"]
     slowest = max(splits.values(), key=lambda s: s["prompts_per_shard"])
@@ -131,7 +130,9 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
         "splits": splits,
         "jobs": jobs,
         "total_jobs": sum(jobs.values()),
-        "prompts": sum(s["prompts"] for s in splits.values()),
+        "cluster_jobs": layout.cluster_jobs(base_dir),
+        "prompts": prompts,
+        "cpu_core_hours": cpu,
         "expected_completion_tokens": sum(s["expected_completion_tokens"] for s in splits.values()),
         "gpu_hours": sum(s["gpu_hours"] for s in splits.values()),
         "gpus_per_generate_job": gpus,
@@ -174,10 +175,22 @@ def format_plan(plan: dict) -> str:
         f"{plan['gpus_per_generate_job']} GPU(s) per generation job; longest generation job "
         f"~{plan['longest_generate_job_minutes']:,} min (its Slurm time limit).",
         "",
-        "jobs per rule:",
     ]
+    if plan["cpu_core_hours"]:
+        cpu = plan["cpu_core_hours"]
+        lines += [
+            f"CPU side: {sum(cpu.values()):,.1f} core-hours at the rates measured by "
+            "benchmarks/scale_rehearsal.py (resources/cpu_rates.json; rerun it on your nodes):",
+            "  " + ", ".join(f"{rule} {hours:,.1f}" for rule, hours in cpu.items()),
+            "",
+        ]
+    lines += ["jobs per rule:"]
     lines += [f"  {rule:<22}{count:>8,}" for rule, count in plan["jobs"].items() if count]
     lines.append(f"  {'total':<22}{plan['total_jobs']:>8,}")
+    lines.append(
+        f"  {'submitted on Slurm':<22}{plan['cluster_jobs']:>8,}  (one job per shard for "
+        "dedup_filter + decontaminate + release_shard; local rules run on the submitting node)"
+    )
     return "\n".join(lines)
 
 
