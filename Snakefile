@@ -19,7 +19,8 @@ include: "workflow/rules/decont.smk"
 include: "workflow/rules/release.smk"
 
 
-# Small aggregation steps run on the submitting node rather than as cluster jobs.
+# Small aggregation steps run on the submitting node rather than as cluster jobs: the same list
+# as cosmoforge.layout.LOCAL_RULES, whose job counts the plan uses (tests/test_layout.py).
 localrules:
     all,
     topics_decide,
@@ -32,4 +33,5 @@ localrules:
 rule all:
     default_target: True
     input:
-        release_targets(),
+        f"{RESULTS}/release/README.md",
+        L.release_files(),

@@ -35,7 +35,7 @@ def settings_for(config: dict, max_tokens: int) -> dict:
 
 
 def build_prompt_file(config: dict, splits: list[str], path: Path) -> int:
-    from cosmoforge.prompts import build_prompt_rows, write_prompts
+    from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
     from cosmoforge.seeds import read_split_seeds
     from cosmoforge.templates import load_templates
 
@@ -52,7 +52,7 @@ def build_prompt_file(config: dict, splits: list[str], path: Path) -> int:
             shards=1,
             topic_probability=cfg["topic_probability"],
         )
-    write_prompts(rows, 1, path)
+    write_prompt_shard(rows, path)
     return len(rows)
 
 
@@ -61,7 +61,7 @@ def run_ours(prompts: Path, settings: dict) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         stats = generate_shard(
-            prompts, 0, Path(tmp) / "out.parquet", settings, Path(tmp) / "stats.json"
+            prompts, Path(tmp) / "out.parquet", settings, Path(tmp) / "stats.json"
         )
     return {
         "completion_tokens": stats["completion_tokens"],
@@ -76,7 +76,7 @@ def run_bare(prompts: Path, settings: dict) -> dict:
     from cosmoforge.generate import request_seed
     from cosmoforge.prompts import read_prompt_shard
 
-    rows = read_prompt_shard(prompts, 0).to_pylist()
+    rows = read_prompt_shard(prompts).to_pylist()
     started = time.perf_counter()
     # VllmEngine only to construct LLM(...) with identical arguments and environment.
     engine = VllmEngine(settings["model"], settings["engine"], settings["sampling"])

@@ -3,7 +3,7 @@ import pytest
 
 from cosmoforge.engines import FakeEngine, cpu_bind_all, drop_duplicate_bos
 from cosmoforge.generate import generate_shard, parts_dir
-from cosmoforge.prompts import build_prompt_rows, write_prompts
+from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
 from cosmoforge.seeds import read_split_seeds
 from cosmoforge.templates import load_templates
 
@@ -28,9 +28,10 @@ def prompt_file(repo, default_config, tmp_path):
     rows = build_prompt_rows(
         split, seeds, load_templates(repo / "prompts", split), seed=5, shards=2
     )
+    shard = [r for r in rows if r["shard"] == 0]
     path = tmp_path / "prompts.parquet"
-    write_prompts(rows, 2, path)
-    return path, [r for r in rows if r["shard"] == 0]
+    write_prompt_shard(shard, path)
+    return path, shard
 
 
 class Crash(RuntimeError):
@@ -64,16 +65,14 @@ def test_crash_mid_shard_then_rerun_gives_every_row_once(prompt_file, tmp_path):
     out = tmp_path / "gen" / "00000.parquet"
     CrashingEngine.calls = []
     with pytest.raises(Crash):
-        generate_shard(prompts_path, 0, out, SETTINGS, tmp_path / "s.json", factory(limit=10))
+        generate_shard(prompts_path, out, SETTINGS, tmp_path / "s.json", factory(limit=10))
     # Nothing looks complete; the 10 finished rows are kept (two full micro-batches of 4 and
     # the partial one, flushed on the way out).
     assert not out.exists() and not (tmp_path / "s.json").exists()
     assert len(list(parts_dir(out).glob("part-*.parquet"))) == 3
     with pytest.raises(Crash):  # a second crash, further along
-        generate_shard(prompts_path, 0, out, SETTINGS, tmp_path / "s.json", factory(limit=5))
-    stats = generate_shard(
-        prompts_path, 0, out, SETTINGS, tmp_path / "s.json", factory(limit=10**6)
-    )
+        generate_shard(prompts_path, out, SETTINGS, tmp_path / "s.json", factory(limit=5))
+    stats = generate_shard(prompts_path, out, SETTINGS, tmp_path / "s.json", factory(limit=10**6))
     n = len(shard_rows)
     # Each rerun sent only what was not flushed yet.
     assert CrashingEngine.calls == [n, n - 10, n - 15]
@@ -87,11 +86,11 @@ def test_crash_mid_shard_then_rerun_gives_every_row_once(prompt_file, tmp_path):
 def test_resumed_rows_equal_uninterrupted_rows(prompt_file, tmp_path):
     prompts_path, _ = prompt_file
     clean = tmp_path / "clean.parquet"
-    generate_shard(prompts_path, 0, clean, SETTINGS, tmp_path / "a.json")
+    generate_shard(prompts_path, clean, SETTINGS, tmp_path / "a.json")
     resumed = tmp_path / "resumed.parquet"
     with pytest.raises(Crash):
-        generate_shard(prompts_path, 0, resumed, SETTINGS, tmp_path / "b.json", factory(limit=6))
-    generate_shard(prompts_path, 0, resumed, SETTINGS, tmp_path / "b.json")
+        generate_shard(prompts_path, resumed, SETTINGS, tmp_path / "b.json", factory(limit=6))
+    generate_shard(prompts_path, resumed, SETTINGS, tmp_path / "b.json")
     # Per-request seeds come from the sample id, so the resumed shard equals the clean one.
     assert pq.read_table(clean).equals(pq.read_table(resumed))
 
@@ -99,7 +98,7 @@ def test_resumed_rows_equal_uninterrupted_rows(prompt_file, tmp_path):
 def test_rows_carry_provenance(prompt_file, tmp_path):
     prompts_path, shard_rows = prompt_file
     out = tmp_path / "g.parquet"
-    generate_shard(prompts_path, 0, out, SETTINGS, tmp_path / "s.json")
+    generate_shard(prompts_path, out, SETTINGS, tmp_path / "s.json")
     row = pq.read_table(out).to_pylist()[0]
     assert row["model"] == "fake/model" and row["model_revision"] == "r1"
     assert row["engine"] == "fake" and '"max_tokens": 60' in row["sampling"]
@@ -118,14 +117,14 @@ def test_finished_shard_rerun_does_not_start_the_engine(prompt_file, tmp_path):
     prompts_path, shard_rows = prompt_file
     out = tmp_path / "g.parquet"
     with pytest.raises(Crash):
-        generate_shard(prompts_path, 0, out, SETTINGS, tmp_path / "s.json", CrashAtEndEngine)
+        generate_shard(prompts_path, out, SETTINGS, tmp_path / "s.json", CrashAtEndEngine)
     assert not out.exists()
 
     def no_engine(*args):
         raise AssertionError("engine started although every row was done")
 
     # Every row was flushed before the crash: the rerun only assembles the shard.
-    stats = generate_shard(prompts_path, 0, out, SETTINGS, tmp_path / "s.json", no_engine)
+    stats = generate_shard(prompts_path, out, SETTINGS, tmp_path / "s.json", no_engine)
     assert stats["generated_rows"] == 0 and pq.read_table(out).num_rows == len(shard_rows)
 
 
@@ -161,3 +160,16 @@ def test_atomic_writes_leave_no_partial_file_and_honour_umask(tmp_path):
     os.umask(mask)
     assert target.read_text() == "whole"
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_the_generation_job_does_not_load_numba():
+    """vLLM's CPU start-up scans every loaded module and crashes on llvmlite's objects
+    ("'_lib_fn_wrapper' object has no attribute 'get'"): numba stays out of that process."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cosmoforge.cli, cosmoforge.generate, cosmoforge.prompts, cosmoforge.seeds; "
+        "sys.exit(int('llvmlite' in sys.modules or 'numba' in sys.modules))"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

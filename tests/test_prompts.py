@@ -1,9 +1,11 @@
 import hashlib
 import json
 
-from cosmoforge.io import read_parquet
-from cosmoforge.prompts import build_prompt_rows, read_prompt_shard, write_prompts
-from cosmoforge.seeds import read_split_seeds
+import pyarrow.parquet as pq
+import pytest
+
+from cosmoforge.prompts import build_prompt_rows, shard_bounds, write_shard_prompts
+from cosmoforge.seeds import read_split_seeds, write_split_seeds
 from cosmoforge.templates import load_templates
 
 
@@ -26,14 +28,74 @@ def build(repo, config, split, shards=1, seed=1234, topic_probability=None):
     )
 
 
+def seed_file(config, split, path, max_seeds=None):
+    write_split_seeds(split, config["splits"][split]["sources"], path, max_seeds=max_seeds)
+    return path
+
+
+def shard_files(repo, config, split, seeds, shards, folder, **options):
+    templates = load_templates(repo / "prompts", split)
+    paths, reports = [], []
+    for shard in range(shards):
+        path = folder / f"{shard:05d}.parquet"
+        reports.append(
+            write_shard_prompts(split, seeds, templates, shard, shards, path, seed=1234, **options)
+        )
+        paths.append(path)
+    return paths, reports
+
+
+def digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_building_twice_gives_byte_identical_files(repo, default_config, tmp_path):
-    digests = []
+    seeds = seed_file(default_config, "web_samples_v2", tmp_path / "seeds.parquet")
+    runs = []
     for attempt in range(2):
-        rows = build(repo, default_config, "web_samples_v2", shards=3)
-        path = tmp_path / f"p{attempt}.parquet"
-        write_prompts(rows, 3, path)
-        digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
-    assert digests[0] == digests[1]
+        folder = tmp_path / f"run{attempt}"
+        paths, _ = shard_files(repo, default_config, "web_samples_v2", seeds, 3, folder)
+        runs.append([digest(p) for p in paths])
+    assert runs[0] == runs[1]
+
+
+def test_streamed_shards_equal_the_in_memory_build(repo, default_config, tmp_path):
+    for split in ("openstax", "stories", "khanacademy"):
+        seeds = seed_file(default_config, split, tmp_path / f"{split}.parquet")
+        paths, reports = shard_files(repo, default_config, split, seeds, 3, tmp_path / split)
+        streamed = [r for p in paths for r in pq.read_table(p).to_pylist()]
+        assert streamed == build(repo, default_config, split, shards=3)
+        assert [r["prompts"] for r in reports] == [pq.read_table(p).num_rows for p in paths]
+
+
+def test_a_shard_does_not_change_when_another_shards_seeds_do(repo, tmp_path):
+    def seeds(texts):
+        path = tmp_path / "web.jsonl"
+        path.write_text(
+            "".join(json.dumps({"id": f"w{i}", "text": t}) + "\n" for i, t in enumerate(texts))
+        )
+        out = tmp_path / "seeds.parquet"
+        write_split_seeds(
+            "web_samples_v1",
+            [{"name": "w", "kind": "web", "format": "jsonl", "path": str(path)}],
+            out,
+        )
+        return out
+
+    texts = [f"An extract about subject {i}, long enough to matter." for i in range(9)]
+    first, _ = shard_files(repo, {}, "web_samples_v1", seeds(texts), 3, tmp_path / "a")
+    texts[7] = "A changed extract in the last shard."
+    second, _ = shard_files(repo, {}, "web_samples_v1", seeds(texts), 3, tmp_path / "b")
+    assert digest(first[0]) == digest(second[0]) and digest(first[1]) == digest(second[1])
+    assert digest(first[2]) != digest(second[2])
+
+
+@pytest.mark.parametrize("seeds, shards", [(10, 3), (3, 5), (0, 2), (773, 773), (100_000, 7)])
+def test_shard_bounds_cover_every_seed_once_in_order(seeds, shards):
+    bounds = shard_bounds(seeds, shards)
+    assert bounds[0] == 0 and bounds[-1] == seeds and bounds == sorted(bounds)
+    owner = [k for k in range(shards) for _ in range(bounds[k], bounds[k + 1])]
+    assert owner == [i * shards // seeds for i in range(seeds)]
 
 
 def test_sample_ids_are_unique_and_stable(repo, default_config):
@@ -103,11 +165,7 @@ def test_shards_are_contiguous_blocks_of_seeds(repo, default_config, tmp_path):
         shards_per_seed.setdefault(r["seed_id"], set()).add(r["shard"])
     assert all(len(s) == 1 for s in shards_per_seed.values())
     assert [r["shard"] for r in rows] == sorted(r["shard"] for r in rows)
-    path = tmp_path / "stories.parquet"
-    write_prompts(rows, 3, path)
-    read_back = [read_prompt_shard(path, k).num_rows for k in range(3)]
-    assert sum(read_back) == len(rows) and all(read_back)
-    assert read_parquet(path).column("sample_id").to_pylist() == [r["sample_id"] for r in rows]
+    assert {r["shard"] for r in rows} == {0, 1, 2}
 
 
 def test_cli_prompts_and_seeds_stages(repo, default_config, tmp_path):
@@ -132,30 +190,16 @@ def test_cli_prompts_and_seeds_stages(repo, default_config, tmp_path):
         )
         == 0
     )
-    out, preport = tmp_path / "p.parquet", tmp_path / "p.json"
     settings = json.dumps({"seed": 1, "shards": 2, "extract_chars": 1000, "templates": None})
-    assert (
-        main(
-            [
-                "prompts",
-                "--split",
-                "wikihow",
-                "--seeds",
-                str(seeds),
-                "--prompts-dir",
-                str(repo / "prompts"),
-                "--settings",
-                settings,
-                "--out",
-                str(out),
-                "--report",
-                str(preport),
-            ]
-        )
-        == 0
-    )
-    assert json.loads(preport.read_text())["prompts"] == 3
-    assert json.loads(preport.read_text())["per_shard"] == {"0": 2, "1": 1}
+    counts = []
+    for shard in (0, 1):
+        out, preport = tmp_path / f"{shard}.parquet", tmp_path / f"{shard}.json"
+        args = ["prompts", "--split", "wikihow", "--shard", str(shard), "--seeds", str(seeds)]
+        args += ["--prompts-dir", str(repo / "prompts"), "--settings", settings]
+        assert main(args + ["--out", str(out), "--report", str(preport)]) == 0
+        counts.append(json.loads(preport.read_text())["prompts"])
+        assert pq.read_table(out).num_rows == counts[-1]
+    assert counts == [2, 1]
 
 
 def test_cli_reports_bad_seed_without_traceback(tmp_path, capsys):

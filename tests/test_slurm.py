@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cosmoforge import SPLITS
-from tests.test_workflow import accounted_rows
+from tests.test_workflow import accounted_rows, released_split
 
 pytestmark = pytest.mark.slurm
 RUN = "pytest-slurm"
@@ -107,7 +107,7 @@ def test_profile_run_survives_a_cancelled_generation_job(repo, cluster, tmp_path
     stats = json.loads(shard_output.with_name(shard_output.stem + ".stats.json").read_text())
     assert stats["resumed_rows"] == flushed > 0
     for split in SPLITS:
-        table = pq.read_table(results / "release" / split / "train-00000-of-00001.parquet")
+        table = released_split(results, split)
         ids = table.column("sample_id").to_pylist()
         assert len(ids) == len(set(ids)) == accounted_rows(results, split) > 0
     assert (results / "release" / "README.md").is_file()

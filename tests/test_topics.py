@@ -343,7 +343,8 @@ def routed_prompts(repo, web, assignments, decisions, split="web_samples_v1", pr
         seed=1234,
         shards=2,
         topic_probability=probability,
-        seed_topics=topics.seed_topics(split_assignments, decisions),
+        topic_assignments=split_assignments,
+        topic_decisions=decisions,
         counts=counts,
     )
     return rows, counts
@@ -398,14 +399,15 @@ def test_v2_names_the_topic_about_half_of_the_time(repo, web, assignments, label
 def test_a_web_seed_without_assignment_is_an_error(repo, web, assignments, labels, tmp_path):
     decisions = tmp_path / "decisions.yaml"
     topics.decide(labels, {"min_score": 1, "overrides": {}}, decisions)
-    with pytest.raises(TopicError, match="has no topic cluster"):
+    with pytest.raises(TopicError, match="topic assignments are out of date"):
         build_prompt_rows(
             "web_samples_v1",
             pq.read_table(web["seeds"]["web_samples_v1"]),
             load_templates(repo / "prompts", "web_samples_v1"),
             seed=1234,
             shards=1,
-            seed_topics=topics.seed_topics(assignments[1:], decisions),  # v2's only
+            topic_assignments=assignments[1:],  # v2's only
+            topic_decisions=decisions,
         )
 
 

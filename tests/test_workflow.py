@@ -18,6 +18,7 @@ import pytest
 
 from cosmoforge import SPLITS
 from cosmoforge.config import load_config
+from cosmoforge.layout import Layout
 from cosmoforge.release import PROVENANCE_COLUMNS, RELEASE_COLUMNS
 
 pytestmark = pytest.mark.vllm
@@ -53,8 +54,14 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
     release = results / "release"
     config = load_config(repo / "config" / "config.yaml")
     total = 0
+    layout = Layout(config)
     for split in SPLITS:
-        table = pq.read_table(release / split / "train-00000-of-00001.parquet")
+        # One file per generation shard, in the hub's layout.
+        names = sorted(p.name for p in (release / split).iterdir())
+        shards = config["splits"][split]["shards"]
+        assert names == [f"train-{k:05d}-of-{shards:05d}.parquet" for k in range(shards)]
+        assert names == [Path(layout.release_file(split, s)).name for s in layout.shards(split)]
+        table = released_split(results, split)
         assert table.num_rows > 0, split
         assert table.column_names == RELEASE_COLUMNS + PROVENANCE_COLUMNS
         rows = table.to_pylist()
@@ -99,7 +106,7 @@ def check_topics(results, card):
             assert entry["topic"] == label["topic"] and 1 <= label["score"] <= 10
     assert any(entry["decision"] == "keep" for entry in decisions.values())
     for split in ("web_samples_v1", "web_samples_v2"):
-        table = pq.read_table(results / "prompts" / f"{split}.parquet").to_pylist()
+        table = pq.read_table(sorted((results / "prompts" / split).glob("*.parquet"))).to_pylist()
         for row in table:
             entry = decisions[row["topic_cluster"]]
             assert entry["decision"] == "keep" and row["topic"] == entry["topic"]
@@ -109,18 +116,26 @@ def check_topics(results, card):
         assert (results / "release" / "plots" / f"{plot}.png").stat().st_size > 1000
 
 
+def released_split(results, split):
+    return pq.read_table(sorted((results / "release" / split).glob("train-*.parquet")))
+
+
 def accounted_rows(results, split):
     """Released rows of a split, after checking that every prompt is accounted for."""
-    prompts = json.loads((results / "prompts" / f"{split}.report.json").read_text())
+    prompts = sum(
+        json.loads(p.read_text())["prompts"]
+        for p in (results / "prompts" / split).glob("*.report.json")
+    )
     dedup = json.loads((results / "dedup" / "report.json").read_text())["per_split"][split]
     contaminated = sum(
         pq.read_table(p).num_rows for p in (results / "decont" / "contaminated" / split).glob("*")
     )
-    report = json.loads((results / "collected" / f"{split}.filter.json").read_text())
-    assert dedup["documents"] == prompts["prompts"]
-    assert report["generated"] == prompts["prompts"] - dedup["removed"] - contaminated
-    assert report["kept"] + sum(report["left_out"].values()) == report["generated"]
-    return report["kept"]
+    report = json.loads((results / "release" / "stats.json").read_text())["splits"][split]
+    assert dedup["documents"] == prompts
+    assert report["generated"] == prompts - dedup["removed"] - contaminated
+    assert report["rows"] + sum(report["left_out"].values()) == report["generated"]
+    assert report["rows"] == released_split(results, split).num_rows
+    return report["rows"]
 
 
 def test_release_loads_with_datasets(e2e_run):
@@ -129,7 +144,7 @@ def test_release_loads_with_datasets(e2e_run):
     results, _ = e2e_run
     for split in SPLITS:
         loaded = datasets.load_dataset("parquet", data_dir=str(results / "release" / split))
-        table = pq.read_table(results / "release" / split / "train-00000-of-00001.parquet")
+        table = released_split(results, split)
         assert loaded["train"].num_rows == table.num_rows
         assert loaded["train"].column_names[:6] == RELEASE_COLUMNS
 
@@ -143,7 +158,7 @@ def test_rerun_after_success_has_nothing_to_do(e2e_run, repo):
 def kill_test_shard(repo, tmp_path, model_path, splits, seed, flush_every, max_tokens):
     """Prompts of the bundled seeds of `splits` as one shard, and the `cosmoforge generate`
     command for it with an engine that runs 4 sequences at a time."""
-    from cosmoforge.prompts import build_prompt_rows, write_prompts
+    from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
     from cosmoforge.seeds import read_split_seeds
     from cosmoforge.templates import load_templates
 
@@ -155,7 +170,7 @@ def kill_test_shard(repo, tmp_path, model_path, splits, seed, flush_every, max_t
         templates = load_templates(repo / "prompts", split)
         rows += build_prompt_rows(split, seeds, templates, seed=seed, shards=1)
     prompts = tmp_path / "prompts.parquet"
-    write_prompts(rows, 1, prompts)
+    write_prompt_shard(rows, prompts)
     settings = {
         "seed": seed,
         "model": {**config["model"], "path": str(model_path)},
@@ -167,8 +182,6 @@ def kill_test_shard(repo, tmp_path, model_path, splits, seed, flush_every, max_t
         "generate",
         "--prompts",
         str(prompts),
-        "--shard",
-        "0",
         "--out",
         str(tmp_path / "00000.parquet"),
         "--stats",

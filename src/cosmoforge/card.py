@@ -7,10 +7,10 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.compute as pc
 import yaml
 
-from .io import atomic_path, read_parquet, write_json, write_text
+from .io import atomic_path, write_json, write_text
+from .release import split_totals
 from .tokens import TOKENIZER_NAME
 from .topics import PLOTS as TOPIC_PLOTS
 
@@ -50,16 +50,21 @@ def _bar_plot(counts: dict[str, Counter], title: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _length_plot(lengths: dict[str, list[int]], path: Path) -> None:
+def _length_plot(lengths: dict[str, Counter], path: Path) -> None:
+    """Histogram of token_length per split, from the shards' counts of each length."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4))
-    for split, values in lengths.items():
-        if values:
-            ax.hist(values, bins=20, histtype="step", label=split)
+    longest = max((max(c) for c in lengths.values() if c), default=1)
+    bins = [longest * i / 20 for i in range(21)]
+    for split, counts in lengths.items():
+        if counts:
+            ax.hist(
+                list(counts), bins=bins, weights=list(counts.values()), histtype="step", label=split
+            )
     ax.set_xlabel("token_length (Mistral tokens, no BOS)")
     ax.set_ylabel("rows")
     ax.legend(fontsize=7)
@@ -70,8 +75,7 @@ def _length_plot(lengths: dict[str, list[int]], path: Path) -> None:
 
 
 def build_card(
-    release_files: dict[str, str | Path],
-    filter_reports: list[str | Path],
+    release_stats: list[str | Path],
     seed_reports: list[str | Path],
     generation_stats: list[str | Path],
     settings: dict,
@@ -82,28 +86,46 @@ def build_card(
     benchmarks: str | Path | None = None,
     topics_report: str | Path | None = None,
 ) -> dict:
+    """The card and stats.json from the stage reports and the release shards' statistics:
+    no released text is read, so the card costs the same at any scale."""
     out_readme = Path(out_readme)
     release_dir = out_readme.parent
     plots = release_dir / "plots"
-    filters = {r["split"]: r for r in _load_json(filter_reports)}
     seeds = {r["split"]: r for r in _load_json(seed_reports)}
     gen = _load_json(generation_stats)
+    shard_stats: dict[str, list[dict]] = {}
+    for stats_file in _load_json(release_stats):
+        shard_stats.setdefault(stats_file["split"], []).append(stats_file)
 
     per_split: dict[str, dict] = {}
+    filters: dict[str, dict] = {}
     dists = {"seed_data": {}, "format": {}, "audience": {}}
-    lengths: dict[str, list[int]] = {}
+    lengths: dict[str, Counter] = {}
     revisions: set[str] = set()
-    for split, path in release_files.items():
-        table = read_parquet(path)
-        revisions.update(r for r in table.column("model_revision").to_pylist() if r)
+    for split, shards in shard_stats.items():
+        totals = split_totals(shards)
+        filters[split] = {
+            "generated": totals["generated"],
+            "left_out": totals["left_out"],
+            "truncated_kept": totals["truncated_kept"],
+            "min_token_length": shards[0]["min_token_length"],
+        }
         per_split[split] = {
-            "rows": table.num_rows,
-            "tokens": int(pc.sum(table.column("token_length")).as_py() or 0),
-            "file": str(Path(path).relative_to(release_dir)),
+            "rows": totals["rows"],
+            "tokens": totals["tokens"],
+            "files": totals["files"],
+            "generated": totals["generated"],
+            "left_out": totals["left_out"],
+            "truncated_kept": totals["truncated_kept"],
         }
         for column in dists:
-            dists[column][split] = Counter(table.column(column).to_pylist())
-        lengths[split] = table.column("token_length").to_pylist()
+            dists[column][split] = Counter()
+        lengths[split] = Counter()
+        for shard in shards:
+            revisions.update(shard["model_revisions"])
+            for column in dists:
+                dists[column][split].update(shard["distributions"][column])
+            lengths[split].update({int(n): c for n, c in shard["token_length_counts"].items()})
 
     for column, counts in dists.items():
         _bar_plot(counts, f"{column} per split", plots / f"{column}.png")
@@ -117,7 +139,7 @@ def build_card(
         "splits": per_split,
         "rows": total_rows,
         "tokens": total_tokens,
-        "filtered": {s: filters[s]["left_out"] for s in filters},
+        "filtered": {s: f["left_out"] for s, f in filters.items()},
         "seed_rows_skipped": {
             s: sum(src["rows_skipped"] for src in r["sources"]) for s, r in seeds.items()
         },
@@ -176,13 +198,16 @@ def build_card(
         f"data, in the manner of Cosmopedia. Run `{settings.get('run_name', '')}`: "
         f"{total_rows} rows, {total_tokens} tokens.",
         "",
-        'Load one split with `datasets.load_dataset("parquet", data_dir="<this folder>/<split>")`.',
+        "Each split is a folder of parquet files, one per generation shard "
+        "(`<split>/train-00000-of-N.parquet`, ...); load one split with "
+        '`datasets.load_dataset("parquet", data_dir="<this folder>/<split>")`.',
         "",
         "## Rows and tokens per split",
         "",
         _table(
             [
                 "split",
+                "files",
                 "rows",
                 "tokens",
                 "generated",
@@ -192,6 +217,7 @@ def build_card(
             [
                 [
                     s,
+                    v["files"],
                     v["rows"],
                     v["tokens"],
                     filters.get(s, {}).get("generated", ""),
@@ -203,7 +229,7 @@ def build_card(
                 ]
                 for s, v in per_split.items()
             ]
-            + [["**total**", total_rows, total_tokens, "", "", ""]],
+            + [["**total**", "", total_rows, total_tokens, "", "", ""]],
         ),
         "",
         f"`token_length` counts tokens of `text` with the {TOKENIZER_NAME}, **without** BOS "

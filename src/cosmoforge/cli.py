@@ -29,13 +29,14 @@ def cmd_convert_model(args) -> None:
 
 
 def cmd_seeds(args) -> None:
-    from .io import write_json, write_parquet
-    from .seeds import read_split_seeds
+    from .seeds import write_split_seeds
 
     settings = args.settings
-    table, report = read_split_seeds(
+    report = write_split_seeds(
         args.split,
         settings["sources"],
+        args.out,
+        args.report,
         on_bad_row=settings.get("on_bad_row", "skip"),
         max_seeds=settings.get("max_seeds"),
     )
@@ -49,85 +50,55 @@ def cmd_seeds(args) -> None:
             )
             for example in source["examples"]:
                 logging.warning("  %s", example)
-    write_json(args.report, report)
-    write_parquet(args.out, table)
 
 
 def cmd_prompts(args) -> None:
-    from collections import Counter
-
-    from .io import read_parquet, write_json
-    from .prompts import build_prompt_rows, write_prompts
+    from .io import write_json
+    from .prompts import write_shard_prompts
     from .templates import load_templates
 
     s = args.settings
     templates = load_templates(args.prompts_dir, args.split, s.get("templates"))
-    seed_topics = None
-    if args.topic_decisions:
-        from .topics import seed_topics as read_seed_topics
-
-        seed_topics = read_seed_topics(args.topic_assignments, args.topic_decisions)
-    left_out = Counter()
-    rows = build_prompt_rows(
+    report = write_shard_prompts(
         args.split,
-        read_parquet(args.seeds),
+        args.seeds,
         templates,
+        args.shard,
+        s["shards"],
+        args.out,
         seed=s["seed"],
-        shards=s["shards"],
         extract_chars=s["extract_chars"],
         topic_probability=s.get("topic_probability", 1.0),
-        seed_topics=seed_topics,
-        counts=left_out,
+        topic_assignments=args.topic_assignments,
+        topic_decisions=args.topic_decisions,
     )
-    if not rows:
-        raise CosmoforgeError(
-            f"split '{args.split}': no prompts; no template in {args.prompts_dir}/{args.split} "
-            "applies to the seed kinds of this split"
-        )
-    write_json(
-        args.report,
-        {
-            "split": args.split,
-            "prompts": len(rows),
-            "per_template": dict(sorted(Counter(r["template_id"] for r in rows).items())),
-            "per_shard": dict(sorted(Counter(str(r["shard"]) for r in rows).items())),
-            "topic_injected": sum(r["topic_injected"] for r in rows),
-            "seeds_left_out": dict(sorted(left_out.items())),
-        },
-    )
-    write_prompts(rows, s["shards"], args.out)
+    write_json(args.report, report)
 
 
 def cmd_generate(args) -> None:
     from .generate import generate_shard
 
-    generate_shard(args.prompts, args.shard, args.out, args.settings, stats_path=args.stats)
-
-
-def cmd_collect(args) -> None:
-    from .release import collect_split
-
-    collect_split(
-        args.split, args.shards, args.out, args.report, args.min_token_length, args.drop_truncated
-    )
+    generate_shard(args.prompts, args.out, args.settings, stats_path=args.stats)
 
 
 def cmd_release(args) -> None:
-    from .release import release_split
+    from .release import release_shard
 
-    release_split(args.collected, args.out)
+    release_shard(
+        args.split,
+        args.shard,
+        args.out,
+        args.stats,
+        args.min_token_length,
+        drop_truncated=args.drop_truncated,
+    )
 
 
 def cmd_card(args) -> None:
     from .card import build_card
 
-    releases = {}
-    for item in args.release:
-        split, _, path = item.partition("=")
-        releases[split] = path
     build_card(
-        releases,
-        args.filter_reports,
+        args.release_stats,
         args.seed_reports,
         args.generation_stats,
         args.settings,
@@ -266,9 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", required=True, type=Path)
     p.set_defaults(func=cmd_seeds)
 
-    p = sub.add_parser("prompts", help="render a split's prompts into shard files")
+    p = sub.add_parser("prompts", help="render one shard of a split's prompts")
     p.add_argument("--split", required=True)
-    p.add_argument("--seeds", required=True, type=Path)
+    p.add_argument("--shard", required=True, type=int, help="shard index, 0 .. shards-1")
+    p.add_argument("--seeds", required=True, type=Path, help="the split's seed parquet")
     p.add_argument("--prompts-dir", required=True, type=Path)
     p.add_argument("--topic-assignments", nargs="+", type=Path, help="web splits: clusters")
     p.add_argument("--topic-decisions", type=Path, help="web splits: the decisions file")
@@ -278,13 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_json,
         help='JSON: {"seed", "shards", "extract_chars", "topic_probability", "templates"}',
     )
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--report", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="the shard's prompt parquet")
+    p.add_argument("--report", required=True, type=Path, help="the shard's report (JSON)")
     p.set_defaults(func=cmd_prompts)
 
     p = sub.add_parser("generate", help="generate one prompt shard with vLLM (resumable)")
-    p.add_argument("--prompts", required=True, type=Path)
-    p.add_argument("--shard", required=True, type=int)
+    p.add_argument("--prompts", required=True, type=Path, help="the shard's prompt file")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
     p.add_argument(
@@ -295,23 +266,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("collect", help="merge a split's shards, count tokens, filter")
+    p = sub.add_parser("release", help="count tokens, filter and write one shard's release file")
     p.add_argument("--split", required=True)
-    p.add_argument("--shards", required=True, nargs="+", type=Path)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--report", required=True, type=Path)
+    p.add_argument("--shard", required=True, type=Path, help="the decontaminated shard")
+    p.add_argument("--out", required=True, type=Path, help="release/<split>/train-*-of-*.parquet")
+    p.add_argument("--stats", required=True, type=Path, help="the shard's statistics (JSON)")
     p.add_argument("--min-token-length", required=True, type=int)
     p.add_argument("--drop-truncated", action="store_true")
-    p.set_defaults(func=cmd_collect)
-
-    p = sub.add_parser("release", help="write a split's released parquet")
-    p.add_argument("--collected", required=True, type=Path)
-    p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_release)
 
     p = sub.add_parser("card", help="write the dataset card, statistics and plots")
-    p.add_argument("--release", required=True, nargs="+", help="SPLIT=PATH pairs")
-    p.add_argument("--filter-reports", required=True, nargs="+", type=Path)
+    p.add_argument(
+        "--release-stats", required=True, nargs="+", type=Path, help="every shard's statistics"
+    )
     p.add_argument("--seed-reports", required=True, nargs="+", type=Path)
     p.add_argument("--generation-stats", required=True, nargs="+", type=Path)
     p.add_argument("--settings", required=True, type=_json)

@@ -29,7 +29,7 @@ from datatrove.pipeline.dedup.minhash import (
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from .io import write_json, write_parquet
+from .io import atomic_path, write_json, write_parquet
 
 
 class WhitespaceTokenizer(WordTokenizer):
@@ -235,14 +235,6 @@ def dedup_report(
     stayed: dict[str, str] = {}
     for path in cluster_files:
         stayed.update(json.loads(Path(path).read_text()))
-    tables = [
-        pq.read_table(p, columns=["sample_id", "split", "text", "minhash_cluster_id"])
-        for p in removed_files
-    ]
-    removed = pa.concat_tables(tables) if tables else None
-    rows = removed.to_pylist() if removed is not None else []
-    for row in rows:
-        row["kept_sample_id"] = stayed.get(str(row["minhash_cluster_id"]))
     schema = pa.schema(
         [
             ("sample_id", pa.string()),
@@ -252,14 +244,28 @@ def dedup_report(
             ("kept_sample_id", pa.string()),
         ]
     )
-    write_parquet(out_removed, pa.Table.from_pylist(rows, schema=schema))
     per_split: dict[str, dict] = {}
     for path in generated_files:
-        splits = pq.read_table(path, columns=["split"]).column("split").to_pylist()
-        for split in splits:
-            per_split.setdefault(split, {"documents": 0, "removed": 0})["documents"] += 1
-    for row in rows:
-        per_split[row["split"]]["removed"] += 1
+        splits = pq.read_table(path, columns=["split"]).column("split")
+        for item in pc.value_counts(splits).to_pylist():
+            counts = per_split.setdefault(item["values"], {"documents": 0, "removed": 0})
+            counts["documents"] += item["counts"]
+    removed_total = 0
+    # One removed shard at a time: memory is bounded by a shard, not by the run.
+    with (
+        atomic_path(out_removed) as tmp,
+        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
+    ):
+        for path in removed_files:
+            table = pq.read_table(path, columns=list(schema.names[:4]))
+            kept_ids = [stayed.get(str(c)) for c in table.column("minhash_cluster_id").to_pylist()]
+            table = table.append_column("kept_sample_id", pa.array(kept_ids, pa.string()))
+            writer.write_table(table)
+            for split in table.column("split").to_pylist():
+                per_split[split]["removed"] += 1
+            removed_total += table.num_rows
+        if not removed_files:
+            writer.write_table(schema.empty_table())
     for counts in per_split.values():
         counts["rate"] = (
             round(counts["removed"] / counts["documents"], 6) if counts["documents"] else 0
@@ -267,7 +273,7 @@ def dedup_report(
     report = {
         "parameters": params,
         "per_split": per_split,
-        "removed": len(rows),
+        "removed": removed_total,
         "documents": sum(c["documents"] for c in per_split.values()),
     }
     write_json(out_report, report)

@@ -148,7 +148,8 @@ class VllmEngine:
 
 
 class FakeEngine:
-    """Deterministic pseudo-text for unit tests: same request -> same words, no model."""
+    """Deterministic pseudo-text for unit tests and the labelled scale rehearsal (no model):
+    the same request gives the same words."""
 
     name = "fake"
     version = "0"
@@ -186,7 +187,7 @@ class FakeEngine:
         for request in requests:
             rng = random.Random(derive_seed(request.seed, request.prompt))
             n = rng.randint(self.sampling["max_tokens"] // 2, self.sampling["max_tokens"])
-            words = [rng.choice(self.WORDS) for _ in range(n)]
+            words = rng.choices(self.WORDS, k=n)
             finish = "length" if n == self.sampling["max_tokens"] else "stop"
             yield Completion(
                 request.sample_id,

@@ -67,23 +67,21 @@ def load_parts(folder: Path) -> tuple[dict[str, dict], int]:
 
 def generate_shard(
     prompts_path: str | Path,
-    shard: int,
     output: str | Path,
     settings: dict,
     stats_path: str | Path | None = None,
     engine_factory: Callable | None = None,
 ) -> dict:
-    """Run shard `shard` of the split's prompt file through the engine; write `output`."""
+    """Run one shard's prompt file through the engine; write `output`."""
     output = Path(output)
-    prompts = read_prompt_shard(prompts_path, shard).to_pylist()
+    prompts = read_prompt_shard(prompts_path).to_pylist()
     folder = parts_dir(output)
     done, next_part = load_parts(folder)
     todo = [p for p in prompts if p["sample_id"] not in done]
     model, engine_cfg, sampling = settings["model"], settings["engine"], settings["sampling"]
     log.info(
-        "%s shard %d: %d prompts, %d already done in %s, %d to generate",
+        "%s: %d prompts, %d already done in %s, %d to generate",
         prompts_path,
-        shard,
         len(prompts),
         len(prompts) - len(todo),
         folder,

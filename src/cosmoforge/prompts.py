@@ -2,7 +2,9 @@
 
 Order matters for the GPU: a seed's prompts are adjacent and every template opens with the seed
 material, so vLLM's prefix cache computes a shared extract once per seed. Shards are contiguous
-blocks of seeds, so all variants of a seed land in the same shard.
+blocks of seeds (by position in the seed file), so all variants of a seed land in the same shard
+and a shard's prompts depend only on its own seeds. The seed file is streamed in batches, one
+prompt file per shard, so memory is bounded by a batch, not by the split.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .errors import TopicError
-from .io import atomic_path, derive_seed, stable_hash
+from .errors import TemplateError, TopicError
+from .io import atomic_path, derive_seed, stable_hash, write_parquet
 from .templates import Template
 
 PROMPT_SCHEMA = pa.schema(
@@ -140,6 +143,210 @@ def _variants(
     raise ValueError(f"unknown seed kind {kind!r}")
 
 
+class TopicCursor:
+    """The topic assignments of a split's web seeds, read in step with the seed file.
+
+    The assignment files (one per topic shard, in shard order) list the web seeds in seed-file
+    order, so they are joined to the seeds by position, batch by batch, and the seed ids are
+    compared to catch stale assignments: no split-wide dictionary is built."""
+
+    def __init__(self, paths: list[str | Path], decisions_path: str | Path):
+        from .topics import load_decisions
+
+        self.decisions = {e["id"]: e for e in load_decisions(decisions_path)}
+        self.decisions_path = decisions_path
+        self._paths = list(paths)
+        self._batches = iter(())
+        self._ids: list[str] = []
+        self._clusters: list[int] = []
+        self._pos = 0
+        self._path: str | Path = self._paths[0] if self._paths else ""
+
+    def _next_batch(self) -> bool:
+        while True:
+            batch = next(self._batches, None)
+            if batch is not None:
+                self._ids = batch.column(0).to_pylist()
+                self._clusters = batch.column(1).to_pylist()
+                self._pos = 0
+                return True
+            if not self._paths:
+                return False
+            self._open(self._paths.pop(0))
+
+    def _open(self, path) -> None:
+        self._path = path
+        self._batches = pq.ParquetFile(path).iter_batches(
+            batch_size=8192, columns=["seed_id", "cluster"]
+        )
+
+    def skip(self, count: int) -> None:
+        """Pass over the assignments of the first `count` web seeds (whole files by their
+        row counts, without reading them)."""
+        while self._paths and count >= (rows := pq.ParquetFile(self._paths[0]).metadata.num_rows):
+            count -= rows
+            self._path = self._paths.pop(0)
+        while count > 0:
+            if self._pos >= len(self._ids) and not self._next_batch():
+                return  # too few assignments: `take` reports it
+            step = min(count, len(self._ids) - self._pos)
+            self._pos += step
+            count -= step
+
+    def take(self, seed_ids: list[str]) -> list[dict]:
+        """Topic info of the next len(seed_ids) web seeds, which must be exactly these."""
+        out = []
+        for seed_id in seed_ids:
+            if self._pos >= len(self._ids) and not self._next_batch():
+                raise TopicError(
+                    f"web seed {seed_id!r} has no topic cluster; the topic assignments "
+                    "are out of date (rerun the topics stages)"
+                )
+            if self._ids[self._pos] != seed_id:
+                raise TopicError(
+                    f"{self._path}: lists seed {self._ids[self._pos]!r} where the seeds have "
+                    f"{seed_id!r}; the topic assignments are out of date (rerun the topics "
+                    "stages)"
+                )
+            cluster = self._clusters[self._pos]
+            self._pos += 1
+            entry = self.decisions.get(cluster)
+            if entry is None:
+                raise TopicError(
+                    f"{self.decisions_path}: no entry for cluster {cluster} (seed {seed_id})"
+                )
+            out.append(
+                {
+                    "cluster": cluster,
+                    "topic": (entry.get("topic") or "").strip(),
+                    "decision": entry["decision"],
+                    "route": entry.get("route"),
+                }
+            )
+        return out
+
+    def finish(self) -> None:
+        """Every assignment was used: more assignments than web seeds means they are stale."""
+        if self._pos < len(self._ids) or self._next_batch():
+            raise TopicError(
+                f"{self._path}: assignments for more web seeds than the seed file has; the "
+                "topic assignments are out of date (rerun the topics stages)"
+            )
+
+
+class PromptBuilder:
+    """Turns seed rows into prompt rows; one per split, every template compiled once."""
+
+    def __init__(
+        self,
+        split: str,
+        templates: list[Template],
+        *,
+        seed: int,
+        extract_chars: int = 1000,
+        topic_probability: float = 1.0,
+        openstax_reference_chars: int = 600,
+        topics: TopicCursor | None = None,
+        previous: dict[str, list[str]] | None = None,
+    ):
+        self.split = split
+        self.templates = templates
+        self.options = {
+            "seed": seed,
+            "extract_chars": extract_chars,
+            "topic_probability": topic_probability,
+            "openstax_reference_chars": openstax_reference_chars,
+        }
+        self.topics = topics
+        self.context = {"previous": previous or {}}
+        self.web_formats = {t.format for t in templates if "web" in t.kinds}
+        self.counts: Counter = Counter()
+
+    def rows(self, seed_rows: list[dict], shard: int) -> list[dict]:
+        """The prompts of consecutive seed rows, a seed's variants adjacent, in seed order."""
+        if self.topics is not None:
+            web = [r["seed_id"] for r in seed_rows if r["kind"] == "web"]
+            infos = iter(self.topics.take(web))
+            seed_rows = [
+                r
+                for r in (
+                    self._with_topic(r, next(infos)) if r["kind"] == "web" else r for r in seed_rows
+                )
+                if r is not None
+            ]
+        split = self.split
+        rows = []
+        for seed_row in seed_rows:
+            for template in self.templates:
+                if seed_row["kind"] not in template.kinds or not _on_route(seed_row, template):
+                    continue
+                for variant, variables in _variants(
+                    split, seed_row, template, self.options, self.context
+                ):
+                    rows.append(
+                        {
+                            "sample_id": stable_hash(
+                                split, seed_row["seed_id"], template.name, variant
+                            ),
+                            "split": split,
+                            "shard": shard,
+                            "seed_id": seed_row["seed_id"],
+                            "seed_data": seed_row["source"],
+                            "format": template.format,
+                            "audience": template.audience,
+                            "template_id": template.template_id,
+                            "template_version": template.version,
+                            "variant": variant,
+                            "topic": seed_row.get("topic") if seed_row["kind"] == "web" else None,
+                            "topic_injected": bool(variables.get("topic")),
+                            "topic_cluster": seed_row.get("topic_cluster"),
+                            "prompt": template.render(**variables),
+                        }
+                    )
+        return rows
+
+    def _with_topic(self, row: dict, info: dict) -> dict | None:
+        if info["decision"] != "keep":
+            self.counts["dropped_with_topic_cluster"] += 1
+            return None
+        route = info["route"]
+        if route != ALL_ROUTES and route not in self.web_formats:
+            self.counts[f"no_template_for_route_{route}"] += 1
+            return None
+        return {**row, "topic": info["topic"], "topic_cluster": info["cluster"], "route": route}
+
+
+PREVIOUS_GROUPS = {
+    # kind -> (group key columns, title column): a seed lists the titles before it in its group
+    "openstax": (("source", "book_title", "chapter_title", "section_title"), "unit_title"),
+    "khanacademy": (("source", "course_title", "unit_title"), "lesson_title"),
+}
+
+
+def previous_titles(seed_rows: list[dict], global_seed: int, split: str) -> dict[str, list[str]]:
+    """Earlier titles in each seed's group, for the kinds that list them (OpenStax units, Khan
+    lessons). Needs only the group and title columns of the split."""
+    previous: dict[str, list[str]] = {}
+    for kind, (group_keys, title_key) in PREVIOUS_GROUPS.items():
+        members = [s for s in seed_rows if s["kind"] == kind]
+        if members:
+            previous.update(_previous_titles(members, group_keys, title_key, global_seed, split))
+    return previous
+
+
+def previous_titles_of_file(seeds_path: str | Path, global_seed: int, split: str) -> dict:
+    parquet = pq.ParquetFile(seeds_path)
+    names = set(parquet.schema_arrow.names)
+    columns = {"seed_id", "kind"}
+    for group_keys, title_key in PREVIOUS_GROUPS.values():
+        columns.update(c for c in (*group_keys, title_key) if c in names)
+    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
+    if not pc.any(pc.is_in(kinds, value_set=pa.array(list(PREVIOUS_GROUPS)))).as_py():
+        return {}
+    table = pq.read_table(seeds_path, columns=sorted(columns))
+    return previous_titles(table.to_pylist(), global_seed, split)
+
+
 def build_prompt_rows(
     split: str,
     seeds: pa.Table,
@@ -150,109 +357,136 @@ def build_prompt_rows(
     extract_chars: int = 1000,
     topic_probability: float = 1.0,
     openstax_reference_chars: int = 600,
-    seed_topics: dict[str, dict] | None = None,
+    topic_assignments: list[str | Path] | None = None,
+    topic_decisions: str | Path | None = None,
     counts: Counter | None = None,
 ) -> list[dict]:
-    """Every seed x applicable template (x variants), in seed order, with shard numbers.
-
-    `seed_topics` (from topic clustering: seed id -> cluster, topic, decision, route) makes web
-    seeds take their topic from their cluster, drops the seeds of dropped clusters, and keeps
-    only the templates whose format is the cluster's route. `counts` receives why seeds left.
-    """
-    counts = counts if counts is not None else Counter()
-    seed_rows = _apply_topics(seeds.to_pylist(), seed_topics, templates, counts)
-    options = {
-        "seed": seed,
-        "extract_chars": extract_chars,
-        "topic_probability": topic_probability,
-        "openstax_reference_chars": openstax_reference_chars,
-    }
-    context = {"previous": {}}
-    kinds = {s["kind"] for s in seed_rows}
-    if "openstax" in kinds:
-        context["previous"].update(
-            _previous_titles(
-                [s for s in seed_rows if s["kind"] == "openstax"],
-                ("source", "book_title", "chapter_title", "section_title"),
-                "unit_title",
-                seed,
-                split,
-            )
-        )
-    if "khanacademy" in kinds:
-        context["previous"].update(
-            _previous_titles(
-                [s for s in seed_rows if s["kind"] == "khanacademy"],
-                ("source", "course_title", "unit_title"),
-                "lesson_title",
-                seed,
-                split,
-            )
-        )
-    n = len(seed_rows)
+    """Every seed x applicable template (x variants), in memory: for tests and small tools.
+    `write_split_prompts` is the same, streamed to shard files."""
+    seed_rows = seeds.to_pylist()
+    topics = TopicCursor(topic_assignments, topic_decisions) if topic_decisions else None
+    builder = PromptBuilder(
+        split,
+        templates,
+        seed=seed,
+        extract_chars=extract_chars,
+        topic_probability=topic_probability,
+        openstax_reference_chars=openstax_reference_chars,
+        topics=topics,
+        previous=previous_titles(seed_rows, seed, split),
+    )
     rows = []
-    for index, seed_row in enumerate(seed_rows):
-        shard = index * shards // n if n else 0
-        for template in templates:
-            if seed_row["kind"] not in template.kinds:
-                continue
-            if not _on_route(seed_row, template):
-                continue
-            for variant, variables in _variants(split, seed_row, template, options, context):
-                sample_id = stable_hash(split, seed_row["seed_id"], template.name, variant)
-                topic = variables.get("topic")
-                rows.append(
-                    {
-                        "sample_id": sample_id,
-                        "split": split,
-                        "shard": shard,
-                        "seed_id": seed_row["seed_id"],
-                        "seed_data": seed_row["source"],
-                        "format": template.format,
-                        "audience": template.audience,
-                        "template_id": template.template_id,
-                        "template_version": template.version,
-                        "variant": variant,
-                        "topic": seed_row.get("topic") if seed_row["kind"] == "web" else None,
-                        "topic_injected": bool(topic),
-                        "topic_cluster": seed_row.get("topic_cluster"),
-                        "prompt": template.render(**variables),
-                    }
-                )
+    bounds = shard_bounds(len(seed_rows), shards)
+    for shard in range(shards):
+        rows += builder.rows(seed_rows[bounds[shard] : bounds[shard + 1]], shard)
+    if topics is not None:
+        topics.finish()
+    if counts is not None:
+        counts.update(builder.counts)
     return rows
 
 
-def _apply_topics(
-    seed_rows: list[dict],
-    seed_topics: dict[str, dict] | None,
+def shard_bounds(seeds: int, shards: int) -> list[int]:
+    """Seed index where each shard starts, and the end: shard k holds seeds i with
+    i * shards // seeds == k (contiguous blocks of nearly equal size)."""
+    return [-(-k * seeds // shards) for k in range(shards)] + [seeds]
+
+
+PROMPT_BATCH = 4096
+
+
+def write_shard_prompts(
+    split: str,
+    seeds_path: str | Path,
     templates: list[Template],
-    counts: Counter,
-) -> list[dict]:
-    if seed_topics is None:
-        return seed_rows
-    formats = {t.format for t in templates if "web" in t.kinds}
-    kept = []
-    for row in seed_rows:
-        if row["kind"] != "web":
-            kept.append(row)
-            continue
-        info = seed_topics.get(row["seed_id"])
-        if info is None:
-            raise TopicError(
-                f"web seed {row['seed_id']!r} has no topic cluster; "
-                "the topic assignments are out of date (rerun the topics stages)"
-            )
-        if info["decision"] != "keep":
-            counts["dropped_with_topic_cluster"] += 1
-            continue
-        route = info["route"]
-        if route != ALL_ROUTES and route not in formats:
-            counts[f"no_template_for_route_{route}"] += 1
-            continue
-        kept.append(
-            {**row, "topic": info["topic"], "topic_cluster": info["cluster"], "route": route}
+    shard: int,
+    shards: int,
+    output: str | Path,
+    *,
+    seed: int,
+    extract_chars: int = 1000,
+    topic_probability: float = 1.0,
+    openstax_reference_chars: int = 600,
+    topic_assignments: list[str | Path] | None = None,
+    topic_decisions: str | Path | None = None,
+) -> dict:
+    """Stream one shard's block of the seed file into its prompt file (written atomically);
+    memory is bounded by a batch of seeds. Returns the shard's prompt report."""
+    from .seeds import count_rows, iter_seed_rows
+
+    n = count_rows(seeds_path)
+    start, stop = shard_bounds(n, shards)[shard : shard + 2]
+    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
+    applicable = pa.array(sorted({k for t in templates for k in t.kinds}), pa.string())
+    if n and not pc.any(pc.is_in(kinds, value_set=applicable)).as_py():
+        raise TemplateError(
+            f"split '{split}': no template in {Path(templates[0].path).parent} applies to the "
+            f"seed kinds of this split ({sorted(set(kinds.to_pylist()))})"
         )
-    return kept
+    topics = None
+    if topic_decisions:
+        topics = TopicCursor(topic_assignments, topic_decisions)
+        # The web seeds before this shard's block: their assignments are skipped.
+        topics.skip(pc.sum(pc.equal(kinds.slice(0, start), "web")).as_py() or 0)
+    builder = PromptBuilder(
+        split,
+        templates,
+        seed=seed,
+        extract_chars=extract_chars,
+        topic_probability=topic_probability,
+        openstax_reference_chars=openstax_reference_chars,
+        topics=topics,
+        previous=previous_titles_of_file(seeds_path, seed, split),
+    )
+    per_template: Counter = Counter()
+    injected = written = 0
+    with (
+        atomic_path(output) as tmp,
+        pq.ParquetWriter(tmp, PROMPT_SCHEMA, compression="zstd") as writer,
+    ):
+        for batch in _rebatch(iter_seed_rows(seeds_path, start, stop), PROMPT_BATCH):
+            rows = builder.rows(batch, shard)
+            if rows:
+                writer.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA))
+            per_template.update(r["template_id"] for r in rows)
+            injected += sum(r["topic_injected"] for r in rows)
+            written += len(rows)
+    if topics is not None and stop == n:
+        topics.finish()
+    return {
+        "split": split,
+        "shard": shard,
+        "seeds": stop - start,
+        "prompts": written,
+        "per_template": dict(sorted(per_template.items())),
+        "topic_injected": injected,
+        "seeds_left_out": dict(sorted(builder.counts.items())),
+    }
+
+
+def merge_prompt_reports(reports: list[dict]) -> dict:
+    """A split's prompt figures from its shards' reports."""
+    per_template: Counter = Counter()
+    left_out: Counter = Counter()
+    for r in reports:
+        per_template.update(r["per_template"])
+        left_out.update(r["seeds_left_out"])
+    return {
+        "seeds": sum(r["seeds"] for r in reports),
+        "prompts": sum(r["prompts"] for r in reports),
+        "per_template": dict(sorted(per_template.items())),
+        "per_shard": {str(r["shard"]): r["prompts"] for r in reports},
+        "topic_injected": sum(r["topic_injected"] for r in reports),
+        "seeds_left_out": dict(sorted(left_out.items())),
+    }
+
+
+def _rebatch(batches, size: int):
+    """Seed rows as lists of at most `size` dicts."""
+    for batch in batches:
+        rows = batch.to_pylist()
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
 
 
 def _on_route(seed_row: dict, template: Template) -> bool:
@@ -260,19 +494,10 @@ def _on_route(seed_row: dict, template: Template) -> bool:
     return route is None or route == ALL_ROUTES or template.format == route
 
 
-def write_prompts(rows: list[dict], shards: int, path: str | Path) -> None:
-    """One parquet per split, rows in shard order with one row group per shard, so a shard's
-    generation job reads only its own row group (filter pushdown on the shard column)."""
-    with (
-        atomic_path(path) as tmp,
-        pq.ParquetWriter(tmp, PROMPT_SCHEMA, compression="zstd") as writer,
-    ):
-        for shard in range(shards):
-            table = pa.Table.from_pylist(
-                [r for r in rows if r["shard"] == shard], schema=PROMPT_SCHEMA
-            )
-            writer.write_table(table, row_group_size=max(table.num_rows, 1))
+def write_prompt_shard(rows: list[dict], path: str | Path) -> None:
+    """One shard's prompt file from rows in memory (tests and small tools)."""
+    write_parquet(path, pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA))
 
 
-def read_prompt_shard(path: str | Path, shard: int) -> pa.Table:
-    return pq.read_table(path, filters=[("shard", "==", shard)], schema=PROMPT_SCHEMA)
+def read_prompt_shard(path: str | Path) -> pa.Table:
+    return pq.read_table(path, schema=PROMPT_SCHEMA)

@@ -1,8 +1,12 @@
-"""Collect a split's generation shards, count tokens, filter, and write the released parquet.
+"""Release one generation shard: count tokens, filter, write its file of the released split.
 
-`collect_split` is the seam where later stages (dedup, decontamination) plug in: it produces the
-filtered table with every provenance column, and `release_split` writes the public columns
-first, then provenance, in the layout `datasets.load_dataset("parquet", data_dir=...)` reads.
+Each shard of a split becomes one file in the hub's layout
+(`release/<split>/train-00007-of-00310.parquet`), which `datasets.load_dataset("parquet",
+data_dir="release/<split>")` reads as one split. The public columns come first, then provenance.
+Beside each file a small statistics file (counts, token totals, distributions, a token-length
+histogram) lets the card be built without reading a single text.
+
+The shard is streamed in batches (tokenized a batch at a time), so memory is bounded by a batch.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .generate import GENERATION_SCHEMA
-from .io import read_parquet, write_json, write_parquet
+from .io import atomic_path, write_json
 from .tokens import TOKENIZER_NAME, count_tokens
 
 RELEASE_COLUMNS = ["prompt", "text", "seed_data", "token_length", "format", "audience"]
@@ -27,6 +31,7 @@ PROVENANCE_COLUMNS = [
     "variant",
     "topic",
     "topic_injected",
+    "topic_cluster",
     "finish_reason",
     "prompt_tokens",
     "completion_tokens",
@@ -37,67 +42,110 @@ PROVENANCE_COLUMNS = [
     "sampling",
     "request_seed",
 ]
+RELEASE_SCHEMA = pa.schema(
+    [
+        pa.field("token_length", pa.int32()) if c == "token_length" else GENERATION_SCHEMA.field(c)
+        for c in RELEASE_COLUMNS + PROVENANCE_COLUMNS
+    ]
+)
+DISTRIBUTIONS = ("format", "audience", "seed_data", "template_id")
+BATCH_ROWS = 2048
 
 
-def collect_split(
+def leave_out_reason(error, finish, length, min_token_length, drop_truncated) -> str | None:
+    if error:
+        return "engine_error"
+    if drop_truncated and finish == "length":
+        return "truncated"
+    if length < min_token_length:
+        return "too_short"
+    return None
+
+
+def release_shard(
     split: str,
-    shard_paths: list[str | Path],
+    shard_path: str | Path,
     output: str | Path,
-    report_path: str | Path,
+    stats_path: str | Path,
     min_token_length: int,
     drop_truncated: bool = False,
 ) -> dict:
-    tables = [read_parquet(p) for p in shard_paths]
-    table = pa.concat_tables(tables) if tables else GENERATION_SCHEMA.empty_table()
-    texts = table.column("text").to_pylist()
-    token_length = count_tokens([t or "" for t in texts])
-    table = table.append_column("token_length", pa.array(token_length, pa.int32()))
-    reasons = []
-    for row_error, finish, length in zip(
-        table.column("error").to_pylist(),
-        table.column("finish_reason").to_pylist(),
-        token_length,
-        strict=True,
+    """Write the released rows of one (deduplicated, decontaminated) shard, and its statistics."""
+    left_out: Counter = Counter()
+    lengths: Counter = Counter()
+    distributions = {column: Counter() for column in DISTRIBUTIONS}
+    revisions: set[str] = set()
+    seen_ids: set[str] = set()
+    generated = kept = truncated_kept = tokens = 0
+    parquet = pq.ParquetFile(shard_path)
+    with (
+        atomic_path(output) as tmp,
+        pq.ParquetWriter(tmp, RELEASE_SCHEMA, compression="zstd") as writer,
     ):
-        if row_error:
-            reasons.append("engine_error")
-        elif drop_truncated and finish == "length":
-            reasons.append("truncated")
-        elif length < min_token_length:
-            reasons.append("too_short")
-        else:
-            reasons.append(None)
-    keep = pa.array([r is None for r in reasons])
-    kept = table.filter(keep)
-    ids = kept.column("sample_id")
-    if len(pc.unique(ids)) != len(ids):
-        raise RuntimeError(f"split '{split}': duplicate sample ids across shards")
-    counts = Counter(r for r in reasons if r)
-    report = {
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+            texts = batch.column("text").to_pylist()
+            token_length = count_tokens([t or "" for t in texts])
+            finish = batch.column("finish_reason").to_pylist()
+            reasons = [
+                leave_out_reason(e, f, n, min_token_length, drop_truncated)
+                for e, f, n in zip(
+                    batch.column("error").to_pylist(), finish, token_length, strict=True
+                )
+            ]
+            generated += batch.num_rows
+            left_out.update(r for r in reasons if r)
+            keep = [r is None for r in reasons]
+            table = pa.Table.from_batches([batch]).append_column(
+                "token_length", pa.array(token_length, pa.int32())
+            )
+            table = table.filter(pa.array(keep)).select(RELEASE_SCHEMA.names)
+            ids = table.column("sample_id").to_pylist()
+            repeated = seen_ids.intersection(ids) or (len(set(ids)) != len(ids))
+            if repeated:
+                raise RuntimeError(f"{shard_path}: duplicate sample ids in the shard")
+            seen_ids.update(ids)
+            kept += table.num_rows
+            kept_lengths = [n for n, k in zip(token_length, keep, strict=True) if k]
+            tokens += sum(kept_lengths)
+            lengths.update(kept_lengths)
+            truncated_kept += sum(
+                1 for f, k in zip(finish, keep, strict=True) if k and f == "length"
+            )
+            for column in DISTRIBUTIONS:
+                distributions[column].update(table.column(column).to_pylist())
+            revisions.update(r for r in table.column("model_revision").to_pylist() if r)
+            if table.num_rows:  # no empty row groups: `datasets` cannot read them
+                writer.write_table(table.cast(RELEASE_SCHEMA))
+    stats = {
         "split": split,
-        "generated": table.num_rows,
-        "kept": kept.num_rows,
-        "left_out": dict(sorted(counts.items())),
+        "file": Path(output).name,
+        "generated": generated,
+        "kept": kept,
+        "left_out": dict(sorted(left_out.items())),
+        "truncated_kept": truncated_kept,
+        "tokens": tokens,
+        "token_length_counts": {str(n): c for n, c in sorted(lengths.items())},
+        "distributions": {c: dict(sorted(v.items())) for c, v in distributions.items()},
+        "model_revisions": sorted(revisions),
         "min_token_length": min_token_length,
         "drop_truncated": drop_truncated,
-        "truncated_kept": int(
-            sum(
-                1
-                for r, f in zip(reasons, table.column("finish_reason").to_pylist(), strict=True)
-                if r is None and f == "length"
-            )
-        ),
-        "tokens": int(pc.sum(kept.column("token_length")).as_py() or 0),
         "tokenizer": TOKENIZER_NAME,
         "bos_counted": False,
     }
-    write_json(report_path, report)
-    write_parquet(output, kept)
-    return report
+    write_json(stats_path, stats)
+    return stats
 
 
-def release_split(collected: str | Path, output: str | Path) -> int:
-    table = read_parquet(collected)
-    table = table.select(RELEASE_COLUMNS + PROVENANCE_COLUMNS)
-    write_parquet(output, table)
-    return table.num_rows
+def split_totals(shard_stats: list[dict]) -> dict:
+    """One split's figures from its shards' statistics."""
+    left_out: Counter = Counter()
+    for s in shard_stats:
+        left_out.update(s["left_out"])
+    return {
+        "files": len(shard_stats),
+        "generated": sum(s["generated"] for s in shard_stats),
+        "rows": sum(s["kept"] for s in shard_stats),
+        "left_out": dict(sorted(left_out.items())),
+        "truncated_kept": sum(s["truncated_kept"] for s in shard_stats),
+        "tokens": sum(s["tokens"] for s in shard_stats),
+    }

@@ -29,4 +29,5 @@ def count_tokens(texts: list[str]) -> list[int]:
     """Token counts of each text, BOS and EOS not counted."""
     if not texts:
         return []
-    return [len(ids) for ids in _processor().encode(list(texts))]
+    # One thread: a job is given one core (sentencepiece would use all of the node's).
+    return [len(ids) for ids in _processor().encode(list(texts), num_threads=1)]

@@ -32,13 +32,15 @@ from pathlib import Path
 import jinja2
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
 from .engines import ENGINES, Request
 from .errors import TemplateError, TopicError
 from .io import atomic_path, derive_seed, read_parquet, write_json, write_parquet, write_text
-from .prompts import ALL_ROUTES, ROUTES, extract
+from .prompts import ALL_ROUTES, ROUTES, extract, shard_bounds
+from .seeds import iter_seed_rows
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +129,19 @@ def load_embedder(settings: dict):
 
 
 def web_rows(seeds_path: str | Path, shard: int, shards: int) -> list[dict]:
-    """The web seeds of shard `shard` of `shards` (contiguous blocks, in file order)."""
-    rows = [r for r in read_parquet(seeds_path).to_pylist() if r["kind"] == "web"]
-    n = len(rows)
-    return [r for i, r in enumerate(rows) if (i * shards // n if n else 0) == shard]
+    """The web seeds of shard `shard` of `shards` (contiguous blocks, in file order), reading
+    only the kind column of the split and the seed_id and text of the shard's block."""
+    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
+    web = np.flatnonzero(pc.equal(kinds, "web").to_numpy(zero_copy_only=False))
+    start, stop = shard_bounds(len(web), shards)[shard : shard + 2]
+    if start == stop:
+        return []
+    first, last = int(web[start]), int(web[stop - 1]) + 1
+    table = pa.concat_tables(
+        pa.Table.from_batches([b])
+        for b in iter_seed_rows(seeds_path, first, last, columns=["seed_id", "kind", "text"])
+    )
+    return [r for r in table.to_pylist() if r["kind"] == "web"]
 
 
 def embed_texts(model, texts: list[str], batch_size: int) -> np.ndarray:
@@ -673,26 +684,6 @@ def validate_decisions(entries: list, k: int | None, where_file: str) -> list[di
             f"unknown {extra}"
         )
     return sorted(entries, key=lambda e: e["id"])
-
-
-def seed_topics(assignment_paths: list[str | Path], decisions_path: str | Path) -> dict[str, dict]:
-    """seed id -> {cluster, topic, decision, route} for one split's web seeds."""
-    decisions = {e["id"]: e for e in load_decisions(decisions_path)}
-    table = read_assignments(assignment_paths)
-    result = {}
-    for seed_id, cluster in zip(
-        table.column("seed_id").to_pylist(), table.column("cluster").to_pylist(), strict=True
-    ):
-        if cluster not in decisions:
-            raise TopicError(f"{decisions_path}: no entry for cluster {cluster} (seed {seed_id})")
-        entry = decisions[cluster]
-        result[seed_id] = {
-            "cluster": cluster,
-            "topic": (entry.get("topic") or "").strip(),
-            "decision": entry["decision"],
-            "route": entry.get("route"),
-        }
-    return result
 
 
 # --- report and plots ------------------------------------------------------------------------

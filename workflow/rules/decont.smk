@@ -11,6 +11,8 @@ rule benchmark_index:
         settings=decont_settings,
     log:
         f"{LOGS}/decont/benchmark_index.log",
+    benchmark:
+        f"{LOGS}/benchmarks/benchmark_index.tsv"
     resources:
         **cpu_resources(),
     conda:
@@ -32,6 +34,10 @@ rule decontaminate:
         logging_dir=f"{LOGS}/datatrove/decont",
     log:
         f"{LOGS}/decont/{{split}}/{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/decontaminate/{{split}}/{{shard}}.tsv"
+    group:
+        SHARD_GROUP
     resources:
         **cpu_resources(),
     conda:
@@ -52,6 +58,8 @@ rule contamination_report:
         settings=decont_settings,
     log:
         f"{LOGS}/decont/report.log",
+    benchmark:
+        f"{LOGS}/benchmarks/contamination_report.tsv"
     resources:
         **cpu_resources(),
     conda:

@@ -1,5 +1,5 @@
 # MinHash dedup across all splits: datatrove's four stages, one datatrove task per job.
-# Ranks are the generation shards in a fixed order (GEN_SHARDS); counts come from the config.
+# Ranks are the generation shards in canonical order (cosmoforge.layout); counts from the config.
 
 
 rule dedup_signatures:
@@ -12,11 +12,13 @@ rule dedup_signatures:
         ),
     params:
         dedup=as_json(DEDUP),
-        tasks=len(GEN_SHARDS),
+        tasks=len(L.gen_shards),
         out_dir=grandparent_of_output,
         logging_dir=f"{LOGS}/datatrove/signatures",
     log:
         f"{LOGS}/dedup/signatures/{{rank}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/dedup_signatures/{{rank}}.tsv"
     resources:
         **cpu_resources(),
     conda:
@@ -40,6 +42,8 @@ rule dedup_buckets:
         logging_dir=f"{LOGS}/datatrove/buckets",
     log:
         f"{LOGS}/dedup/buckets/{{bucket}}_{{worker}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/dedup_buckets/{{bucket}}_{{worker}}.tsv"
     resources:
         **cpu_resources(),
     conda:
@@ -66,6 +70,8 @@ rule dedup_cluster:
         logging_dir=f"{LOGS}/datatrove/cluster",
     log:
         f"{LOGS}/dedup/cluster.log",
+    benchmark:
+        f"{LOGS}/benchmarks/dedup_cluster.tsv"
     resources:
         **cpu_resources(),
     conda:
@@ -85,11 +91,15 @@ rule dedup_filter:
         stayed=f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json",
     params:
         rank=dedup_rank_of,
-        tasks=len(GEN_SHARDS),
+        tasks=len(L.gen_shards),
         dedup=as_json(DEDUP),
         logging_dir=f"{LOGS}/datatrove/filter",
     log:
         f"{LOGS}/dedup/filter/{{split}}/{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/dedup_filter/{{split}}/{{shard}}.tsv"
+    group:
+        SHARD_GROUP
     resources:
         **cpu_resources(),
     conda:
@@ -113,6 +123,8 @@ rule dedup_report:
         dedup=as_json(DEDUP),
     log:
         f"{LOGS}/dedup/report.log",
+    benchmark:
+        f"{LOGS}/benchmarks/dedup_report.tsv"
     resources:
         **cpu_resources(),
     conda:

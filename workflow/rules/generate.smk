@@ -2,8 +2,8 @@
 # are checkpointed in <output>.parts/ so a rerun of a killed job resumes where it stopped.
 rule generate:
     input:
-        prompts=f"{RESULTS}/prompts/{{split}}.parquet",
-        report=f"{RESULTS}/prompts/{{split}}.report.json",
+        prompts=f"{RESULTS}/prompts/{{split}}/{{shard}}.parquet",
+        report=f"{RESULTS}/prompts/{{split}}/{{shard}}.report.json",
         model=model_input,
     output:
         generated=f"{RESULTS}/generated/{{split}}/{{shard}}.parquet",
@@ -16,7 +16,7 @@ rule generate:
         f"{LOGS}/benchmarks/generate/{{split}}/{{shard}}.tsv"
     threads: generate_threads()
     resources:
-        # Locally, one engine at a time (profiles/default caps vllm_engine at 1): on CPU it
+        # Locally, one engine at a time (profiles/local caps vllm_engine at 1): on CPU it
         # binds every core. On Slurm each job gets whole GPUs: tensor_parallel_size of them.
         vllm_engine=1,
         gpu=config["engine"]["tensor_parallel_size"],
@@ -29,6 +29,6 @@ rule generate:
     conda:
         "../../envs/generate.yaml"
     shell:
-        "python -m cosmoforge generate --prompts {input.prompts} --shard {wildcards.shard}"
+        "python -m cosmoforge generate --prompts {input.prompts}"
         " --settings {params.settings:q} --out {output.generated} --stats {output.stats}"
         " > {log} 2>&1"

@@ -6,6 +6,8 @@ rule convert_model:
         file=(config["model"]["gguf"] or {}).get("file", ""),
     log:
         f"{LOGS}/convert_model.log",
+    benchmark:
+        f"{LOGS}/benchmarks/convert_model.tsv"
     resources:
         **cpu_resources(),
     conda:

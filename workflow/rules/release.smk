@@ -1,45 +1,37 @@
-rule collect:
+# One release file per generation shard, in the hub's layout (train-00007-of-00310.parquet),
+# then the card from the shards' statistics. On Slurm, a shard's dedup filter, decontamination
+# and release run as one job (group "shard_cpu").
+rule release_shard:
     input:
-        clean_shards,
+        f"{RESULTS}/decontaminated/{{split}}/{{shard}}.parquet",
     output:
-        collected=f"{RESULTS}/collected/{{split}}.parquet",
-        report=f"{RESULTS}/collected/{{split}}.filter.json",
+        release=f"{RESULTS}/release/{{split}}/train-{{shard}}-of-{{shards}}.parquet",
+        stats=f"{RESULTS}/release_stats/{{split}}/{{shard}}-of-{{shards}}.json",
     params:
         min_token_length=config["release"]["min_token_length"],
         drop_truncated="--drop-truncated" if config["release"]["drop_truncated"] else "",
     log:
-        f"{LOGS}/collect/{{split}}.log",
+        f"{LOGS}/release/{{split}}/{{shard}}-of-{{shards}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/release_shard/{{split}}/{{shard}}-of-{{shards}}.tsv"
+    group:
+        SHARD_GROUP
     resources:
         **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
     shell:
-        "python -m cosmoforge collect --split {wildcards.split} --shards {input}"
+        "python -m cosmoforge release --split {wildcards.split} --shard {input}"
         " --min-token-length {params.min_token_length} {params.drop_truncated}"
-        " --out {output.collected} --report {output.report} > {log} 2>&1"
-
-
-rule release:
-    input:
-        f"{RESULTS}/collected/{{split}}.parquet",
-    output:
-        f"{RESULTS}/release/{{split}}/train-00000-of-00001.parquet",
-    log:
-        f"{LOGS}/release/{{split}}.log",
-    resources:
-        **cpu_resources(),
-    conda:
-        "../../envs/cosmoforge.yaml"
-    shell:
-        "python -m cosmoforge release --collected {input} --out {output} > {log} 2>&1"
+        " --out {output.release} --stats {output.stats} > {log} 2>&1"
 
 
 rule card:
     input:
-        releases=expand(f"{RESULTS}/release/{{split}}/train-00000-of-00001.parquet", split=SPLITS),
-        filter_reports=expand(f"{RESULTS}/collected/{{split}}.filter.json", split=SPLITS),
+        releases=L.release_files(),
+        release_stats=L.release_stats_files(),
         seed_reports=expand(f"{RESULTS}/seeds/{{split}}.report.json", split=SPLITS),
-        generation_stats=generated_stats,
+        generation_stats=per_shard(f"{RESULTS}/generated/{{split}}/{{shard}}.stats.json"),
         dedup_report=f"{RESULTS}/dedup/report.json",
         contamination=f"{RESULTS}/decont/contamination.json",
         benchmarks=f"{RESULTS}/decont/benchmarks.json",
@@ -49,17 +41,18 @@ rule card:
         stats=f"{RESULTS}/release/stats.json",
         plots=expand(f"{RESULTS}/release/plots/{{plot}}.png", plot=card_plots()),
     params:
-        releases=card_release_args,
-        settings=card_settings,
+        settings=as_json(L.card_settings()),
         topics=lambda wildcards, input: f"--topics-report {input.topics[0]}" if input.topics else "",
     log:
         f"{LOGS}/card.log",
+    benchmark:
+        f"{LOGS}/benchmarks/card.tsv"
     resources:
         **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
     shell:
-        "python -m cosmoforge card --release {params.releases} --filter-reports {input.filter_reports}"
+        "python -m cosmoforge card --release-stats {input.release_stats}"
         " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
         " --dedup-report {input.dedup_report} --contamination {input.contamination}"
         " --benchmarks {input.benchmarks} {params.topics}"

@@ -8,6 +8,8 @@ rule seeds:
         settings=seeds_settings,
     log:
         f"{LOGS}/seeds/{{split}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/seeds/{{split}}.tsv"
     resources:
         **cpu_resources(),
     conda:

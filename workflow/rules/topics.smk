@@ -43,6 +43,8 @@ rule topics_fit:
         settings=as_json({**TOPICS["kmeans"], "seed": TOPIC_SEED}),
     log:
         f"{LOGS}/topics/fit.log",
+    benchmark:
+        f"{LOGS}/benchmarks/topics_fit.tsv"
     resources:
         **cpu_resources(),
     conda:
@@ -63,6 +65,8 @@ rule topics_assign:
         settings=as_json({}),
     log:
         f"{LOGS}/topics/assign/{{split}}/{{shard}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/topics_assign/{{split}}/{{shard}}.tsv"
     resources:
         **cpu_resources(),
     conda:
@@ -86,6 +90,8 @@ rule topics_label:
         seeds=split_seed_args,
     log:
         f"{LOGS}/topics/label.log",
+    benchmark:
+        f"{LOGS}/benchmarks/topics_label.tsv"
     threads: generate_threads()
     resources:
         # Same engine and resources as generation (one engine at a time locally).
@@ -116,6 +122,8 @@ rule topics_decide:
         settings=as_json(TOPICS["decisions"]),
     log:
         f"{LOGS}/topics/decide.log",
+    benchmark:
+        f"{LOGS}/benchmarks/topics_decide.tsv"
     resources:
         **cpu_resources(),
     conda:
@@ -147,6 +155,8 @@ rule topics_report:
         out_dir=parent_of_output,
     log:
         f"{LOGS}/topics/report.log",
+    benchmark:
+        f"{LOGS}/benchmarks/topics_report.tsv"
     resources:
         **cpu_resources(),
     conda:
