@@ -75,3 +75,54 @@ def test_config_readme_documents_every_key(repo):
         keys |= {f"{section}.{k}" for k in spec.get("properties", {})}
     missing = sorted(k for k in keys if f"`{k}`" not in readme)
     assert not missing, f"config/README.md does not document: {missing}"
+
+
+def test_missing_inputs_are_named_by_config_key(repo, default_config_raw):
+    from cosmoforge.config import check_inputs
+
+    config = validate_config(copy.deepcopy(default_config_raw))
+    assert check_inputs(config, repo) == []
+    config["splits"]["wikihow"]["sources"][0]["path"] = "resources/seeds/wikihow_titels.jsonl"
+    config["splits"]["stories"]["templates"] = ["ultrachat_young_children_story", "no_such"]
+    config["decontamination"]["benchmarks"]["mmlu"]["path"] = "nowhere/mmlu.jsonl"
+    errors = check_inputs(config, repo)
+    seeds = next(e for e in errors if "wikihow" in e)
+    assert seeds.startswith(
+        "config: splits.wikihow.sources[0].path: no such file resources/seeds/wikihow_titels.jsonl"
+    )
+    assert "fields title" in seeds
+    assert (
+        "config: splits.stories.templates[1]: no such template prompts/stories/no_such.yaml"
+        in errors
+    )
+    assert "config: decontamination.benchmarks.mmlu.path: no such file nowhere/mmlu.jsonl" in errors
+    assert len(errors) == 3
+
+
+def test_a_mistyped_seed_path_stops_the_dry_run_even_with_old_results(repo, tmp_path):
+    """Snakemake alone would drop the seeds job (its input is missing, its old output exists)
+    and report success on the old seeds."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    overlay = tmp_path / "typo.yaml"
+    overlay.write_text(
+        "splits:\n  wikihow:\n    sources:\n      - {name: wikihow, kind: wikihow, format: jsonl,"
+        " path: resources/seeds/wikihow_titels.jsonl}\n"
+    )
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.run(
+        [str(bin_dir / "snakemake"), "-n", "--configfile", "config/config.yaml", str(overlay)],
+        cwd=repo,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert (
+        "config: splits.wikihow.sources[0].path: no such file "
+        "resources/seeds/wikihow_titels.jsonl" in proc.stdout + proc.stderr
+    )

@@ -14,6 +14,7 @@ import jsonschema
 import yaml
 
 from .errors import ConfigError
+from .seeds import KINDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -100,3 +101,44 @@ def clustered_splits(config: dict) -> list[str]:
     if wrong:
         raise ConfigError(f"topics.splits: {wrong} are not configured splits with a web source")
     return list(topics["splits"])
+
+
+def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
+    """Every configured input that must exist on disk, checked right after validation: a
+    mistyped path must stop the run, not let Snakemake reuse results made from the old one.
+    One line per missing input, naming the config key."""
+    base = Path(base_dir)
+    errors = []
+
+    def missing(path: str) -> bool:
+        p = Path(path)
+        return not (p if p.is_absolute() else base / p).exists()
+
+    for split, cfg in config["splits"].items():
+        for i, source in enumerate(cfg["sources"]):
+            if source["format"] != "hf" and missing(source["path"]):
+                required, _ = KINDS[source["kind"]]
+                fields = {f: source.get("fields", {}).get(f, f) for f in required}
+                errors.append(
+                    f"config: splits.{split}.sources[{i}].path: no such file {source['path']} "
+                    f"(a {source['format']} file of {source['kind']} seeds with fields "
+                    f"{', '.join(fields.values())}; see config/README.md, seed sources)"
+                )
+        folder = Path(config["prompts_dir"]) / split
+        for i, name in enumerate(cfg.get("templates") or []):
+            if missing(str(folder / f"{name}.yaml")):
+                errors.append(
+                    f"config: splits.{split}.templates[{i}]: no such template {folder}/{name}.yaml"
+                )
+        if cfg.get("templates") is None and missing(str(folder)):
+            errors.append(f"config: splits.{split}: no template folder {folder}")
+    for name, bench in config["decontamination"]["benchmarks"].items():
+        if "path" in bench and missing(bench["path"]):
+            errors.append(
+                f"config: decontamination.benchmarks.{name}.path: no such file {bench['path']}"
+            )
+    if config["topics"]["enabled"] and clustered_splits(config):
+        template = config["topics"]["label"]["template"]
+        if missing(template):
+            errors.append(f"config: topics.label.template: no such file {template}")
+    return errors

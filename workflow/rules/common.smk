@@ -4,17 +4,11 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
 validate(config, schema="../schemas/config.schema.yaml")
-
-RUN = config["run_name"]
-RESULTS = f"results/{RUN}"
-LOGS = f"logs/{RUN}"
-SPLITS = list(config["splits"])
-PLOTS = ["format", "audience", "seed_data", "token_length"]
-CLUSTER = config["cluster"]
 
 # Every rule runs `python -m cosmoforge` from this checkout, in the venv or in the rule's conda
 # env alike, so the envs carry only third-party dependencies. Local and Slurm jobs inherit it.
@@ -23,75 +17,67 @@ os.environ.update(
         p for p in (f"{workflow.basedir}/src", os.environ.get("PYTHONPATH")) if p
     )
 )
-# The planning helpers (time limits) are used here, in the Snakemake process, too.
+# The workflow contract (paths, shards, ranks, settings, job counts) and the planning helpers
+# (time limits) are used here, in the Snakemake process, too.
 sys.path.insert(0, f"{workflow.basedir}/src")
+
+from cosmoforge.config import check_inputs  # noqa: E402
+from cosmoforge.layout import (  # noqa: E402
+    CARD_PLOTS,
+    LOCAL_RULES,
+    SHARD_GROUP,
+    Layout,
+    as_json,
+)
+from cosmoforge.topics import PLOTS as TOPIC_PLOTS  # noqa: E402
+
+# A mistyped or missing input stops here, before Snakemake could reuse results made from the old
+# one (it drops a job whose input is missing if the job's old output still exists).
+_missing = check_inputs(config)
+if _missing:
+    raise WorkflowError(
+        f"{len(_missing)} configured input(s) missing:\n" + "\n".join(_missing)
+    )
+
+L = Layout(config)
+RUN = L.run
+RESULTS = L.results
+LOGS = L.logs
+SPLITS = L.splits
+CLUSTER = config["cluster"]
+DEDUP = config["dedup"]
+SIG_BUCKETS = [f"{b:03d}" for b in range(DEDUP["num_buckets"])]
+DEDUP_WORKERS = [f"{w:02d}" for w in range(DEDUP["bucket_workers"])]
+TOPICS = config["topics"]
+TOPIC_SPLITS = L.topic_splits
+TOPIC_SHARDS = L.topic_shards
+TOPIC_SEED = TOPICS["kmeans"]["seed"] if TOPICS["kmeans"]["seed"] is not None else config["seed"]
 
 
 wildcard_constraints:
     split="|".join(SPLITS),
     shard=r"\d{5}",
-
-
-def shard_ids(split):
-    return [f"{i:05d}" for i in range(config["splits"][split]["shards"])]
-
-
-def as_json(data):
-    # Sorted keys: the same settings always give the same string, so Snakemake's params
-    # trigger reruns only when a setting really changes.
-    return json.dumps(data, sort_keys=True)
-
-
-def split_sampling(split):
-    return {**config["sampling"], **config["splits"][split]["sampling"]}
+    shards=r"\d{5}",
 
 
 def seeds_settings(wildcards):
-    split = config["splits"][wildcards.split]
-    return as_json(
-        {
-            "sources": split["sources"],
-            "on_bad_row": config["seeds"]["on_bad_row"],
-            "max_seeds": split["max_seeds"],
-        }
-    )
+    return as_json(L.seeds_settings(wildcards.split))
 
 
 def prompts_settings(wildcards):
-    split = config["splits"][wildcards.split]
-    return as_json(
-        {
-            "seed": config["seed"],
-            "shards": split["shards"],
-            "extract_chars": split["extract_chars"] or config["seeds"]["extract_chars"],
-            "topic_probability": split["topic_probability"],
-            "templates": split["templates"],
-        }
-    )
+    return as_json(L.prompts_settings(wildcards.split))
 
 
 def generate_settings(wildcards):
-    return as_json(
-        {
-            "seed": config["seed"],
-            "model": config["model"],
-            "engine": config["engine"],
-            "sampling": split_sampling(wildcards.split),
-        }
-    )
-
-
-def template_files(wildcards):
-    folder = f"{config['prompts_dir']}/{wildcards.split}"
-    names = config["splits"][wildcards.split]["templates"]
-    if names is None:
-        return sorted(glob_wildcards(f"{folder}/{{name}}.yaml").name)
-    return names
+    return as_json(L.generate_settings(wildcards.split))
 
 
 def template_paths(wildcards):
     folder = f"{config['prompts_dir']}/{wildcards.split}"
-    return [f"{folder}/{name}.yaml" for name in template_files(wildcards)]
+    names = config["splits"][wildcards.split]["templates"]
+    if names is None:
+        names = sorted(glob_wildcards(f"{folder}/{{name}}.yaml").name)
+    return [f"{folder}/{name}.yaml" for name in names]
 
 
 def seed_files(wildcards):
@@ -104,45 +90,23 @@ def model_input(wildcards):
     return [config["model"]["path"]] if config["model"]["gguf"] else []
 
 
-def clean_shards(wildcards):
-    """What `collect` merges: the shards after dedup and decontamination."""
-    return expand(
-        f"{RESULTS}/decontaminated/{wildcards.split}/{{shard}}.parquet",
-        shard=shard_ids(wildcards.split),
-    )
-
-
-# Dedup ranks: every generation shard of every split, in one fixed order (datatrove's stage 1
-# and stage 4 must see the same rank -> shard mapping; it depends only on the config).
-GEN_SHARDS = [(split, shard) for split in SPLITS for shard in shard_ids(split)]
-DEDUP = config["dedup"]
-SIG_BUCKETS = [f"{b:03d}" for b in range(DEDUP["num_buckets"])]
-DEDUP_WORKERS = [f"{w:02d}" for w in range(DEDUP["bucket_workers"])]
-
-
-def dedup_rank(split, shard):
-    return f"{GEN_SHARDS.index((split, shard)):05d}"
-
-
 def shard_of_rank(wildcards):
-    split, shard = GEN_SHARDS[int(wildcards.rank)]
-    return f"{RESULTS}/generated/{split}/{shard}.parquet"
+    return L.generated(*L.shard_of_rank(int(wildcards.rank)))
 
 
 def signatures_of_bucket(wildcards):
     bucket = f"{int(wildcards.bucket):03d}"
     return [
-        f"{RESULTS}/dedup/signatures/bucket_{bucket}/{dedup_rank(*gs)}.minhash.sig"
-        for gs in GEN_SHARDS
+        f"{RESULTS}/dedup/signatures/bucket_{bucket}/{L.dedup_rank(*gs):05d}.minhash.sig"
+        for gs in L.gen_shards
     ]
 
 
 def all_generated(wildcards):
-    return [f"{RESULTS}/generated/{split}/{shard}.parquet" for split, shard in GEN_SHARDS]
+    return L.per_shard(f"{RESULTS}/generated/{{split}}/{{shard}}.parquet")
 
 
-def per_shard(pattern):
-    return [pattern.format(split=split, shard=shard) for split, shard in GEN_SHARDS]
+per_shard = L.per_shard
 
 
 def decont_settings(wildcards):
@@ -153,27 +117,8 @@ def benchmark_files(wildcards):
     return [b["path"] for b in config["decontamination"]["benchmarks"].values() if "path" in b]
 
 
-def generated_stats(wildcards):
-    return [
-        f"{RESULTS}/generated/{split}/{shard}.stats.json"
-        for split in SPLITS
-        for shard in shard_ids(split)
-    ]
-
-
-def card_settings(wildcards):
-    return as_json(
-        {
-            "run_name": RUN,
-            "model": config["model"],
-            "engine": config["engine"],
-            "sampling": {split: split_sampling(split) for split in SPLITS},
-        }
-    )
-
-
-def card_release_args(wildcards, input):
-    return " ".join(f"{split}={path}" for split, path in zip(SPLITS, input.releases))
+def release_file(wildcards):
+    return L.release_file(wildcards.split, wildcards.shard)
 
 
 def cpu_resources():
@@ -201,23 +146,19 @@ def generate_runtime(wildcards, input):
     """Time limit of a generation job: its prompt count at the configured throughput."""
     from cosmoforge.plan import generate_runtime_minutes
 
-    per_prompt = CLUSTER["expected_completion_tokens"] or split_sampling(wildcards.split)[
-        "max_tokens"
-    ]
+    per_prompt = CLUSTER["expected_completion_tokens"] or L.generate_settings(wildcards.split)[
+        "sampling"
+    ]["max_tokens"]
     if os.path.exists(input.report):
         with open(input.report) as fh:
-            prompts = json.load(fh)["per_shard"].get(str(int(wildcards.shard)), 0)
+            prompts = json.load(fh)["prompts"]
     else:  # before the prompts exist (dry-run): the plan's estimate
         prompts = planned_prompts_per_shard(wildcards.split)
     return generate_runtime_minutes(config, prompts, per_prompt)
 
 
-def release_targets():
-    return [f"{RESULTS}/release/README.md"]
-
-
 def dedup_rank_of(wildcards):
-    return dedup_rank(wildcards.split, wildcards.shard)
+    return L.dedup_rank(wildcards.split, wildcards.shard)
 
 
 def bucket_rank(wildcards):
@@ -242,24 +183,7 @@ def grandparent_of_input(wildcards, input):
 
 # Topic clustering of web seeds (workflow/rules/topics.smk). The clustered splits share one set
 # of clusters; a split's web prompts then depend on its assignments and the decisions file.
-TOPICS = config["topics"]
-
-
-from cosmoforge.config import clustered_splits  # noqa: E402
-from cosmoforge.topics import PLOTS as TOPIC_PLOTS  # noqa: E402
-
-TOPIC_SPLITS = clustered_splits(config)
-TOPIC_SHARDS = [f"{i:05d}" for i in range(TOPICS["shards"])]
-TOPIC_SEED = TOPICS["kmeans"]["seed"] if TOPICS["kmeans"]["seed"] is not None else config["seed"]
-
-
-def topic_files(kind, splits=None):
-    """embeddings or assignments of every topic shard of `splits` (default: all clustered)."""
-    return [
-        f"{RESULTS}/topics/{kind}/{split}/{shard}.parquet"
-        for split in (TOPIC_SPLITS if splits is None else splits)
-        for shard in TOPIC_SHARDS
-    ]
+topic_files = L.topic_files
 
 
 def split_topic_inputs(wildcards):
@@ -317,6 +241,5 @@ def topic_card_inputs(wildcards):
     ]
 
 
-
 def card_plots():
-    return PLOTS + (list(TOPIC_PLOTS) if TOPIC_SPLITS else [])
+    return list(CARD_PLOTS) + (list(TOPIC_PLOTS) if TOPIC_SPLITS else [])
