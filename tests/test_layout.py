@@ -3,12 +3,9 @@
 import copy
 import re
 
-import yaml
-
 from cosmoforge.config import validate_config
 from cosmoforge.layout import (
     LOCAL_RULES,
-    PROMPTS_PER_CLUSTER_JOB,
     Layout,
     ordered_splits,
     release_file_name,
@@ -49,9 +46,7 @@ def test_release_files_follow_the_hub_layout(default_config):
     assert len(set(layout.release_files())) == len(layout.gen_shards)
 
 
-def test_local_rules_and_prompt_bundles_match_the_workflow_files(repo):
+def test_local_rules_match_the_snakefile(repo):
     snakefile = (repo / "Snakefile").read_text()
     block = re.search(r"^localrules:\n((?:    \w+,\n)+)", snakefile, re.M).group(1)
     assert tuple(re.findall(r"(\w+),", block)) == LOCAL_RULES
-    profile = yaml.safe_load((repo / "profiles" / "slurm" / "profile.yaml").read_text())
-    assert profile["group-components"] == [f"prompts={PROMPTS_PER_CLUSTER_JOB}"]

@@ -4,7 +4,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from cosmoforge.prompts import build_prompt_rows, shard_bounds, write_shard_prompts
+from cosmoforge.prompts import build_prompt_rows, shard_bounds, write_split_prompts
 from cosmoforge.seeds import read_split_seeds, write_split_seeds
 from cosmoforge.templates import load_templates
 
@@ -35,13 +35,9 @@ def seed_file(config, split, path, max_seeds=None):
 
 def shard_files(repo, config, split, seeds, shards, folder, **options):
     templates = load_templates(repo / "prompts", split)
-    paths, reports = [], []
-    for shard in range(shards):
-        path = folder / f"{shard:05d}.parquet"
-        reports.append(
-            write_shard_prompts(split, seeds, templates, shard, shards, path, seed=1234, **options)
-        )
-        paths.append(path)
+    write_split_prompts(split, seeds, templates, shards, folder, seed=1234, **options)
+    paths = [folder / f"{shard:05d}.parquet" for shard in range(shards)]
+    reports = [json.loads(p.with_suffix(".report.json").read_text()) for p in paths]
     return paths, reports
 
 
@@ -191,15 +187,12 @@ def test_cli_prompts_and_seeds_stages(repo, default_config, tmp_path):
         == 0
     )
     settings = json.dumps({"seed": 1, "shards": 2, "extract_chars": 1000, "templates": None})
-    counts = []
-    for shard in (0, 1):
-        out, preport = tmp_path / f"{shard}.parquet", tmp_path / f"{shard}.json"
-        args = ["prompts", "--split", "wikihow", "--shard", str(shard), "--seeds", str(seeds)]
-        args += ["--prompts-dir", str(repo / "prompts"), "--settings", settings]
-        assert main(args + ["--out", str(out), "--report", str(preport)]) == 0
-        counts.append(json.loads(preport.read_text())["prompts"])
-        assert pq.read_table(out).num_rows == counts[-1]
-    assert counts == [2, 1]
+    out, report = tmp_path / "prompts", tmp_path / "p.json"
+    args = ["prompts", "--split", "wikihow", "--seeds", str(seeds), "--settings", settings]
+    args += ["--prompts-dir", str(repo / "prompts"), "--out-dir", str(out), "--report", str(report)]
+    assert main(args) == 0
+    assert json.loads(report.read_text())["per_shard"] == {"0": 2, "1": 1}
+    assert [pq.read_table(out / f"0000{k}.parquet").num_rows for k in (0, 1)] == [2, 1]
 
 
 def test_cli_reports_bad_seed_without_traceback(tmp_path, capsys):

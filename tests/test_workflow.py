@@ -126,6 +126,8 @@ def accounted_rows(results, split):
         json.loads(p.read_text())["prompts"]
         for p in (results / "prompts" / split).glob("*.report.json")
     )
+    split_report = json.loads((results / "prompts" / f"{split}.report.json").read_text())
+    assert split_report["prompts"] == prompts
     dedup = json.loads((results / "dedup" / "report.json").read_text())["per_split"][split]
     contaminated = sum(
         pq.read_table(p).num_rows for p in (results / "decont" / "contaminated" / split).glob("*")

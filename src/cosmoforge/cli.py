@@ -54,18 +54,17 @@ def cmd_seeds(args) -> None:
 
 def cmd_prompts(args) -> None:
     from .io import write_json
-    from .prompts import write_shard_prompts
+    from .prompts import write_split_prompts
     from .templates import load_templates
 
     s = args.settings
     templates = load_templates(args.prompts_dir, args.split, s.get("templates"))
-    report = write_shard_prompts(
+    report = write_split_prompts(
         args.split,
         args.seeds,
         templates,
-        args.shard,
         s["shards"],
-        args.out,
+        args.out_dir,
         seed=s["seed"],
         extract_chars=s["extract_chars"],
         topic_probability=s.get("topic_probability", 1.0),
@@ -91,6 +90,25 @@ def cmd_release(args) -> None:
         args.stats,
         args.min_token_length,
         drop_truncated=args.drop_truncated,
+    )
+
+
+def cmd_finish_shard(args) -> None:
+    from .shard import finish_shard
+
+    names = ("deduped", "removed", "stayed", "clean", "contaminated", "release", "stats")
+    finish_shard(
+        args.split,
+        args.generated,
+        rank=args.rank,
+        tasks=args.tasks,
+        clusters_dir=args.clusters,
+        index=args.index,
+        threshold=args.threshold,
+        min_token_length=args.min_token_length,
+        drop_truncated=args.drop_truncated,
+        outputs={name: getattr(args, name) for name in names},
+        logging_dir=args.logging_dir,
     )
 
 
@@ -237,9 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", required=True, type=Path)
     p.set_defaults(func=cmd_seeds)
 
-    p = sub.add_parser("prompts", help="render one shard of a split's prompts")
+    p = sub.add_parser("prompts", help="render a split's prompts, one file per shard")
     p.add_argument("--split", required=True)
-    p.add_argument("--shard", required=True, type=int, help="shard index, 0 .. shards-1")
     p.add_argument("--seeds", required=True, type=Path, help="the split's seed parquet")
     p.add_argument("--prompts-dir", required=True, type=Path)
     p.add_argument("--topic-assignments", nargs="+", type=Path, help="web splits: clusters")
@@ -250,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=_json,
         help='JSON: {"seed", "shards", "extract_chars", "topic_probability", "templates"}',
     )
-    p.add_argument("--out", required=True, type=Path, help="the shard's prompt parquet")
-    p.add_argument("--report", required=True, type=Path, help="the shard's report (JSON)")
+    p.add_argument(
+        "--out-dir", required=True, type=Path, help="<shard>.parquet and .report.json go here"
+    )
+    p.add_argument("--report", required=True, type=Path, help="the split's report (JSON)")
     p.set_defaults(func=cmd_prompts)
 
     p = sub.add_parser("generate", help="generate one prompt shard with vLLM (resumable)")
@@ -274,6 +293,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-token-length", required=True, type=int)
     p.add_argument("--drop-truncated", action="store_true")
     p.set_defaults(func=cmd_release)
+
+    p = sub.add_parser(
+        "finish-shard",
+        help="one shard after the dedup barrier: dedup filter, decontaminate, release, in one job",
+    )
+    p.add_argument("--split", required=True)
+    p.add_argument("--generated", required=True, type=Path, help="the generation shard")
+    p.add_argument("--rank", required=True, type=int, help="its dedup rank")
+    p.add_argument("--tasks", required=True, type=int, help="dedup ranks in the run")
+    p.add_argument("--clusters", required=True, type=Path, help="dedup/clusters folder")
+    p.add_argument("--index", required=True, type=Path, help="the benchmark n-gram index")
+    p.add_argument("--threshold", required=True, type=float)
+    p.add_argument("--min-token-length", required=True, type=int)
+    p.add_argument("--drop-truncated", action="store_true")
+    for name, what in (
+        ("deduped", "the shard after dedup"),
+        ("removed", "its near-duplicates"),
+        ("stayed", "JSON: which document stayed in each duplicate cluster"),
+        ("clean", "the shard after decontamination"),
+        ("contaminated", "its contaminated rows with their matches"),
+        ("release", "release/<split>/train-*-of-*.parquet"),
+        ("stats", "the release file's statistics (JSON)"),
+    ):
+        p.add_argument(f"--{name}", required=True, type=Path, help=what)
+    p.add_argument("--logging-dir", required=True, type=Path)
+    p.set_defaults(func=cmd_finish_shard)
 
     p = sub.add_parser("card", help="write the dataset card, statistics and plots")
     p.add_argument(

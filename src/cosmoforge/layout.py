@@ -16,22 +16,9 @@ from . import SPLITS
 from .config import clustered_splits, split_extract_chars, split_sampling
 
 # Rules that run once per split, once per generation shard, and once per run.
-PER_SPLIT_RULES = ("seeds",)
-PER_SHARD_RULES = (
-    "prompts",
-    "generate",
-    "dedup_signatures",
-    "dedup_filter",
-    "decontaminate",
-    "release_shard",
-)
+PER_SPLIT_RULES = ("seeds", "prompts")
+PER_SHARD_RULES = ("generate", "dedup_signatures")
 PER_RUN_RULES = ("dedup_cluster", "dedup_report", "benchmark_index", "contamination_report", "card")
-# The CPU stages of one shard after the dedup barrier run as one cluster job (Snakemake group).
-SHARD_GROUP = "shard_cpu"
-SHARD_GROUP_RULES = ("dedup_filter", "decontaminate", "release_shard")
-# Prompt jobs are short: the Slurm profile submits this many at once (group-components).
-PROMPTS_GROUP = "prompts"
-PROMPTS_PER_CLUSTER_JOB = 32
 CARD_PLOTS = ("format", "audience", "seed_data", "token_length")
 
 
@@ -89,9 +76,6 @@ class Layout:
     def prompt_shard(self, split: str, shard: str) -> str:
         return f"{self.results}/prompts/{split}/{shard}.parquet"
 
-    def prompt_shards(self, split: str) -> list[str]:
-        return [self.prompt_shard(split, shard) for shard in self.shards(split)]
-
     def prompt_report(self, split: str) -> str:
         return f"{self.results}/prompts/{split}.report.json"
 
@@ -99,8 +83,11 @@ class Layout:
         return f"{self.results}/generated/{split}/{shard}.parquet"
 
     def release_file(self, split: str, shard: str) -> str:
-        name = release_file_name(int(shard), self.shard_count(split))
-        return f"{self.results}/release/{split}/{name}"
+        """`shard` may be the wildcard "{shard}" (the rule's output pattern)."""
+        count = self.shard_count(split)
+        if shard == "{shard}":
+            return f"{self.results}/release/{split}/train-{{shard}}-of-{count:05d}.parquet"
+        return f"{self.results}/release/{split}/{release_file_name(int(shard), count)}"
 
     def release_files(self) -> list[str]:
         return [self.release_file(split, shard) for split, shard in self.gen_shards]
@@ -174,6 +161,8 @@ class Layout:
         shards = len(self.gen_shards)
         jobs = {rule: len(self.splits) for rule in PER_SPLIT_RULES}
         jobs.update({rule: shards for rule in PER_SHARD_RULES})
+        # one rule per split (its shard count is in the release file names)
+        jobs.update({f"finish_shard_{s}": self.shard_count(s) for s in self.splits})
         jobs.update({rule: 1 for rule in PER_RUN_RULES})
         jobs["dedup_buckets"] = config["dedup"]["num_buckets"] * config["dedup"]["bucket_workers"]
         if self.topic_splits:
@@ -187,13 +176,9 @@ class Layout:
         return jobs
 
     def cluster_jobs(self, base_dir: str | Path = ".") -> int:
-        """Jobs submitted to Slurm: the grouped shard stages count once per shard, and the
-        rules that run on the submitting node (localrules) not at all."""
+        """Jobs submitted to Slurm: all but the rules that run on the submitting node."""
         jobs = self.job_counts(base_dir)
-        grouped = sum(jobs[r] for r in SHARD_GROUP_RULES) - len(self.gen_shards)
-        prompts = -(-jobs["prompts"] // PROMPTS_PER_CLUSTER_JOB)
-        local = sum(jobs.get(r, 0) for r in LOCAL_RULES)
-        return sum(jobs.values()) - grouped - (jobs["prompts"] - prompts) - local
+        return sum(jobs.values()) - sum(jobs.get(r, 0) for r in LOCAL_RULES)
 
 
 # Small aggregation steps that run on the submitting node rather than as cluster jobs.

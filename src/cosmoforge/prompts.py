@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import TemplateError, TopicError
-from .io import atomic_path, derive_seed, stable_hash, write_parquet
+from .io import atomic_path, derive_seed, stable_hash, write_json, write_parquet
 from .templates import Template
 
 PROMPT_SCHEMA = pa.schema(
@@ -179,19 +179,6 @@ class TopicCursor:
         self._batches = pq.ParquetFile(path).iter_batches(
             batch_size=8192, columns=["seed_id", "cluster"]
         )
-
-    def skip(self, count: int) -> None:
-        """Pass over the assignments of the first `count` web seeds (whole files by their
-        row counts, without reading them)."""
-        while self._paths and count >= (rows := pq.ParquetFile(self._paths[0]).metadata.num_rows):
-            count -= rows
-            self._path = self._paths.pop(0)
-        while count > 0:
-            if self._pos >= len(self._ids) and not self._next_batch():
-                return  # too few assignments: `take` reports it
-            step = min(count, len(self._ids) - self._pos)
-            self._pos += step
-            count -= step
 
     def take(self, seed_ids: list[str]) -> list[dict]:
         """Topic info of the next len(seed_ids) web seeds, which must be exactly these."""
@@ -395,13 +382,16 @@ def shard_bounds(seeds: int, shards: int) -> list[int]:
 PROMPT_BATCH = 4096
 
 
-def write_shard_prompts(
+def prompt_shard_path(out_dir: str | Path, shard: int) -> Path:
+    return Path(out_dir) / f"{shard:05d}.parquet"
+
+
+def write_split_prompts(
     split: str,
     seeds_path: str | Path,
     templates: list[Template],
-    shard: int,
     shards: int,
-    output: str | Path,
+    out_dir: str | Path,
     *,
     seed: int,
     extract_chars: int = 1000,
@@ -410,12 +400,12 @@ def write_shard_prompts(
     topic_assignments: list[str | Path] | None = None,
     topic_decisions: str | Path | None = None,
 ) -> dict:
-    """Stream one shard's block of the seed file into its prompt file (written atomically);
-    memory is bounded by a batch of seeds. Returns the shard's prompt report."""
+    """Stream a split's seed file into one prompt file per shard, `<out_dir>/<shard>.parquet`
+    with its `.report.json` (each written atomically). Memory is bounded by a batch of seeds;
+    a shard's file depends only on its own block of seeds. Returns the split's report."""
     from .seeds import count_rows, iter_seed_rows
 
     n = count_rows(seeds_path)
-    start, stop = shard_bounds(n, shards)[shard : shard + 2]
     kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
     applicable = pa.array(sorted({k for t in templates for k in t.kinds}), pa.string())
     if n and not pc.any(pc.is_in(kinds, value_set=applicable)).as_py():
@@ -423,11 +413,7 @@ def write_shard_prompts(
             f"split '{split}': no template in {Path(templates[0].path).parent} applies to the "
             f"seed kinds of this split ({sorted(set(kinds.to_pylist()))})"
         )
-    topics = None
-    if topic_decisions:
-        topics = TopicCursor(topic_assignments, topic_decisions)
-        # The web seeds before this shard's block: their assignments are skipped.
-        topics.skip(pc.sum(pc.equal(kinds.slice(0, start), "web")).as_py() or 0)
+    topics = TopicCursor(topic_assignments, topic_decisions) if topic_decisions else None
     builder = PromptBuilder(
         split,
         templates,
@@ -438,30 +424,39 @@ def write_shard_prompts(
         topics=topics,
         previous=previous_titles_of_file(seeds_path, seed, split),
     )
-    per_template: Counter = Counter()
-    injected = written = 0
-    with (
-        atomic_path(output) as tmp,
-        pq.ParquetWriter(tmp, PROMPT_SCHEMA, compression="zstd") as writer,
-    ):
-        for batch in _rebatch(iter_seed_rows(seeds_path, start, stop), PROMPT_BATCH):
-            rows = builder.rows(batch, shard)
-            if rows:
-                writer.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA))
-            per_template.update(r["template_id"] for r in rows)
-            injected += sum(r["topic_injected"] for r in rows)
-            written += len(rows)
-    if topics is not None and stop == n:
+    bounds = shard_bounds(n, shards)
+    reports = []
+    for shard in range(shards):
+        per_template: Counter = Counter()
+        left_before = Counter(builder.counts)
+        injected = written = 0
+        path = prompt_shard_path(out_dir, shard)
+        with (
+            atomic_path(path) as tmp,
+            pq.ParquetWriter(tmp, PROMPT_SCHEMA, compression="zstd") as writer,
+        ):
+            seeds = iter_seed_rows(seeds_path, bounds[shard], bounds[shard + 1])
+            for batch in _rebatch(seeds, PROMPT_BATCH):
+                rows = builder.rows(batch, shard)
+                if rows:
+                    writer.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA))
+                per_template.update(r["template_id"] for r in rows)
+                injected += sum(r["topic_injected"] for r in rows)
+                written += len(rows)
+        report = {
+            "split": split,
+            "shard": shard,
+            "seeds": bounds[shard + 1] - bounds[shard],
+            "prompts": written,
+            "per_template": dict(sorted(per_template.items())),
+            "topic_injected": injected,
+            "seeds_left_out": dict(sorted((builder.counts - left_before).items())),
+        }
+        write_json(path.with_suffix(".report.json"), report)
+        reports.append(report)
+    if topics is not None:
         topics.finish()
-    return {
-        "split": split,
-        "shard": shard,
-        "seeds": stop - start,
-        "prompts": written,
-        "per_template": dict(sorted(per_template.items())),
-        "topic_injected": injected,
-        "seeds_left_out": dict(sorted(builder.counts.items())),
-    }
+    return {"split": split, **merge_prompt_reports(reports)}
 
 
 def merge_prompt_reports(reports: list[dict]) -> dict:

@@ -24,8 +24,6 @@ sys.path.insert(0, f"{workflow.basedir}/src")
 from cosmoforge.config import check_inputs  # noqa: E402
 from cosmoforge.layout import (  # noqa: E402
     CARD_PLOTS,
-    LOCAL_RULES,
-    SHARD_GROUP,
     Layout,
     as_json,
 )
@@ -57,7 +55,6 @@ TOPIC_SEED = TOPICS["kmeans"]["seed"] if TOPICS["kmeans"]["seed"] is not None el
 wildcard_constraints:
     split="|".join(SPLITS),
     shard=r"\d{5}",
-    shards=r"\d{5}",
 
 
 def seeds_settings(wildcards):
@@ -149,8 +146,9 @@ def generate_runtime(wildcards, input):
     per_prompt = CLUSTER["expected_completion_tokens"] or L.generate_settings(wildcards.split)[
         "sampling"
     ]["max_tokens"]
-    if os.path.exists(input.report):
-        with open(input.report) as fh:
+    shard_report = f"{input.prompts}/{wildcards.shard}.report.json"
+    if os.path.exists(shard_report):
+        with open(shard_report) as fh:
             prompts = json.load(fh)["prompts"]
     else:  # before the prompts exist (dry-run): the plan's estimate
         prompts = planned_prompts_per_shard(wildcards.split)

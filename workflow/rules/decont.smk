@@ -22,32 +22,6 @@ rule benchmark_index:
         " --out {output.index} --report {output.report} > {log} 2>&1"
 
 
-rule decontaminate:
-    input:
-        shard=f"{RESULTS}/deduped/{{split}}/{{shard}}.parquet",
-        index=f"{RESULTS}/decont/benchmark_index.npz",
-    output:
-        clean=f"{RESULTS}/decontaminated/{{split}}/{{shard}}.parquet",
-        contaminated=f"{RESULTS}/decont/contaminated/{{split}}/{{shard}}.parquet",
-    params:
-        threshold=config["decontamination"]["threshold"],
-        logging_dir=f"{LOGS}/datatrove/decont",
-    log:
-        f"{LOGS}/decont/{{split}}/{{shard}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/decontaminate/{{split}}/{{shard}}.tsv"
-    group:
-        SHARD_GROUP
-    resources:
-        **cpu_resources(),
-    conda:
-        "../../envs/cosmoforge.yaml"
-    shell:
-        "python -m cosmoforge decontaminate --shard {input.shard} --index {input.index}"
-        " --threshold {params.threshold} --out {output.clean}"
-        " --contaminated {output.contaminated} --logging-dir {params.logging_dir} > {log} 2>&1"
-
-
 rule contamination_report:
     input:
         per_shard(f"{RESULTS}/decont/contaminated/{{split}}/{{shard}}.parquet"),

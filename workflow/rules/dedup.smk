@@ -81,36 +81,6 @@ rule dedup_cluster:
         " --params {params.dedup:q} --logging-dir {params.logging_dir} > {log} 2>&1"
 
 
-rule dedup_filter:
-    input:
-        shard=f"{RESULTS}/generated/{{split}}/{{shard}}.parquet",
-        clusters=f"{RESULTS}/dedup/clusters",
-    output:
-        kept=f"{RESULTS}/deduped/{{split}}/{{shard}}.parquet",
-        removed=f"{RESULTS}/dedup/removed/{{split}}/{{shard}}.parquet",
-        stayed=f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json",
-    params:
-        rank=dedup_rank_of,
-        tasks=len(L.gen_shards),
-        dedup=as_json(DEDUP),
-        logging_dir=f"{LOGS}/datatrove/filter",
-    log:
-        f"{LOGS}/dedup/filter/{{split}}/{{shard}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/dedup_filter/{{split}}/{{shard}}.tsv"
-    group:
-        SHARD_GROUP
-    resources:
-        **cpu_resources(),
-    conda:
-        "../../envs/cosmoforge.yaml"
-    shell:
-        "python -m cosmoforge dedup filter --shard {input.shard} --rank {params.rank}"
-        " --tasks {params.tasks} --in-dir {input.clusters} --params {params.dedup:q}"
-        " --out {output.kept} {output.removed} {output.stayed}"
-        " --logging-dir {params.logging_dir} > {log} 2>&1"
-
-
 rule dedup_report:
     input:
         removed=per_shard(f"{RESULTS}/dedup/removed/{{split}}/{{shard}}.parquet"),

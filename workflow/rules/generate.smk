@@ -2,8 +2,7 @@
 # are checkpointed in <output>.parts/ so a rerun of a killed job resumes where it stopped.
 rule generate:
     input:
-        prompts=f"{RESULTS}/prompts/{{split}}/{{shard}}.parquet",
-        report=f"{RESULTS}/prompts/{{split}}/{{shard}}.report.json",
+        prompts=f"{RESULTS}/prompts/{{split}}",
         model=model_input,
     output:
         generated=f"{RESULTS}/generated/{{split}}/{{shard}}.parquet",
@@ -29,6 +28,6 @@ rule generate:
     conda:
         "../../envs/generate.yaml"
     shell:
-        "python -m cosmoforge generate --prompts {input.prompts}"
+        "python -m cosmoforge generate --prompts {input.prompts}/{wildcards.shard}.parquet"
         " --settings {params.settings:q} --out {output.generated} --stats {output.stats}"
         " > {log} 2>&1"

@@ -1,29 +1,49 @@
-# One release file per generation shard, in the hub's layout (train-00007-of-00310.parquet),
-# then the card from the shards' statistics. On Slurm, a shard's dedup filter, decontamination
-# and release run as one job (group "shard_cpu").
-rule release_shard:
-    input:
-        f"{RESULTS}/decontaminated/{{split}}/{{shard}}.parquet",
-    output:
-        release=f"{RESULTS}/release/{{split}}/train-{{shard}}-of-{{shards}}.parquet",
-        stats=f"{RESULTS}/release_stats/{{split}}/{{shard}}-of-{{shards}}.json",
-    params:
-        min_token_length=config["release"]["min_token_length"],
-        drop_truncated="--drop-truncated" if config["release"]["drop_truncated"] else "",
-    log:
-        f"{LOGS}/release/{{split}}/{{shard}}-of-{{shards}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/release_shard/{{split}}/{{shard}}-of-{{shards}}.tsv"
-    group:
-        SHARD_GROUP
-    resources:
-        **cpu_resources(),
-    conda:
-        "../../envs/cosmoforge.yaml"
-    shell:
-        "python -m cosmoforge release --split {wildcards.split} --shard {input}"
-        " --min-token-length {params.min_token_length} {params.drop_truncated}"
-        " --out {output.release} --stats {output.stats} > {log} 2>&1"
+# One job per generation shard after the dedup barrier (cosmoforge.shard): MinHash filter,
+# benchmark decontamination, then the shard's file of the release in the hub's layout
+# (train-00007-of-00310.parquet) and its statistics, from which the card is built. One rule per
+# split, finish_shard_<split>: the shard count in the release file's name is the split's.
+for _split in SPLITS:
+
+    rule:
+        name:
+            f"finish_shard_{_split}"
+        input:
+            generated=f"{RESULTS}/generated/{_split}/{{shard}}.parquet",
+            clusters=f"{RESULTS}/dedup/clusters",
+            index=f"{RESULTS}/decont/benchmark_index.npz",
+        output:
+            deduped=f"{RESULTS}/deduped/{_split}/{{shard}}.parquet",
+            removed=f"{RESULTS}/dedup/removed/{_split}/{{shard}}.parquet",
+            stayed=f"{RESULTS}/dedup/stayed/{_split}/{{shard}}.json",
+            clean=f"{RESULTS}/decontaminated/{_split}/{{shard}}.parquet",
+            contaminated=f"{RESULTS}/decont/contaminated/{_split}/{{shard}}.parquet",
+            release=L.release_file(_split, "{shard}"),
+            stats=L.release_stats(_split, "{shard}"),
+        params:
+            split=_split,
+            rank=lambda wildcards, split=_split: L.dedup_rank(split, wildcards.shard),
+            tasks=len(L.gen_shards),
+            threshold=config["decontamination"]["threshold"],
+            min_token_length=config["release"]["min_token_length"],
+            drop_truncated="--drop-truncated" if config["release"]["drop_truncated"] else "",
+            logging_dir=f"{LOGS}/datatrove",
+        log:
+            f"{LOGS}/finish_shard/{_split}/{{shard}}.log",
+        benchmark:
+            f"{LOGS}/benchmarks/finish_shard/{_split}/{{shard}}.tsv"
+        resources:
+            **cpu_resources(),
+        conda:
+            "../../envs/cosmoforge.yaml"
+        shell:
+            "python -m cosmoforge finish-shard --split {params.split}"
+            " --generated {input.generated} --rank {params.rank} --tasks {params.tasks}"
+            " --clusters {input.clusters} --index {input.index} --threshold {params.threshold}"
+            " --min-token-length {params.min_token_length} {params.drop_truncated}"
+            " --deduped {output.deduped} --removed {output.removed} --stayed {output.stayed}"
+            " --clean {output.clean} --contaminated {output.contaminated}"
+            " --release {output.release} --stats {output.stats}"
+            " --logging-dir {params.logging_dir} > {log} 2>&1"
 
 
 rule card:
