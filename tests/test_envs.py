@@ -36,7 +36,7 @@ def test_conda_envs_agree_with_requirements(repo):
 def test_every_rule_has_a_conda_env(repo):
     for rule_file in (repo / "workflow" / "rules").glob("*.smk"):
         text = rule_file.read_text()
-        rules = re.findall(r"^rule (\w+):", text, re.M)
+        rules = re.findall(r"^\s*rule(?: \w+)?:", text, re.M)  # named, or in a loop
         envs = re.findall(r'conda:\n\s+"\.\./\.\./envs/([\w-]+\.yaml)"', text)
         assert len(envs) == len(rules), rule_file.name
         assert all((repo / "envs" / e).is_file() for e in envs)
