@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import TemplateError, TopicError
-from .io import atomic_path, derive_seed, stable_hash, write_json, write_parquet
+from .io import atomic_path, derive_seed, iter_parquet, stable_hash, write_json, write_parquet
 from .templates import Template
 
 PROMPT_SCHEMA = pa.schema(
@@ -179,9 +179,7 @@ class TopicCursor:
 
     def _open(self, path) -> None:
         self._path = path
-        self._batches = pq.ParquetFile(path).iter_batches(
-            batch_size=8192, columns=["seed_id", "cluster"]
-        )
+        self._batches = iter_parquet(path, 8192, columns=["seed_id", "cluster"])
 
     def take(self, seed_ids: list[str]) -> list[dict]:
         """Topic info of the next len(seed_ids) web seeds, which must be exactly these."""

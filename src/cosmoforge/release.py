@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .generate import GENERATION_SCHEMA
-from .io import atomic_path, write_json
+from .io import atomic_path, iter_parquet, write_json
 from .tokens import TOKENIZER_NAME, count_tokens
 
 RELEASE_COLUMNS = ["prompt", "text", "seed_data", "token_length", "format", "audience"]
@@ -77,12 +77,11 @@ def release_shard(
     revisions: set[str] = set()
     seen_ids: set[str] = set()
     generated = kept = truncated_kept = tokens = 0
-    parquet = pq.ParquetFile(shard_path)
     with (
         atomic_path(output) as tmp,
         pq.ParquetWriter(tmp, RELEASE_SCHEMA, compression="zstd") as writer,
     ):
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+        for batch in iter_parquet(shard_path, BATCH_ROWS):
             texts = batch.column("text").to_pylist()
             token_length = count_tokens([t or "" for t in texts])
             finish = batch.column("finish_reason").to_pylist()

@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 import xxhash
 
 from .errors import SeedError
-from .io import atomic_path, stable_hash, write_json
+from .io import atomic_path, iter_parquet, stable_hash, write_json
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +170,12 @@ def _hf_rows(source: dict, batch_rows: int) -> Iterator[list[tuple[int, Any]]]:
 
 def _parquet_batches(path: Path, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
     try:
-        parquet = pq.ParquetFile(path)
+        pq.ParquetFile(path).metadata  # noqa: B018 (fails early on a file that is not parquet)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SeedError(f"{path}: not a readable parquet file ({exc})") from exc
     first = 1
     try:
-        for batch in parquet.iter_batches(batch_size=batch_rows):
+        for batch in iter_parquet(path, batch_rows):
             yield first, batch
             first += batch.num_rows
     except (pa.ArrowInvalid, OSError) as exc:
@@ -507,8 +507,7 @@ def _settle_suspects(
     held = pq.read_table(suspects)
     wanted = np.unique(hash_ids(held.column("seed_id").to_pylist()))
     earlier: dict[str, str] = {}  # seed id -> where it was first used, for the suspects' hashes
-    parquet = pq.ParquetFile(main)
-    for batch in parquet.iter_batches(batch_size=1 << 17, columns=["seed_id", "source", "row"]):
+    for batch in iter_parquet(main, 1 << 17, columns=["seed_id", "source", "row"]):
         ids = batch.column(0).to_pylist()
         hit = np.flatnonzero(np.isin(hash_ids(ids), wanted))
         sources, rows = batch.column(1).to_pylist(), batch.column(2).to_pylist()
@@ -592,7 +591,7 @@ def write_split_seeds(
             log.warning("%d seed id hash collision(s): kept, after the other rows", len(collisions))
             merged = Path(scratch) / "merged.parquet"
             with pq.ParquetWriter(merged, schema, **SEED_FILE_OPTIONS) as writer:
-                for batch in pq.ParquetFile(tmp).iter_batches(batch_size=BATCH_ROWS):
+                for batch in iter_parquet(tmp, BATCH_ROWS):
                     writer.write_batch(batch, row_group_size=BATCH_ROWS)
                 writer.write_table(collisions, row_group_size=BATCH_ROWS)
             merged.replace(tmp)
