@@ -44,7 +44,7 @@ unit: setup
 # The Slurm tests need a running cluster: slurm-up installs Debian's slurm-wlm and munge (root)
 # and starts a one-node cluster; it is stopped again whatever the tests did.
 test: lint slurm-up
-	pytest -v; status=$$?; tests/slurm/cluster.sh stop; exit $$status
+	pytest -v --durations=15; status=$$?; tests/slurm/cluster.sh stop; exit $$status
 
 slurm-up:
 	tests/slurm/cluster.sh start
