@@ -72,3 +72,32 @@ def test_plan_cli(repo, capsys):
     )
     out = capsys.readouterr().out
     assert "jobs per rule" in out and "web_samples_v2" in out
+
+
+def test_plan_prints_cpu_core_hours_at_measured_rates(repo, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(repo / "prompts", tmp_path / "prompts")
+    shutil.copytree(repo / "resources" / "seeds", tmp_path / "resources" / "seeds")
+    (tmp_path / "resources" / "cpu_rates.json").write_text(
+        json.dumps(
+            {
+                "rules": {
+                    "finish_shard": {"core_s_per_prompt": 0.36},
+                    "benchmark_index": {"core_s_per_run": 36.0},
+                    "topics_fit": {"core_s_per_prompt": 0.0},
+                }
+            }
+        )
+    )
+    config = load_config(repo / "config" / "config.yaml")
+    plan = build_plan(config, tmp_path)
+    prompts = plan["prompts"]
+    assert plan["cpu_core_hours"]["finish_shard"] == 0.36 * prompts / 3600
+    assert plan["cpu_core_hours"]["benchmark_index"] == 0.01
+    assert "CPU side:" in format_plan(plan)
+    config["topics"]["enabled"] = False
+    assert "topics_fit" not in build_plan(config, tmp_path)["cpu_core_hours"]
+    (tmp_path / "resources" / "cpu_rates.json").unlink()
+    assert build_plan(config, tmp_path)["cpu_core_hours"] is None
