@@ -107,10 +107,20 @@ class BadRow(Exception):
 # (first row number, pyarrow.RecordBatch) pair validated column-wise.
 
 
-def _lines(path: Path, batch_rows: int) -> Iterator[list[tuple[int, Any]]]:
+def _batched(rows, size: int) -> Iterator[list]:
+    batch: list = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, Any]]:
     import orjson
 
-    batch: list[tuple[int, Any]] = []
     with open(path, "rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
             if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
@@ -126,30 +136,18 @@ def _lines(path: Path, batch_rows: int) -> Iterator[list[tuple[int, Any]]]:
                     value = BadRow("undecodable", None, f"not UTF-8 ({bad.reason})")
                 else:
                     value = BadRow("invalid_json", None, f"not valid JSON ({exc})")
-            batch.append((line_no, value))
-            if len(batch) >= batch_rows:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
+            yield line_no, value
 
 
-def _csv_rows(path: Path, batch_rows: int) -> Iterator[list[tuple[int, Any]]]:
+def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
     # utf-8-sig drops a byte order mark (else the first column's name would carry it);
     # surrogateescape keeps undecodable bytes visible so they are reported per row and field
     # instead of aborting the whole file.
     with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
-        batch: list[tuple[int, Any]] = []
-        for row_no, row in enumerate(csv.DictReader(fh), start=1):
-            batch.append((row_no, row))
-            if len(batch) >= batch_rows:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        yield from enumerate(csv.DictReader(fh), start=1)
 
 
-def _hf_rows(source: dict, batch_rows: int) -> Iterator[list[tuple[int, Any]]]:
+def _hf_rows(source: dict) -> Iterator[tuple[int, Any]]:
     import datasets  # optional dependency: only for hub sources
 
     ds = datasets.load_dataset(
@@ -158,14 +156,7 @@ def _hf_rows(source: dict, batch_rows: int) -> Iterator[list[tuple[int, Any]]]:
         split=source.get("dataset_split", "train"),
         streaming=True,
     )
-    batch: list[tuple[int, Any]] = []
-    for row_no, row in enumerate(ds, start=1):
-        batch.append((row_no, row))
-        if len(batch) >= batch_rows:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+    yield from enumerate(ds, start=1)
 
 
 def _parquet_batches(path: Path, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
@@ -477,10 +468,11 @@ def _read_source(source: dict, out: _SplitWriter, report: SourceReport, base_dir
             out.write(source, report, columns)
         return
     if source["format"] == "hf":
-        batches = _hf_rows(source, batch_rows)
+        rows = _hf_rows(source)
     else:
-        reader = _lines if source["format"] == "jsonl" else _csv_rows
-        batches = reader(source_path(source, base_dir), batch_rows)
+        reader = _json_lines if source["format"] == "jsonl" else _csv_rows
+        rows = reader(source_path(source, base_dir))
+    batches = _batched(rows, batch_rows)
     for batch in batches:
         if out.full:
             return
