@@ -181,7 +181,7 @@ def test_stable_hashes_equal_the_json_encoding_they_are_defined_by():
 
     from cosmoforge.io import derive_seed, stable_hash
 
-    for parts in [("web", "w:1", "t", ""), (1234, "a\"b", "c\\d"), ("é", "\n", "~ !")]:
+    for parts in [("web", "w:1", "t", ""), (1234, 'a"b', "c\\d"), ("é", "\n", "~ !")]:
         digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode("utf-8"))
         assert stable_hash(*parts) == digest.hexdigest()[:16]
         assert derive_seed(*parts) == int.from_bytes(digest.digest()[:8], "big") % (1 << 31)
