@@ -84,6 +84,32 @@ def test_every_template_renders_without_leftover_placeholders(repo, split):
         assert row["format"] and row["audience"]
 
 
+@pytest.mark.parametrize("split", SPLITS)
+def test_fast_render_equals_jinjas_own_render(repo, split):
+    """Template.render skips Jinja's per-call context set-up; the text must not change."""
+    from cosmoforge.prompts import _variants
+    from cosmoforge.templates import _ENV
+
+    options = {"seed": 1, "extract_chars": 1000, "topic_probability": 0.5}
+    options["openstax_reference_chars"] = 600
+    context = {"previous": {}}
+    seeds = seed_table(SPLIT_KINDS[split]).to_pylist()
+    context["previous"] = {s["seed_id"]: ["Earlier", 'A "quoted" one'] for s in seeds}
+    rendered = 0
+    for template in load_templates(repo / "prompts", split):
+        reference = _ENV.from_string(template.body)
+        for seed in seeds:
+            if seed["kind"] not in template.kinds:
+                continue
+            for _, variables in _variants(split, seed, template, options, context, "id"):
+                for values in (variables, {**variables, "topic": ""}):
+                    values = {k: v for k, v in values.items() if k in variables}
+                    expected = reference.render(**values).strip()
+                    assert template.render(**values) == expected, template.path
+                    rendered += 1
+    assert rendered >= 2
+
+
 def test_template_counts_cover_the_original_variants(repo):
     count = {s: len(load_templates(repo / "prompts", s)) for s in SPLITS}
     assert count["web_samples_v1"] == count["web_samples_v2"] == 4

@@ -87,14 +87,24 @@ def _variants(
     template: Template,
     options: dict,
     context: dict,
+    base_id: str,
 ) -> list[tuple[str, dict]]:
-    """(variant name, template variables) pairs for one seed and template."""
+    """(variant name, template variables) pairs for one seed and template; `base_id` is the
+    sample id of the seed and template without a variant."""
     kind = seed["kind"]
     chars = options["extract_chars"]
     if kind == "web":
-        rng = _seed_rng(options["seed"], split, template.name, sample_id(split, seed, template))
         topic = seed.get("topic") or ""
-        inject = bool(topic) and rng.random() < options["topic_probability"]
+        probability = options["topic_probability"]
+        # The draw is made only where it can go either way (seeding an RNG costs as much as
+        # rendering a prompt); where it is made, it is the same draw as always.
+        if not topic or probability <= 0:
+            inject = False
+        elif probability >= 1:
+            inject = True
+        else:
+            rng = _seed_rng(options["seed"], split, template.name, base_id)
+            inject = rng.random() < probability
         return [("", {"extract": extract(seed["text"], chars), "topic": topic if inject else ""})]
     if kind == "auto_math_text":
         return [("", {"extract": extract(seed["text"], chars)})]
@@ -268,12 +278,15 @@ class PromptBuilder:
             for template in self.templates:
                 if seed_row["kind"] not in template.kinds or not _on_route(seed_row, template):
                     continue
+                base_id = sample_id(split, seed_row, template)
                 for variant, variables in _variants(
-                    split, seed_row, template, self.options, self.context
+                    split, seed_row, template, self.options, self.context, base_id
                 ):
                     rows.append(
                         {
-                            "sample_id": sample_id(split, seed_row, template, variant),
+                            "sample_id": sample_id(split, seed_row, template, variant)
+                            if variant
+                            else base_id,
                             "split": split,
                             "shard": shard,
                             "seed_id": seed_row["seed_id"],

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
+import jinja2.runtime
 import yaml
 
 from .errors import TemplateError
@@ -28,9 +29,11 @@ _ENV = jinja2.Environment(
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(body: str) -> jinja2.Template:
-    # Compiling is ~50x the cost of rendering: once per template body, not once per prompt.
-    return _ENV.from_string(body)
+def _compiled(body: str) -> tuple[jinja2.Template, dict]:
+    # Compiling is ~50x the cost of rendering: once per template body, not once per prompt. The
+    # globals (a ChainMap) are merged into a plain dict once, too.
+    compiled = _ENV.from_string(body)
+    return compiled, dict(compiled.globals)
 
 
 REQUIRED_KEYS = {"format", "audience", "version", "kinds", "template"}
@@ -53,11 +56,13 @@ class Template:
 
     def render(self, **variables) -> str:
         try:
-            compiled = _compiled(self.body)
-            # Template.render builds a fresh context merged with the globals every call, which
-            # costs more than the rendering itself; a shared context over one merged dict
-            # renders the same text.
-            context = compiled.new_context({**compiled.globals, **variables}, shared=True)
+            compiled, globals_ = _compiled(self.body)
+            # Template.render builds its context from the globals ChainMap on every call, which
+            # costs more than rendering a prompt; a context over one merged dict renders the
+            # same text (tested against Template.render for every bundled template).
+            context = jinja2.runtime.Context(
+                _ENV, {**globals_, **variables}, compiled.name, compiled.blocks
+            )
             text = "".join(compiled.root_render_func(context))
         except jinja2.UndefinedError as exc:
             raise TemplateError(f"{self.path}: {exc.message}") from exc
