@@ -222,6 +222,35 @@ def test_batch_wise_reading_equals_a_whole_read(tmp_path, batch_rows):
     assert jsonl_table.column("topic").equals(pq_table.column("topic"))
 
 
+@pytest.mark.parametrize("batch_rows", [1, 4, 64])
+def test_jsonl_column_wise_and_row_wise_checks_agree(tmp_path, monkeypatch, batch_rows):
+    """Batches of plain string rows are checked column-wise; the result equals the row-by-row
+    check's, bad rows, odd whitespace and numeric ids included."""
+    odd = [
+        {"id": 7, "text": "an integer id"},
+        {"id": "ws", "text": "\x1f\u3000 \x85"},  # blank by Python's str.strip
+        {"id": "nul", "text": "kept", "topic": None, "url": "  "},
+        {"id": "nested", "text": {"a": 1}},
+        b'{"id": "surrogate", "text": "\\ud800"}\n',
+        b'{"id": "crlf", "text": "windows line"}\r\n',
+        b"\n",
+        [1, 2],
+        {"id": "unicode", "text": "\u00e9t\u00e9 \u2014 \U0001f600", "extra": [1]},
+    ]
+    rows = mixed_rows(60)
+    rows[30:30] = odd
+    path = tmp_path / "web.jsonl"
+    write_jsonl(path, rows)
+    column_wise = read_split_seeds("web_samples_v1", [web_source(path)], batch_rows=batch_rows)
+    monkeypatch.setattr(seeds_module, "_string_batch", lambda *args: None)
+    row_wise = read_split_seeds("web_samples_v1", [web_source(path)], batch_rows=batch_rows)
+    assert column_wise[0].equals(row_wise[0])
+    assert column_wise[1] == row_wise[1]
+    ids = column_wise[0].column("seed_id").to_pylist()
+    assert {"web:7", "web:nul", "web:crlf", "web:unicode"} <= set(ids)
+    assert not {"web:ws", "web:nested", "web:surrogate"} & set(ids)
+
+
 def test_duplicate_detection_is_exact_under_hash_collisions(tmp_path, monkeypatch):
     """With a hash that maps every id onto 4 values, only equal ids count as duplicates."""
     import numpy as np

@@ -453,29 +453,25 @@ def _read_source(source: dict, out: _SplitWriter, report: SourceReport, base_dir
         for first, batch in _parquet_batches(source_path(source, base_dir), batch_rows):
             if out.full:
                 return
-            columns, bad = _normalize_arrow(batch, kind, fields)
-            report.rows_read += batch.num_rows
-            for i, problem in bad:
-                out.bad(report, f"{location}: row {first + i}", problem)
             rows = np.arange(first, first + batch.num_rows)
-            if bad:
-                keep = np.ones(batch.num_rows, dtype=bool)
-                keep[[i for i, _ in bad]] = False
-                mask = pa.array(keep)
-                columns = {k: v.filter(mask) for k, v in columns.items()}
-                rows = rows[keep]
-            columns["row"] = rows
-            out.write(source, report, columns)
+            _write_arrow_batch(source, out, report, batch, rows)
         return
     if source["format"] == "hf":
         rows = _hf_rows(source)
     else:
         reader = _json_lines if source["format"] == "jsonl" else _csv_rows
         rows = reader(source_path(source, base_dir))
-    batches = _batched(rows, batch_rows)
-    for batch in batches:
+    for batch in _batched(rows, batch_rows):
         if out.full:
             return
+        # JSON and CSV rows hold only str, None, numbers, bools, lists and dicts: where a
+        # batch's values are all strings or missing, it is checked column-wise like parquet
+        # (~2x faster); otherwise row by row, which names each bad row exactly.
+        strings = _string_batch(batch, kind, fields) if source["format"] != "hf" else None
+        if strings is not None:
+            numbers = np.fromiter((row_no for row_no, _ in batch), np.int64, len(batch))
+            _write_arrow_batch(source, out, report, strings, numbers)
+            continue
         columns: dict[str, list] = {name: [] for name in names}
         columns["row"] = []
         for row_no, raw in batch:
@@ -489,6 +485,39 @@ def _read_source(source: dict, out: _SplitWriter, report: SourceReport, base_dir
                 columns[name].append(seed[name])
             columns["row"].append(row_no)
         out.write(source, report, columns)
+
+
+def _string_batch(batch: list, kind: str, fields: dict[str, str]) -> pa.RecordBatch | None:
+    """The kind's source columns of a batch of (row number, raw row) as string arrays; None
+    when a row is not an object or a value is neither a string nor missing."""
+    if not all(type(raw) is dict for _, raw in batch):
+        return None
+    required, optional = KINDS[kind]
+    columns = dict.fromkeys(fields.get(name, name) for name in required + optional)
+    try:
+        arrays = [pa.array([raw.get(c) for _, raw in batch], pa.string()) for c in columns]
+    except (pa.ArrowException, UnicodeEncodeError):  # a non-string, or a lone surrogate
+        return None
+    return pa.RecordBatch.from_arrays(arrays, names=list(columns))
+
+
+def _write_arrow_batch(
+    source: dict, out: _SplitWriter, report: SourceReport, batch: pa.RecordBatch, rows: np.ndarray
+) -> None:
+    """Validate a batch column-wise, report its bad rows, write the others (`rows`: the
+    source's row numbers of the batch)."""
+    columns, bad = _normalize_arrow(batch, source["kind"], source.get("fields", {}))
+    report.rows_read += batch.num_rows
+    for i, problem in bad:
+        out.bad(report, f"{report.location}: row {int(rows[i])}", problem)
+    if bad:
+        keep = np.ones(batch.num_rows, dtype=bool)
+        keep[[i for i, _ in bad]] = False
+        mask = pa.array(keep)
+        columns = {k: v.filter(mask) for k, v in columns.items()}
+        rows = rows[keep]
+    columns["row"] = rows
+    out.write(source, report, columns)
 
 
 def _settle_suspects(
