@@ -1,8 +1,12 @@
+import json
+import sys
+
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from cosmoforge.engines import FakeEngine, cpu_bind_all, drop_duplicate_bos
-from cosmoforge.generate import generate_shard, parts_dir
+from cosmoforge.generate import generate_shard, parts_dir, set_aside_dir
 from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
 from cosmoforge.seeds import read_split_seeds
 from cosmoforge.templates import load_templates
@@ -128,6 +132,99 @@ def test_finished_shard_rerun_does_not_start_the_engine(prompt_file, tmp_path):
     assert stats["generated_rows"] == 0 and pq.read_table(out).num_rows == len(shard_rows)
 
 
+def crashed_shard(prompts_path, tmp_path, limit=10):
+    out = tmp_path / "gen" / "00000.parquet"
+    with pytest.raises(Crash):
+        generate_shard(prompts_path, out, SETTINGS, tmp_path / "s.json", factory(limit=limit))
+    parts = sorted(parts_dir(out).glob("part-*.parquet"))
+    assert parts
+    return out, parts
+
+
+def finish_and_check_all_new(prompts_path, out, settings, tmp_path, shard_rows):
+    stats = generate_shard(prompts_path, out, settings, tmp_path / "s.json")
+    table = pq.read_table(out)
+    assert table.column("sample_id").to_pylist() == [r["sample_id"] for r in shard_rows]
+    assert not parts_dir(out).exists()
+    return stats, table
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (
+            {"sampling": {**SETTINGS["sampling"], "temperature": 0.9}},
+            "sampling.temperature 0.6 -> 0.9",
+        ),
+        ({"model": {**SETTINGS["model"], "revision": "r2"}}, 'model.revision "r1" -> "r2"'),
+        ({"seed": 6}, "seed 5 -> 6"),
+        ({"engine": {**SETTINGS["engine"], "dtype": "float32"}}, 'engine.dtype null -> "float32"'),
+    ],
+)
+def test_parts_made_with_other_settings_are_set_aside_not_merged(
+    prompt_file, tmp_path, caplog, change, expected
+):
+    prompts_path, shard_rows = prompt_file
+    out, parts = crashed_shard(prompts_path, tmp_path)
+    settings = {**SETTINGS, **change}
+    stats, table = finish_and_check_all_new(prompts_path, out, settings, tmp_path, shard_rows)
+    assert stats["resumed_rows"] == 0 and stats["generated_rows"] == len(shard_rows)
+    if "sampling" in change:
+        assert set(table.column("sampling").to_pylist()) == {
+            json.dumps(settings["sampling"], sort_keys=True)
+        }
+    aside = set_aside_dir(parts_dir(out))
+    assert sorted(p.name for p in aside.iterdir()) == [p.name for p in parts]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == len(parts)
+    assert f"{parts[0]}: not reused, it was made with other settings: {expected}" in warnings[0]
+
+
+def test_parts_whose_prompt_text_changed_are_set_aside(prompt_file, tmp_path, caplog):
+    prompts_path, shard_rows = prompt_file
+    out, parts = crashed_shard(prompts_path, tmp_path, limit=6)  # parts of 4 and 2 rows
+    edited = [dict(r) for r in shard_rows]
+    edited[5]["prompt"] += " Use short sentences."  # a row of the second part
+    write_prompt_shard(edited, prompts_path)
+    stats, table = finish_and_check_all_new(prompts_path, out, SETTINGS, tmp_path, edited)
+    assert stats["resumed_rows"] == 4  # the first part is still current
+    assert table.column("prompt").to_pylist()[5] == edited[5]["prompt"]
+    message = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert message == [
+        f"{parts[1]}: not reused, the prompt of sample {edited[5]['sample_id']!r} has changed "
+        f"(template or seed edited); moved to {set_aside_dir(parts_dir(out)) / parts[1].name}"
+    ]
+
+
+@pytest.mark.parametrize(
+    "damage, expected",
+    [
+        (lambda p: p.write_bytes(b"PAR1 not really parquet"), "it is unreadable"),
+        (lambda p: p.write_bytes(p.read_bytes()[:-40]), "it is unreadable"),
+        (
+            lambda p: pq.write_table(pa.table({"sample_id": ["x"]}), p),
+            "it lacks column(s) ['split', 'shard'",
+        ),
+        (
+            lambda p: pq.write_table(pq.read_table(p).replace_schema_metadata(None), p),
+            "it records no generation settings (made by an older cosmoforge)",
+        ),
+    ],
+    ids=["not-parquet", "truncated", "wrong-schema", "no-fingerprint"],
+)
+def test_damaged_parts_are_named_set_aside_and_the_shard_completes(
+    prompt_file, tmp_path, caplog, damage, expected
+):
+    prompts_path, shard_rows = prompt_file
+    out, parts = crashed_shard(prompts_path, tmp_path)
+    damage(parts[1])
+    stats, _ = finish_and_check_all_new(prompts_path, out, SETTINGS, tmp_path, shard_rows)
+    assert stats["resumed_rows"] == 10 - 4  # parts 0 and 2 reused, part 1's 4 rows redone
+    (message,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert message.startswith(f"{parts[1]}: not reused, {expected}")
+    assert (set_aside_dir(parts_dir(out)) / parts[1].name).is_file()
+
+
 def test_drop_duplicate_bos():
     assert drop_duplicate_bos([1, 1, 5], 1) == [1, 5]
     assert drop_duplicate_bos([1, 5], 1) == [1, 5]
@@ -185,3 +282,37 @@ def test_stable_hashes_equal_the_json_encoding_they_are_defined_by():
         digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode("utf-8"))
         assert stable_hash(*parts) == digest.hexdigest()[:16]
         assert derive_seed(*parts) == int.from_bytes(digest.digest()[:8], "big") % (1 << 31)
+
+
+def test_a_missing_local_model_folder_is_named_before_the_engine_starts(
+    prompt_file, tmp_path, capsys, monkeypatch
+):
+    from cosmoforge.cli import main
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # importing vLLM now fails loudly
+
+    prompts_path, _ = prompt_file
+    settings = {
+        **SETTINGS,
+        "model": {"name": "m", "path": str(tmp_path / "models" / "smollm2-typo")},
+        "engine": {**SETTINGS["engine"], "backend": "vllm"},
+    }
+    out = tmp_path / "g.parquet"
+    code = main(
+        ["generate", "--prompts", str(prompts_path), "--settings", json.dumps(settings)]
+        + ["--out", str(out), "--stats", str(tmp_path / "s.json")]
+    )
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].endswith(
+        f"model.path: no model folder at {tmp_path}/models/smollm2-typo (a local path; a hub "
+        "id has the form org/name)"
+    )
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("hub_id", ["HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"])
+def test_hub_ids_are_not_taken_for_local_paths(hub_id):
+    from cosmoforge.model import check_model_path
+
+    check_model_path(hub_id)  # left to the engine, which may find it in the hub cache

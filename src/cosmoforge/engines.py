@@ -61,6 +61,9 @@ class VllmEngine:
     name = "vllm"
 
     def __init__(self, model: dict, engine: dict, sampling: dict):
+        from .model import check_model_path
+
+        check_model_path(model["path"])  # before the slow vLLM import and start-up
         # vLLM reads these at import time (e.g. VLLM_CPU_KVCACHE_SPACE on CPU).
         for key, value in engine.get("env", {}).items():
             if key == "VLLM_CPU_OMP_THREADS_BIND" and value == "all":

@@ -5,6 +5,12 @@ Finished rows are checkpointed every `flush_every` completions as numbered part 
 sample ids already done and sends only the rest to the engine; the shard's parquet appears,
 atomically, only once every prompt has exactly one row. Nothing is lost but the rows of the
 unflushed micro-batch, and nothing is duplicated.
+
+A part is reused only if it was made with the settings that make a row what it is (model and
+revision, sampling, seed, the engine settings that change outputs) and each of its rows has
+the prompt text of the current prompt file. Any other part (other settings, an edited template,
+unreadable, another schema) is moved to `<output>.parts.set-aside/` with a warning naming it,
+and its prompts are generated again: a resumed shard never mixes rows of two settings.
 """
 
 from __future__ import annotations
@@ -50,18 +56,106 @@ def request_seed(global_seed: int, split: str, template_id: str, sample_id: str)
     return derive_seed(global_seed, split, template_id, sample_id, "generation")
 
 
-def load_parts(folder: Path) -> tuple[dict[str, dict], int]:
-    """Rows already finished by earlier runs, by sample id, and the next part number."""
+# Engine settings that change what is generated (the others only change speed or memory).
+OUTPUT_ENGINE_KEYS = ("backend", "dtype", "max_model_len", "extra_args")
+FINGERPRINT_KEY = b"cosmoforge.row_settings"
+
+
+def row_settings(settings: dict, revision: str | None) -> dict:
+    """Everything besides the prompt that makes a generated row what it is."""
+    engine = settings["engine"]
+    return {
+        "model": {"name": settings["model"]["name"], "revision": revision},
+        "sampling": settings["sampling"],
+        "seed": settings["seed"],
+        "engine": {k: engine[k] for k in OUTPUT_ENGINE_KEYS if k in engine},
+    }
+
+
+def _flat(settings: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _settings_change(made_with: dict, current: dict) -> str:
+    """'sampling.temperature 0.7 -> 0.6, ...': how a part's settings differ from the current."""
+    old, new = _flat(made_with), _flat(current)
+    changes = [
+        f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k)
+    ]
+    return ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
+
+
+def set_aside_dir(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".set-aside")
+
+
+def _set_aside(part: Path, reason: str) -> None:
+    target_dir = set_aside_dir(part.parent)
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = target_dir / part.name
+    n = 1
+    while target.exists():
+        target = target_dir / f"{part.stem}.{n}{part.suffix}"
+        n += 1
+    part.rename(target)
+    log.warning("%s: not reused, %s; moved to %s", part, reason, target)
+
+
+def _part_problem(table: pa.Table, made_with: dict | None, current: dict, prompts: dict) -> str:
+    """Why a part cannot be reused, or '' if it can."""
+    missing = [n for n in GENERATION_SCHEMA.names if n not in table.schema.names]
+    if missing:
+        return f"it lacks column(s) {missing} of a generation part"
+    if made_with is None:
+        return "it records no generation settings (made by an older cosmoforge)"
+    if made_with != current:
+        return "it was made with other settings: " + _settings_change(made_with, current)
+    for sample_id, prompt in zip(
+        table.column("sample_id").to_pylist(), table.column("prompt").to_pylist(), strict=True
+    ):
+        if sample_id not in prompts:
+            return f"its sample {sample_id!r} is not in the current prompt file"
+        if prompts[sample_id] != prompt:
+            return f"the prompt of sample {sample_id!r} has changed (template or seed edited)"
+    return ""
+
+
+def load_parts(
+    folder: Path, current: dict | None = None, prompts: dict[str, str] | None = None
+) -> tuple[dict[str, dict], int]:
+    """Rows already finished by earlier runs, by sample id, and the next part number. With
+    `current` (row settings) and `prompts` (sample id -> prompt text), a part that does not
+    match them is set aside instead of reused."""
     done: dict[str, dict] = {}
     if not folder.is_dir():
         return done, 0
     parts = sorted(folder.glob("part-*.parquet"))
+    next_index = 1 + max((int(p.stem.split("-")[1]) for p in parts), default=-1)
     for part in parts:
-        for row in pq.read_table(part).to_pylist():
+        try:
+            table = pq.read_table(part)
+        except (pa.ArrowException, OSError) as exc:
+            _set_aside(part, f"it is unreadable ({exc})")
+            continue
+        meta = table.schema.metadata or {}
+        made_with = json.loads(meta[FINGERPRINT_KEY]) if FINGERPRINT_KEY in meta else None
+        if current is not None:
+            problem = _part_problem(table, made_with, current, prompts or {})
+            if problem:
+                _set_aside(part, problem)
+                continue
+        for row in table.select(GENERATION_SCHEMA.names).to_pylist():
             # A part is only ever renamed into place complete, and reruns skip finished ids,
             # so repeats cannot happen; keep the first anyway rather than trusting that.
             done.setdefault(row["sample_id"], row)
-    next_index = 1 + max((int(p.stem.split("-")[1]) for p in parts), default=-1)
     return done, next_index
 
 
@@ -76,9 +170,11 @@ def generate_shard(
     output = Path(output)
     prompts = read_prompt_shard(prompts_path).to_pylist()
     folder = parts_dir(output)
-    done, next_part = load_parts(folder)
-    todo = [p for p in prompts if p["sample_id"] not in done]
     model, engine_cfg, sampling = settings["model"], settings["engine"], settings["sampling"]
+    revision = model_revision(model["path"], model.get("revision"))
+    current = row_settings(settings, revision)
+    done, next_part = load_parts(folder, current, {p["sample_id"]: p["prompt"] for p in prompts})
+    todo = [p for p in prompts if p["sample_id"] not in done]
     log.info(
         "%s: %d prompts, %d already done in %s, %d to generate",
         prompts_path,
@@ -101,7 +197,6 @@ def generate_shard(
         started = time.perf_counter()
         engine = factory(model, engine_cfg, sampling)
         stats["engine_start_s"] = round(time.perf_counter() - started, 3)
-        revision = model_revision(model["path"], model.get("revision"))
         by_id = {p["sample_id"]: p for p in todo}
         requests = [
             Request(
@@ -120,11 +215,14 @@ def generate_shard(
         }
         buffer: list[dict] = []
         started = time.perf_counter()
+        part_schema = GENERATION_SCHEMA.with_metadata(
+            {FINGERPRINT_KEY: json.dumps(current, sort_keys=True)}
+        )
 
         def flush() -> None:
             nonlocal next_part
             if buffer:
-                table = pa.Table.from_pylist(buffer, schema=GENERATION_SCHEMA)
+                table = pa.Table.from_pylist(buffer, schema=part_schema)
                 write_parquet(folder / f"part-{next_part:05d}.parquet", table)
                 next_part += 1
                 buffer.clear()
