@@ -52,7 +52,9 @@ def test_bad_config_names_the_key(default_config_raw, mutate, key):
 def test_unreadable_config_file_is_named(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text("splits: [unclosed\n")
-    with pytest.raises(ConfigError, match="c.yaml: not valid YAML"):
+    with pytest.raises(
+        ConfigError, match=r"c.yaml: line 2, column 1: not valid YAML \(while parsing"
+    ):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")

@@ -10,9 +10,11 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from .errors import CosmoforgeError
+from . import SPLITS
+from .errors import ConfigError, CosmoforgeError
 
 
 def _json(value: str) -> dict:
@@ -20,6 +22,55 @@ def _json(value: str) -> dict:
         return json.loads(value)
     except json.JSONDecodeError as exc:
         raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+
+
+# A stage's own arguments obey the config schema's rules for the keys they come from, so a
+# stage run by hand accepts exactly what a config would (`--threshold 1.5` is refused).
+
+
+def _checked(key: str, value):
+    from .config import check_setting
+
+    try:
+        check_setting(key, value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (the config schema's rule)") from None
+    return value
+
+
+def _config_value(key: str, convert: Callable):
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {convert.__name__}: {text!r}") from None
+        return _checked(key, value)
+
+    return parse
+
+
+def _settings(section: str | None = None, **keys: str):
+    """JSON settings: the whole of a config `section`, or each listed field by its key."""
+
+    def parse(text: str) -> dict:
+        value = _json(text)
+        if section is not None:
+            return _checked(section, value)
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError("expected a JSON object")
+        for name, key in keys.items():
+            if name in value:
+                _checked(key, value[name])
+        return value
+
+    return parse
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
 
 
 def cmd_convert_model(args) -> None:
@@ -244,11 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_convert_model)
 
     p = sub.add_parser("seeds", help="read, validate and normalize a split's seed sources")
-    p.add_argument("--split", required=True)
+    p.add_argument("--split", required=True, choices=SPLITS)
     p.add_argument(
         "--settings",
         required=True,
-        type=_json,
+        type=_settings(
+            sources="splits.*.sources",
+            on_bad_row="seeds.on_bad_row",
+            max_seeds="splits.*.max_seeds",
+        ),
         help='JSON: {"sources": [...], "on_bad_row": "skip", "max_seeds": null}',
     )
     p.add_argument("--out", required=True, type=Path)
@@ -256,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_seeds)
 
     p = sub.add_parser("prompts", help="render a split's prompts, one file per shard")
-    p.add_argument("--split", required=True)
+    p.add_argument("--split", required=True, choices=SPLITS)
     p.add_argument("--seeds", required=True, type=Path, help="the split's seed parquet")
     p.add_argument("--prompts-dir", required=True, type=Path)
     p.add_argument("--topic-assignments", nargs="+", type=Path, help="web splits: clusters")
@@ -264,7 +319,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--settings",
         required=True,
-        type=_json,
+        type=_settings(
+            seed="seed",
+            shards="splits.*.shards",
+            extract_chars="splits.*.extract_chars",
+            topic_probability="splits.*.topic_probability",
+            templates="splits.*.templates",
+        ),
         help='JSON: {"seed", "shards", "extract_chars", "topic_probability", "templates"}',
     )
     p.add_argument(
@@ -280,17 +341,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--settings",
         required=True,
-        type=_json,
+        type=_settings(seed="seed", model="model", engine="engine", sampling="sampling"),
         help='JSON: {"seed", "model": {...}, "engine": {...}, "sampling": {...}}',
     )
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("release", help="count tokens, filter and write one shard's release file")
-    p.add_argument("--split", required=True)
+    p.add_argument("--split", required=True, choices=SPLITS)
     p.add_argument("--shard", required=True, type=Path, help="the decontaminated shard")
     p.add_argument("--out", required=True, type=Path, help="release/<split>/train-*-of-*.parquet")
     p.add_argument("--stats", required=True, type=Path, help="the shard's statistics (JSON)")
-    p.add_argument("--min-token-length", required=True, type=int)
+    p.add_argument(
+        "--min-token-length", required=True, type=_config_value("release.min_token_length", int)
+    )
     p.add_argument("--drop-truncated", action="store_true")
     p.set_defaults(func=cmd_release)
 
@@ -298,14 +361,18 @@ def build_parser() -> argparse.ArgumentParser:
         "finish-shard",
         help="one shard after the dedup barrier: dedup filter, decontaminate, release, in one job",
     )
-    p.add_argument("--split", required=True)
+    p.add_argument("--split", required=True, choices=SPLITS)
     p.add_argument("--generated", required=True, type=Path, help="the generation shard")
-    p.add_argument("--rank", required=True, type=int, help="its dedup rank")
-    p.add_argument("--tasks", required=True, type=int, help="dedup ranks in the run")
+    p.add_argument("--rank", required=True, type=_count, help="its dedup rank")
+    p.add_argument("--tasks", required=True, type=_count, help="dedup ranks in the run")
     p.add_argument("--clusters", required=True, type=Path, help="dedup/clusters folder")
     p.add_argument("--index", required=True, type=Path, help="the benchmark n-gram index")
-    p.add_argument("--threshold", required=True, type=float)
-    p.add_argument("--min-token-length", required=True, type=int)
+    p.add_argument(
+        "--threshold", required=True, type=_config_value("decontamination.threshold", float)
+    )
+    p.add_argument(
+        "--min-token-length", required=True, type=_config_value("release.min_token_length", int)
+    )
     p.add_argument("--drop-truncated", action="store_true")
     for name, what in (
         ("deduped", "the shard after dedup"),
@@ -336,9 +403,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_card)
     p = sub.add_parser("dedup", help="one datatrove MinHash stage, one rank")
     p.add_argument("stage", choices=["signatures", "buckets", "cluster", "filter"])
-    p.add_argument("--params", required=True, type=_json, help="the config's dedup section")
-    p.add_argument("--rank", type=int, default=0)
-    p.add_argument("--tasks", type=int, default=1)
+    p.add_argument(
+        "--params", required=True, type=_settings("dedup"), help="the config's dedup section"
+    )
+    p.add_argument("--rank", type=_count, default=0)
+    p.add_argument("--tasks", type=_count, default=1)
     p.add_argument("--shard", type=Path, help="generation shard (signatures, filter)")
     p.add_argument("--in-dir", type=Path, help="previous stage's folder")
     p.add_argument("--out-dir", type=Path)
@@ -350,13 +419,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--removed", required=True, nargs="+", type=Path)
     p.add_argument("--clusters", required=True, nargs="+", type=Path)
     p.add_argument("--generated", required=True, nargs="+", type=Path)
-    p.add_argument("--params", required=True, type=_json)
+    p.add_argument("--params", required=True, type=_settings("dedup"))
     p.add_argument("--out-removed", required=True, type=Path)
     p.add_argument("--out-report", required=True, type=Path)
     p.set_defaults(func=cmd_dedup_report)
 
     p = sub.add_parser("benchmark-index", help="n-gram index of the benchmark items")
-    p.add_argument("--settings", required=True, type=_json, help="the decontamination section")
+    p.add_argument(
+        "--settings",
+        required=True,
+        type=_settings("decontamination"),
+        help="the decontamination section",
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--report", required=True, type=Path)
     p.set_defaults(func=cmd_benchmark_index)
@@ -364,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("decontaminate", help="drop documents contaminated by benchmark items")
     p.add_argument("--shard", required=True, type=Path)
     p.add_argument("--index", required=True, type=Path)
-    p.add_argument("--threshold", required=True, type=float)
+    p.add_argument(
+        "--threshold", required=True, type=_config_value("decontamination.threshold", float)
+    )
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--contaminated", required=True, type=Path)
     p.add_argument("--logging-dir", required=True, type=Path)

@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, yaml_error_line
 from .seeds import KINDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -52,6 +52,34 @@ def validate_config(config: dict, source: str = "config") -> dict:
     return config
 
 
+def schema_for(key: str) -> dict:
+    """The schema of one config key, dotted ("decontamination.threshold"; "splits.*.shards"
+    for any split), with the definitions it refers to."""
+    root = load_schema()
+    node = root
+    for part in key.split("."):
+        while "$ref" in node:
+            node = root["$defs"][node["$ref"].split("/")[-1]]
+        properties = node.get("properties", {})
+        if part == "*":
+            node = next(iter(properties.values()))
+        elif part in properties:
+            node = properties[part]
+        else:
+            raise KeyError(f"no config key {key!r} in the schema")
+    return {**node, "$defs": root["$defs"]}
+
+
+def check_setting(key: str, value: Any) -> None:
+    """Check one value with the config schema's rule for `key`; ConfigError names the key."""
+    schema = schema_for(key)
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(value))
+    if error is not None:
+        where = ".".join([key, *(str(p) for p in error.absolute_path)])
+        raise ConfigError(f"{where}: {error.message}")
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict:
     path = Path(path)
     try:
@@ -60,7 +88,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> di
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: config file not found") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(yaml_error_line(path, exc)) from exc
     if overrides:
         config = deep_merge(config, overrides)
     return validate_config(config, source=str(path))

@@ -22,6 +22,7 @@ import json
 import re
 import sys
 import unicodedata
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -430,6 +431,12 @@ def load_benchmark(name: str, source: dict) -> tuple[list[BenchmarkItem], int]:
             str(row.get(spec.id_field)) if spec.id_field and row.get(spec.id_field) else str(row_no)
         )
         items += [BenchmarkItem(name, f"{name}:{item_id}", t) for t in texts]
+    if not items:
+        # An empty file would silently decontaminate against nothing.
+        raise BenchmarkError(
+            f"{where}: no benchmark items ({skipped} row(s) without text); fix the file, or "
+            f"remove '{name}' from decontamination.benchmarks to leave it out"
+        )
     return items, skipped
 
 
@@ -517,6 +524,16 @@ class BenchmarkIndex:
 
     @classmethod
     def load(cls, path: str | Path) -> BenchmarkIndex:
+        try:
+            return cls._load(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            raise BenchmarkError(
+                f"{path}: not a readable benchmark index ({type(exc).__name__}: {exc}); delete "
+                "it and rerun (the benchmark_index rule rebuilds it)"
+            ) from exc
+
+    @classmethod
+    def _load(cls, path: str | Path) -> BenchmarkIndex:
         data = np.load(path)
         version = int(data["hash_version"][0]) if "hash_version" in data else 1
         if version != HASH_VERSION:
@@ -622,10 +639,9 @@ def decontaminate_shard(
 ) -> dict:
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from .dedup import ShardReader, run_rank
-    from .io import write_parquet
+    from .io import read_input_table, write_parquet
 
     scratch = Path(logging_dir) / f"scratch-{Path(shard).parent.name}-{Path(shard).stem}"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -643,7 +659,7 @@ def decontaminate_shard(
         for line in findings_path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             findings[record["sample_id"]] = record["matches"]
-    table = pq.read_table(shard)
+    table = read_input_table(shard)
     dirty = pc.is_in(table.column("sample_id"), value_set=pa.array(list(findings), pa.string()))
     write_parquet(clean_out, table.filter(pc.invert(dirty)))
     contaminated = table.filter(dirty)

@@ -29,7 +29,7 @@ from datatrove.pipeline.dedup.minhash import (
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from .io import atomic_path, write_json, write_parquet
+from .io import atomic_path, read_input_table, write_json, write_parquet
 
 
 class WhitespaceTokenizer(WordTokenizer):
@@ -73,7 +73,7 @@ class ShardReader(PipelineStep):
         self.text_column = text_column
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        table = pq.read_table(self.path, columns=["sample_id", "split", self.text_column])
+        table = read_input_table(self.path, columns=["sample_id", "split", self.text_column])
         for sample_id, split, text in zip(
             table.column("sample_id").to_pylist(),
             table.column("split").to_pylist(),
@@ -189,7 +189,7 @@ def filter_shard(
     step = MinhashDedupFilter(str(remove_dir), exclusion_writer=removed)
     run_rank([ShardReader(shard), step, CollectStep(kept)], rank, tasks, logging_dir)
     kept_docs, removed_docs = kept.read(), removed.read()
-    table = pq.read_table(shard)
+    table = read_input_table(shard)
     if len(kept_docs) + len(removed_docs) != table.num_rows:
         raise RuntimeError(
             f"{shard}: datatrove saw {len(kept_docs) + len(removed_docs)} of "

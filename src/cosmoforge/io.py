@@ -19,6 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .errors import UnreadableFileError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -72,6 +74,26 @@ def iter_parquet(path: str | os.PathLike, batch_size: int, columns: list[str] | 
 
 def read_parquet(path: str | os.PathLike) -> pa.Table:
     return pq.read_table(path)
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike) -> Iterator[None]:
+    """Within the block, pyarrow's errors (a truncated file, "Couldn't deserialize thrift", not
+    parquet at all) become one line naming `path` and what to do."""
+    try:
+        yield
+    except pa.ArrowException as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UnreadableFileError(
+            f"{path}: unreadable parquet ({detail}); delete it and rerun, the workflow makes it "
+            "again"
+        ) from exc
+
+
+def read_input_table(path: str | os.PathLike, **kwargs) -> pa.Table:
+    """`pq.read_table` for a stage's input, with `reading`'s message."""
+    with reading(path):
+        return pq.read_table(path, **kwargs)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -87,12 +87,8 @@ def check_model_path(path: str) -> None:
     """A model path that is clearly local must exist. Hub ids ("org/name" or "name") are left
     to the engine; without this a mistyped folder surfaced only after vLLM had started, as a
     hub-id error."""
-    local = (
-        Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") > 1
-    )
+    local = Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") > 1
     if local and not Path(path).expanduser().is_dir():
         raise CosmoforgeError(
-            f"model.path: no model folder at {path} (a local path; a hub id has the form "
-            "org/name)"
+            f"model.path: no model folder at {path} (a local path; a hub id has the form org/name)"
         )
-

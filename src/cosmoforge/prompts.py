@@ -18,7 +18,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import TemplateError, TopicError
-from .io import atomic_path, derive_seed, iter_parquet, stable_hash, write_json, write_parquet
+from .io import (
+    atomic_path,
+    derive_seed,
+    iter_parquet,
+    read_input_table,
+    stable_hash,
+    write_json,
+    write_parquet,
+)
 from .templates import Template
 
 PROMPT_SCHEMA = pa.schema(
@@ -507,4 +515,4 @@ def write_prompt_shard(rows: list[dict], path: str | Path) -> None:
 
 
 def read_prompt_shard(path: str | Path) -> pa.Table:
-    return pq.read_table(path, schema=PROMPT_SCHEMA)
+    return read_input_table(path, schema=PROMPT_SCHEMA)

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .generate import GENERATION_SCHEMA
-from .io import atomic_path, iter_parquet, write_json
+from .io import atomic_path, iter_parquet, reading, write_json
 from .tokens import TOKENIZER_NAME, count_tokens
 
 RELEASE_COLUMNS = ["prompt", "text", "seed_data", "token_length", "format", "audience"]
@@ -80,6 +80,7 @@ def release_shard(
     with (
         atomic_path(output) as tmp,
         pq.ParquetWriter(tmp, RELEASE_SCHEMA, compression="zstd") as writer,
+        reading(shard_path),
     ):
         for batch in iter_parquet(shard_path, BATCH_ROWS):
             texts = batch.column("text").to_pylist()

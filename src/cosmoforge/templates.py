@@ -16,7 +16,7 @@ import jinja2
 import jinja2.runtime
 import yaml
 
-from .errors import TemplateError
+from .errors import TemplateError, yaml_error_line
 from .seeds import KINDS
 
 _ENV = jinja2.Environment(
@@ -75,7 +75,7 @@ def load_template(path: Path, split: str) -> Template:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise TemplateError(f"{path}: not valid YAML: {exc}") from exc
+        raise TemplateError(yaml_error_line(path, exc)) from exc
     if not isinstance(data, dict):
         raise TemplateError(f"{path}: expected a mapping with keys {sorted(REQUIRED_KEYS)}")
     missing = REQUIRED_KEYS - data.keys()

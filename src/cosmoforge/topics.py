@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from .engines import ENGINES, Request
-from .errors import TemplateError, TopicError
+from .errors import TemplateError, TopicError, yaml_error_line
 from .io import atomic_path, derive_seed, read_parquet, write_json, write_parquet, write_text
 from .prompts import ALL_ROUTES, ROUTES, extract, shard_bounds
 from .seeds import iter_seed_rows
@@ -411,7 +411,9 @@ def load_label_template(path: str | Path) -> LabelTemplate:
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        raise TemplateError(yaml_error_line(path, exc)) from exc
+    except OSError as exc:
         raise TemplateError(f"{path}: cannot read the label template: {exc}") from exc
     required = {"version", "template", "answer_pattern"}
     if not isinstance(data, dict) or required - data.keys():
@@ -649,7 +651,9 @@ def load_decisions(path: str | Path, k: int | None = None) -> list[dict]:
     """The decisions file, checked: every cluster id exactly once, valid decision and route."""
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except yaml.YAMLError as exc:
+        raise TopicError(yaml_error_line(path, exc)) from exc
+    except OSError as exc:
         raise TopicError(f"{path}: cannot read the decisions: {exc}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("clusters"), list):
         raise TopicError(f"{path}: expected a mapping with a 'clusters' list")
