@@ -316,7 +316,13 @@ def test_override_of_an_unknown_cluster_is_an_error(labels, tmp_path):
     "edit, message",
     [
         (lambda c: c.append(dict(c[0])), "cluster 0: appears more than once"),
-        (lambda c: c.pop(), r"missing \[4\]"),
+        (lambda c: c.pop(), r"missing cluster\(s\) \[4\]; every cluster id from 0 to 4"),
+        (lambda c: c.pop(2), r"missing cluster\(s\) \[2\]; every cluster id from 0 to 4"),
+        (lambda c: c.append({**c[0], "id": 5}), r"cluster id\(s\) \[5\] not below k = 5"),
+        (
+            lambda c: [e.update(decision="drop") for e in c],
+            "every cluster is dropped, so the web splits would get no prompts",
+        ),
         (lambda c: c[0].update(decision="maybe"), "cluster 0: field 'decision'"),
         (lambda c: c[0].update(route="essay"), "cluster 0: field 'route'"),
         (lambda c: c[0].update(id="zero"), r"clusters\[0\]: field 'id'"),
@@ -331,6 +337,11 @@ def test_edited_decisions_file_is_validated(labels, tmp_path, edit, message):
     with pytest.raises(TopicError, match=message) as info:
         topics.load_decisions(out, 5)
     assert str(out) in str(info.value)
+    # Readers that do not know k (the prompts stage) say the same, except for a missing last
+    # cluster: that surfaces as "no entry for cluster 4" at its first seed.
+    if "k = 5" not in message and r"\[4\]" not in message:
+        with pytest.raises(TopicError, match=message):
+            topics.load_decisions(out)
 
 
 def routed_prompts(repo, web, assignments, decisions, split="web_samples_v1", probability=1.0):

@@ -680,12 +680,22 @@ def validate_decisions(entries: list, k: int | None, where_file: str) -> list[di
                 )
             if not isinstance(entry.get("topic"), str) or not entry["topic"].strip():
                 raise TopicError(f"{where}: field 'topic' must name the topic of a kept cluster")
-    expected = set(range(k if k is not None else len(entries)))
-    if seen != expected:
-        missing, extra = sorted(expected - seen), sorted(seen - expected)
+    # Without k (a reader that does not know it), the ids must run from 0 without gaps.
+    count = k if k is not None else max(seen, default=-1) + 1
+    missing, extra = sorted(set(range(count)) - seen), sorted(seen - set(range(count)))
+    if missing or extra:
+        problems = [f"missing cluster(s) {missing}"] if missing else []
+        if extra:
+            problems.append(f"cluster id(s) {extra} not below k = {count}")
         raise TopicError(
-            f"{where_file}: every cluster must appear exactly once; missing {missing}, "
-            f"unknown {extra}"
+            f"{where_file}: {' and '.join(problems)}; every cluster id from 0 to {count - 1} "
+            "must appear exactly once"
+        )
+    if entries and not any(e["decision"] == "keep" for e in entries):
+        raise TopicError(
+            f"{where_file}: every cluster is dropped, so the web splits would get no prompts; "
+            "keep at least one (decision: keep, with a topic and a route), or set "
+            "topics.enabled: false"
         )
     return sorted(entries, key=lambda e: e["id"])
 
