@@ -218,6 +218,16 @@ def cmd_plan(args) -> None:
     print(plan_json(plan) if args.json else format_plan(plan))
 
 
+def cmd_check(args) -> None:
+    from .config import check_inputs, load_config
+
+    config = load_config(args.config)
+    missing = check_inputs(config, args.base_dir)
+    if missing:
+        raise ConfigError(f"{len(missing)} configured input(s) missing:\n  " + "\n  ".join(missing))
+    print(f"{args.config}: valid; {len(config['splits'])} split(s), every configured input exists")
+
+
 def cmd_dedup(args) -> None:
     from . import dedup
 
@@ -470,6 +480,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", type=Path, help="fit: report to write; report: the fit report")
     p.add_argument("--out", required=True, type=Path, help="output file (report: folder)")
     p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser(
+        "check",
+        help="validate a config and check that its seed, template and benchmark files exist",
+    )
+    p.add_argument("--config", required=True, type=Path)
+    p.add_argument("--base-dir", default=".", type=Path, help="where relative paths start")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("plan", help="jobs, prompts, tokens and GPU-hours of a config")
     p.add_argument("--config", default="config/config.yaml", type=Path)

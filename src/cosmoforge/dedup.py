@@ -9,8 +9,13 @@ datatrove's per-rank document indices line up.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
 import struct
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -138,6 +143,24 @@ def run_rank(pipeline: list, rank: int, tasks: int, logging_dir: str | Path) -> 
     ).run()
 
 
+@contextlib.contextmanager
+def staged(out_dir: str | Path) -> Iterator[Path]:
+    """A private folder for one datatrove task's files, moved into `out_dir` only once the task
+    has succeeded: datatrove opens its output files first, so a task that fails on its input
+    would otherwise leave empty files that look finished."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        yield staging
+        for path in sorted(p for p in staging.rglob("*") if p.is_file()):
+            target = out / path.relative_to(staging)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def signatures(
     shard: str | Path,
     rank: int,
@@ -146,27 +169,30 @@ def signatures(
     params: dict,
     logging_dir: str | Path,
 ) -> None:
-    step = MinhashDedupSignature(
-        str(out_dir), config=minhash_config(params), language=WhitespaceTokenizer()
-    )
-    run_rank([ShardReader(shard), step], rank, tasks, logging_dir)
+    with staged(out_dir) as staging:
+        step = MinhashDedupSignature(
+            str(staging), config=minhash_config(params), language=WhitespaceTokenizer()
+        )
+        run_rank([ShardReader(shard), step], rank, tasks, logging_dir)
 
 
 def buckets(
     sig_dir: str | Path, rank: int, out_dir: str | Path, params: dict, logging_dir: str | Path
 ) -> None:
     tasks = params["num_buckets"] * params["bucket_workers"]
-    step = MinhashDedupBuckets(str(sig_dir), str(out_dir), config=minhash_config(params))
-    run_rank([step], rank, tasks, logging_dir)
+    with staged(out_dir) as staging:
+        step = MinhashDedupBuckets(str(sig_dir), str(staging), config=minhash_config(params))
+        run_rank([step], rank, tasks, logging_dir)
 
 
 def cluster(
     buckets_dir: str | Path, out_dir: str | Path, params: dict, logging_dir: str | Path
 ) -> None:
-    step = MinhashDedupCluster(
-        str(buckets_dir), str(out_dir), config=minhash_config(params), save_cluster_id=True
-    )
-    run_rank([step], 0, 1, logging_dir)
+    with staged(out_dir) as staging:
+        step = MinhashDedupCluster(
+            str(buckets_dir), str(staging), config=minhash_config(params), save_cluster_id=True
+        )
+        run_rank([step], 0, 1, logging_dir)
     # An empty folder still says "clustering ran"; Snakemake tracks the folder.
     Path(out_dir).mkdir(parents=True, exist_ok=True)
 

@@ -82,7 +82,11 @@ def reading(path: str | os.PathLike) -> Iterator[None]:
     parquet at all) become one line naming `path` and what to do."""
     try:
         yield
-    except pa.ArrowException as exc:
+    except (pa.ArrowException, OSError) as exc:
+        # pyarrow reports a damaged file as OSError without errno ("Couldn't deserialize
+        # thrift"); an OSError with errno is the system's (no such file, disk full): left as is.
+        if not isinstance(exc, pa.ArrowException) and exc.errno is not None:
+            raise
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UnreadableFileError(
             f"{path}: unreadable parquet ({detail}); delete it and rerun, the workflow makes it "
