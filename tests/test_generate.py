@@ -1,5 +1,8 @@
 import json
+import signal
+import subprocess
 import sys
+import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -316,3 +319,62 @@ def test_hub_ids_are_not_taken_for_local_paths(hub_id):
     from cosmoforge.model import check_model_path
 
     check_model_path(hub_id)  # left to the engine, which may find it in the hub cache
+
+
+SLOW_GENERATION = """
+import json, sys, time
+sys.path.insert(0, {src!r})
+from cosmoforge.cli import main
+from cosmoforge.engines import ENGINES, FakeEngine
+
+class Slow(FakeEngine):
+    # Each completion is recorded (fsynced) as it is handed over, then the engine pauses.
+    def run(self, requests):
+        with open({log!r}, "a") as log:
+            for completion in super().run(requests):
+                log.write(completion.sample_id + "\\n"); log.flush()
+                yield completion
+                time.sleep(0.05)
+
+ENGINES["fake"] = Slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
+def test_preemption_signal_flushes_every_finished_row_then_exits_non_zero(
+    repo, prompt_file, tmp_path, signum
+):
+    """Slurm's SIGTERM (preemption, scancel, time limit) or the profile's early SIGUSR1: rows
+    finished since the last flush are saved, where a plain kill would lose them all."""
+    prompts_path, shard_rows = prompt_file
+    handed_over = tmp_path / "handed_over.txt"
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW_GENERATION.format(src=str(repo / "src"), log=str(handed_over)))
+    settings = {**SETTINGS, "engine": {**SETTINGS["engine"], "flush_every": 1000}}
+    out = tmp_path / "gen" / "00000.parquet"
+    cmd = [sys.executable, str(script), "generate", "--prompts", str(prompts_path)]
+    cmd += ["--settings", json.dumps(settings), "--out", str(out), "--stats", str(tmp_path / "s")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and (
+        not handed_over.exists() or len(handed_over.read_text().split()) < 5
+    ):
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    assert f"stopped by {signal.Signals(signum).name}; every finished row is saved" in err
+    assert not out.exists()
+    saved = [
+        i
+        for p in sorted(parts_dir(out).glob("part-*.parquet"))
+        for i in pq.read_table(p).column("sample_id").to_pylist()
+    ]
+    finished = handed_over.read_text().split()
+    # flush_every is 1,000, so without the handler none of these rows would be on disk.
+    assert len(saved) >= 5 and set(finished) - set(saved) <= {finished[-1]}
+    stats = generate_shard(prompts_path, out, settings, tmp_path / "s.json")
+    assert stats["resumed_rows"] == len(saved)
+    ids = pq.read_table(out).column("sample_id").to_pylist()
+    assert ids == [r["sample_id"] for r in shard_rows]

@@ -114,3 +114,84 @@ def test_profile_run_survives_a_cancelled_generation_job(repo, cluster, tmp_path
     assert not list(results.rglob("*.parts"))
     # Slurm's per-job logs are kept where the profile puts them.
     assert list((repo / "logs" / "slurm").rglob("*.log"))
+
+
+def many_prompts(repo, path, copies=20):
+    """~300 prompts: the stories split's prompts, each under `copies` sample ids."""
+    from cosmoforge.config import load_config
+    from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
+    from cosmoforge.seeds import read_split_seeds
+    from cosmoforge.templates import load_templates
+
+    config = load_config(repo / "config" / "config.yaml")
+    seeds, _ = read_split_seeds("stories", config["splits"]["stories"]["sources"], base_dir=repo)
+    rows = build_prompt_rows(
+        "stories", seeds, load_templates(repo / "prompts", "stories"), seed=1, shards=1
+    )
+    rows = [{**r, "sample_id": f"{r['sample_id']}-{k}"} for k in range(copies) for r in rows]
+    write_prompt_shard(rows, path)
+    return rows
+
+
+@pytest.mark.parametrize("how", ["scancel-usr1", "time-limit"])
+def test_a_signalled_generation_job_keeps_every_finished_row(repo, cluster, tmp_path, how):
+    """`scancel --signal=USR1`, or the --signal the workflow asks for before a 1-minute time
+    limit: the job flushes every row it finished and exits 128 + 10; the rerun completes the
+    shard with every prompt exactly once. flush_every is 100,000, so a plain kill would have
+    saved nothing. The job runs the command in an srun step, as the Slurm plugin does."""
+    from cosmoforge.generate import generate_shard, parts_dir
+    from tests.test_generate import SETTINGS, SLOW_GENERATION
+
+    prompts = tmp_path / "prompts.parquet"
+    rows = many_prompts(repo, prompts, copies=40)  # ~150 s of generation, past the limit
+    handed_over = tmp_path / "handed_over.txt"
+    script = tmp_path / "slow.py"
+    script.write_text(
+        SLOW_GENERATION.format(src=str(repo / "src"), log=str(handed_over)).replace(
+            "time.sleep(0.05)", "time.sleep(0.25)"
+        )
+    )
+    settings = {**SETTINGS, "engine": {**SETTINGS["engine"], "flush_every": 100_000}}
+    out = tmp_path / "gen" / "00000.parquet"
+    command = (
+        f"srun -n1 {sys.executable} {script} generate --prompts {prompts} --out {out} "
+        f"--stats {tmp_path / 'stats.json'} --settings '{json.dumps(settings)}'"
+    )
+    sbatch = ["sbatch", "--parsable", "-p", "cpu", "-o", str(tmp_path / "job.log")]
+    if how == "time-limit":
+        # Slurm checks warning signals periodically: it may send one up to 60 s early.
+        sbatch += ["--time=2", "--signal=USR1@40"]
+    job_id = subprocess.run(
+        [*sbatch, "--wrap", command], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        finished = handed_over.read_text().split() if handed_over.exists() else []
+        if how == "scancel-usr1" and len(finished) >= 10:
+            subprocess.run(["scancel", "--signal=USR1", job_id], check=True)
+            break
+        if how == "time-limit" and not squeue_job(job_id):
+            break
+        time.sleep(0.5)
+    while squeue_job(job_id) and time.time() < deadline:
+        time.sleep(0.5)
+    log = (tmp_path / "job.log").read_text()
+    assert "stopped by SIGUSR1; every finished row is saved" in log, log[-3000:]
+    assert not out.exists()
+    saved = [
+        i
+        for p in sorted(parts_dir(out).glob("part-*.parquet"))
+        for i in pq.read_table(p).column("sample_id").to_pylist()
+    ]
+    finished = handed_over.read_text().split()
+    assert len(saved) >= (10 if how == "scancel-usr1" else 1)
+    assert set(finished) - set(saved) <= {finished[-1]}
+    print(f"{how}: {len(saved)} finished rows saved by the handler (a plain kill: 0)")
+    stats = generate_shard(prompts, out, settings, tmp_path / "stats.json")
+    assert stats["resumed_rows"] == len(saved)
+    assert pq.read_table(out).column("sample_id").to_pylist() == [r["sample_id"] for r in rows]
+
+
+def squeue_job(job_id):
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.strip()

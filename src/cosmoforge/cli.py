@@ -508,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except CosmoforgeError as exc:
         print(f"cosmoforge {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     return 0
 
 

@@ -15,9 +15,12 @@ and its prompts are generated again: a resumed shard never mixes rows of two set
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .engines import ENGINES, Completion, Request
+from .errors import CosmoforgeError
 from .io import derive_seed, write_json, write_parquet
 from .model import model_revision
 from .prompts import PROMPT_SCHEMA, read_prompt_shard
@@ -159,6 +163,48 @@ def load_parts(
     return done, next_index
 
 
+class Stopped(BaseException):
+    """Raised in the main thread by SIGTERM or SIGUSR1 (BaseException: no `except Exception`
+    on the way swallows it)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+
+
+class GenerationStopped(CosmoforgeError):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def stop_on_signals(signums=(signal.SIGTERM, signal.SIGUSR1)):
+    """Slurm sends SIGTERM on preemption, scancel and at the time limit (then SIGKILL after
+    KillWait), and the profile asks for SIGUSR1 a margin before the limit. Python's default
+    SIGTERM handling exits without running `finally`, losing every row since the last flush;
+    here the signal stops generation where it is so the finished rows are flushed first."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    fired = False
+
+    def handler(signum, frame):
+        nonlocal fired
+        if not fired:  # later signals must not interrupt the final flush
+            fired = True
+            raise Stopped(signum)
+
+    previous = {s: signal.signal(s, handler) for s in signums}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def generate_shard(
     prompts_path: str | Path,
     output: str | Path,
@@ -228,18 +274,26 @@ def generate_shard(
                 buffer.clear()
 
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            for completion in engine.run(requests):
-                row = _row(by_id[completion.sample_id], completion, common, sampling, seeds)
-                stats["completion_tokens"] += completion.completion_tokens
-                stats["prompt_tokens"] += completion.prompt_tokens
-                done[completion.sample_id] = row
-                buffer.append(row)
-                if len(buffer) >= engine_cfg["flush_every"]:
-                    flush()
-        finally:
-            # On an exception (not on SIGKILL) keep what is finished for the rerun.
-            flush()
+        with stop_on_signals():
+            try:
+                for completion in engine.run(requests):
+                    row = _row(by_id[completion.sample_id], completion, common, sampling, seeds)
+                    stats["completion_tokens"] += completion.completion_tokens
+                    stats["prompt_tokens"] += completion.prompt_tokens
+                    done[completion.sample_id] = row
+                    buffer.append(row)
+                    if len(buffer) >= engine_cfg["flush_every"]:
+                        flush()
+            except Stopped as stop:
+                flush()  # a signal during a flush interrupted it; its rows are still buffered
+                raise GenerationStopped(
+                    f"{output}: stopped by {stop.signal_name}; every finished row is saved in "
+                    f"{folder} ({len(done)} of {len(prompts)}), rerun to resume",
+                    exit_code=128 + stop.signum,
+                ) from None
+            finally:
+                # On an exception (not on SIGKILL) keep what is finished for the rerun.
+                flush()
         stats["generate_s"] = round(time.perf_counter() - started, 3)
         if stats["generate_s"] > 0:
             stats["completion_tokens_per_s"] = round(

@@ -139,6 +139,11 @@ def planned_prompts_per_shard(split):
     return estimate_split(config, split, Path(workflow.basedir))["prompts_per_shard"]
 
 
+def stop_signal_option():
+    seconds = CLUSTER["stop_signal_seconds"]
+    return f"--signal=USR1@{seconds}" if seconds else ""
+
+
 def generate_runtime(wildcards, input):
     """Time limit of a generation job: its prompt count at the configured throughput."""
     from cosmoforge.plan import generate_runtime_minutes

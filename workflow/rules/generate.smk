@@ -25,6 +25,9 @@ rule generate:
         runtime=generate_runtime,
         slurm_partition=CLUSTER["gpu_partition"],
         slurm_account=CLUSTER["account"],
+        # SIGUSR1 before the time limit (Slurm's SIGTERM at the limit is handled the same way):
+        # the job flushes its finished rows and exits non-zero, and the retry resumes it.
+        slurm_extra=stop_signal_option(),
     conda:
         "../../envs/generate.yaml"
     shell:
