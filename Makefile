@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run dry-run plan test lint unit slurm-up slurm-down clean
+.PHONY: setup run dry-run plan status test lint unit slurm-up slurm-down clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ dry-run: setup
 
 plan: setup
 	python -m cosmoforge plan $(if $(CONFIG),--config $(CONFIG),)
+
+# Progress of a run (safe while Snakemake runs): make status CONFIG=... [WATCH=30]
+status: setup
+	python -m cosmoforge status $(if $(CONFIG),--config $(CONFIG),) $(if $(WATCH),--watch $(WATCH),)
 
 lint: setup
 	ruff check src tests benchmarks

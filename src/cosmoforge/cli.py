@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -226,6 +227,26 @@ def cmd_check(args) -> None:
     if missing:
         raise ConfigError(f"{len(missing)} configured input(s) missing:\n  " + "\n  ".join(missing))
     print(f"{args.config}: valid; {len(config['splits'])} split(s), every configured input exists")
+
+
+def cmd_status(args) -> None:
+    from .config import load_config
+    from .status import format_status, run_status
+
+    overrides = {"run_name": args.run_name} if args.run_name else None
+    config = load_config(args.config, overrides)
+    while True:
+        status = run_status(config, args.base_dir)
+        text = json.dumps(status, indent=2) if args.json else format_status(status)
+        if not args.watch:
+            print(text)
+            return
+        # Redraw in place: cursor home, clear the screen.
+        print(
+            "\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + str(args.config) + "\n" + text,
+            flush=True,
+        )
+        time.sleep(args.watch)
 
 
 def cmd_dedup(args) -> None:
@@ -488,6 +509,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--base-dir", default=".", type=Path, help="where relative paths start")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "status", help="progress of a run from its files: shards, rows, tok/s, ETA, GPU-hours"
+    )
+    p.add_argument("--config", default="config/config.yaml", type=Path)
+    p.add_argument("--base-dir", default=".", type=Path, help="where results/ is")
+    p.add_argument("--run-name")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--watch", type=float, metavar="SECONDS", help="refresh every SECONDS")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("plan", help="jobs, prompts, tokens and GPU-hours of a config")
     p.add_argument("--config", default="config/config.yaml", type=Path)

@@ -307,6 +307,7 @@ def generate_shard(
         )
     rows = [done[p["sample_id"]] for p in prompts]
     stats["rows"] = len(rows)
+    stats["total_completion_tokens"] = sum(r["completion_tokens"] or 0 for r in rows)
     stats["errors"] = sum(1 for r in rows if r["error"])
     if stats_path is not None:
         write_json(stats_path, stats)
