@@ -28,6 +28,8 @@ def synthetic_run(tmp_path, config, prompts_per_shard, now):
             "rows": prompts_per_shard,
             "total_completion_tokens": 100 * prompts_per_shard,
             "engine_start_s": 60.0,
+            "prefix_cache_queries": 1000,
+            "prefix_cache_hits": 600,
             "generate_s": 3540.0,
         }
         done.with_name(done.stem + ".stats.json").write_text(json.dumps(stats))
@@ -67,6 +69,8 @@ def test_status_counts_shards_rows_tokens_and_gpu_hours(default_config, tmp_path
     assert status["gpu_hours_spent"] == round(spent, 3)
     assert status["tokens_per_s_per_gpu_measured"] == round(rate, 1)
     assert status["gpu_hours_projected"] == round(spent + remaining / rate / 3600, 3)
+    assert status["prefix_cache_hit_rate"] == 0.6
+    assert status["engine_start_share"] == round(60 / 3600, 4)
 
 
 def test_status_of_a_run_not_started_uses_the_plan(default_config, repo, tmp_path, capsys):

@@ -152,6 +152,7 @@ def build_card(
             if generate_s
             else None,
             "resumed_rows": sum(g["resumed_rows"] for g in gen),
+            **_prefix_cache(gen),
         },
     }
     dedup = json.loads(Path(dedup_report).read_text()) if dedup_report else None
@@ -283,7 +284,8 @@ def build_card(
         f"{len(gen)} shard jobs, {completion_tokens} completion tokens in {generate_s:.1f} s of "
         f"generation ({stats['generation']['completion_tokens_per_s']} tokens/s per job), "
         f"{stats['generation']['engine_start_s']:.1f} s of engine start-up, "
-        f"{stats['generation']['resumed_rows']} rows resumed from checkpoints.",
+        f"{stats['generation']['resumed_rows']} rows resumed from checkpoints. "
+        + _prefix_cache_sentence(stats["generation"]),
         "",
         "## Columns",
         "",
@@ -404,3 +406,25 @@ def _contamination_lines(contam: dict | None, bench: dict | None) -> list[str]:
             "",
         ]
     return lines
+
+
+def _prefix_cache(gen: list[dict]) -> dict:
+    """Prompt tokens served from vLLM's prefix cache, over the shards that recorded it."""
+    recorded = [g for g in gen if g.get("prefix_cache_queries")]
+    queries = sum(g["prefix_cache_queries"] for g in recorded)
+    hits = sum(g["prefix_cache_hits"] for g in recorded)
+    return {
+        "prefix_cache_queries": queries,
+        "prefix_cache_hits": hits,
+        "prefix_cache_hit_rate": round(hits / queries, 4) if queries else None,
+    }
+
+
+def _prefix_cache_sentence(generation: dict) -> str:
+    if generation["prefix_cache_hit_rate"] is None:
+        return "No prefix-cache figures were recorded."
+    return (
+        f"vLLM's prefix cache served {generation['prefix_cache_hit_rate']:.1%} of the prompt "
+        f"tokens ({generation['prefix_cache_hits']:,} of {generation['prefix_cache_queries']:,}): "
+        "a seed's prompts are adjacent and open with its extract."
+    )

@@ -83,12 +83,16 @@ class VllmEngine:
             "gpu_memory_utilization": engine["gpu_memory_utilization"],
             "enable_prefix_caching": engine["enable_prefix_caching"],
             "seed": 0,
+            # Stat logging on: the prefix-cache counters are how a shard shows that the
+            # seed-first prompt order pays off (recorded in its stats).
+            "disable_log_stats": False,
         }
         if engine.get("max_model_len"):
             kwargs["max_model_len"] = engine["max_model_len"]
         if engine.get("max_num_seqs"):
             kwargs["max_num_seqs"] = engine["max_num_seqs"]
         kwargs.update(engine.get("extra_args", {}))
+        self.per_request_seeds = engine.get("per_request_seeds", True)
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
@@ -129,7 +133,9 @@ class VllmEngine:
                 top_k=self.sampling["top_k"],
                 repetition_penalty=self.sampling["repetition_penalty"],
                 max_tokens=min(self.sampling["max_tokens"], room),
-                seed=request.seed,
+                # A seed per request makes every row reproducible; on GPUs it also makes vLLM
+                # sample request by request instead of in its batched kernels.
+                seed=request.seed if self.per_request_seeds else None,
                 structured_outputs=(
                     StructuredOutputsParams(regex=request.regex) if request.regex else None
                 ),
@@ -148,6 +154,17 @@ class VllmEngine:
                     prompt_tokens=len(output.prompt_token_ids or []),
                     completion_tokens=len(result.token_ids),
                 )
+
+    def cache_stats(self) -> dict:
+        """Prompt tokens looked up in vLLM's prefix cache and found there, since start-up."""
+        values = {m.name: getattr(m, "value", None) for m in self.llm.get_metrics()}
+        queries = values.get("vllm:prefix_cache_queries") or 0
+        hits = values.get("vllm:prefix_cache_hits") or 0
+        return {
+            "prefix_cache_queries": int(queries),
+            "prefix_cache_hits": int(hits),
+            "prefix_cache_hit_rate": round(hits / queries, 4) if queries else None,
+        }
 
 
 class FakeEngine:

@@ -61,7 +61,7 @@ def request_seed(global_seed: int, split: str, template_id: str, sample_id: str)
 
 
 # Engine settings that change what is generated (the others only change speed or memory).
-OUTPUT_ENGINE_KEYS = ("backend", "dtype", "max_model_len", "extra_args")
+OUTPUT_ENGINE_KEYS = ("backend", "dtype", "max_model_len", "per_request_seeds", "extra_args")
 FINGERPRINT_KEY = b"cosmoforge.row_settings"
 
 
@@ -248,7 +248,9 @@ def generate_shard(
             Request(
                 p["sample_id"],
                 p["prompt"],
-                request_seed(settings["seed"], p["split"], p["template_id"], p["sample_id"]),
+                request_seed(settings["seed"], p["split"], p["template_id"], p["sample_id"])
+                if engine_cfg.get("per_request_seeds", True)
+                else None,
             )
             for p in todo
         ]
@@ -295,6 +297,8 @@ def generate_shard(
                 # On an exception (not on SIGKILL) keep what is finished for the rerun.
                 flush()
         stats["generate_s"] = round(time.perf_counter() - started, 3)
+        if hasattr(engine, "cache_stats"):
+            stats.update(engine.cache_stats())
         if stats["generate_s"] > 0:
             stats["completion_tokens_per_s"] = round(
                 stats["completion_tokens"] / stats["generate_s"], 2

@@ -76,6 +76,10 @@ def run_status(
             completion_tokens=0,
             gpu_seconds=0.0,
             planned_gpu_hours=plan["gpu_hours"],
+            cache_queries=0,
+            cache_hits=0,
+            engine_start_s=0.0,
+            job_s=0.0,
         )
         for shard, prompts in zip(layout.shards(split), counts, strict=True):
             output = base / layout.generated(split, shard)
@@ -88,6 +92,10 @@ def run_status(
                 )
                 seconds = stats.get("engine_start_s", 0) + stats.get("generate_s", 0)
                 entry["gpu_seconds"] += seconds * gpus
+                entry["engine_start_s"] += stats.get("engine_start_s", 0)
+                entry["job_s"] += seconds
+                entry["cache_queries"] += stats.get("prefix_cache_queries", 0)
+                entry["cache_hits"] += stats.get("prefix_cache_hits", 0)
                 continue
             parts = _parts(base / parts_dir(Path(layout.generated(split, shard))))
             if not parts:
@@ -116,8 +124,15 @@ def _totals(splits: dict, tokens_per_s: float, configured_rate: float, config: d
     # shards count as tokens without GPU time, so it leans high); the configured rate until then.
     measured_rate = tokens / (spent * 3600) if spent > 0 and tokens else None
     rate = measured_rate or configured_rate
+    queries = sum(s["cache_queries"] for s in splits.values())
+    hits = sum(s["cache_hits"] for s in splits.values())
+    job_s = sum(s["job_s"] for s in splits.values())
+    start_s = sum(s["engine_start_s"] for s in splits.values())
     for entry in splits.values():
         entry["gpu_hours"] = round(entry.pop("gpu_seconds") / 3600, 4)
+        q, h = entry.pop("cache_queries"), entry.pop("cache_hits")
+        entry["prefix_cache_hit_rate"] = round(h / q, 4) if q else None
+        del entry["engine_start_s"], entry["job_s"]
     return {
         "splits": splits,
         "prompts": prompts,
@@ -129,6 +144,9 @@ def _totals(splits: dict, tokens_per_s: float, configured_rate: float, config: d
         "gpu_hours_projected": round(spent + remaining_tokens / rate / 3600, 3),
         "gpu_hours_planned": round(sum(s["planned_gpu_hours"] for s in splits.values()), 3),
         "tokens_per_s_per_gpu_measured": round(measured_rate, 1) if measured_rate else None,
+        "prefix_cache_hit_rate": round(hits / queries, 4) if queries else None,
+        # Of the finished generation jobs' time, the share spent starting the engine.
+        "engine_start_share": round(start_s / job_s, 4) if job_s else None,
     }
 
 
@@ -141,6 +159,10 @@ def _duration(seconds: float | None) -> str:
         if seconds >= 3600
         else (f"{seconds // 60}m{seconds % 60:02d}s")
     )
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def format_status(status: dict) -> str:
@@ -164,6 +186,8 @@ def format_status(status: dict) -> str:
         f"GPU-hours: {status['gpu_hours_spent']:,.2f} spent, "
         f"{status['gpu_hours_projected']:,.2f} projected, {status['gpu_hours_planned']:,.2f} "
         f"planned; tok/s per GPU measured: {measured if measured else '-'}",
+        f"prefix-cache hit rate {_share(status['prefix_cache_hit_rate'])} of prompt tokens; "
+        f"engine start-up {_share(status['engine_start_share'])} of finished jobs' time",
         "(int: interrupted shards, with checkpoint parts but no recent progress: rerun resumes "
         "them)",
     ]
