@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run dry-run plan status test lint unit slurm-up slurm-down clean
+.PHONY: setup run dry-run plan calibrate status test lint unit slurm-up slurm-down clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,11 @@ dry-run: setup
 
 plan: setup
 	python -m cosmoforge plan $(if $(CONFIG),--config $(CONFIG),)
+
+# Measure this node and model on a probe of the run's prompts (results/<run>/calibration.json):
+# make calibrate [SNAKEMAKE_ARGS="--configfile my.yaml"]
+calibrate: setup
+	snakemake --workflow-profile profiles/local calibrate $(SNAKEMAKE_ARGS)
 
 # Progress of a run (safe while Snakemake runs): make status CONFIG=... [WATCH=30]
 status: setup

@@ -229,6 +229,17 @@ def cmd_check(args) -> None:
     print(f"{args.config}: valid; {len(config['splits'])} split(s), every configured input exists")
 
 
+def cmd_calibrate(args) -> None:
+    from .calibrate import calibrate
+
+    prompt_files = {}
+    for item in args.prompts_dirs:
+        split, _, folder = item.partition("=")
+        prompt_files[split] = sorted(Path(folder).glob("[0-9]*.parquet"))
+    result = calibrate(prompt_files, args.settings, args.out, prompts=args.prompts)
+    print(json.dumps(result, indent=2))
+
+
 def cmd_status(args) -> None:
     from .config import load_config
     from .status import format_status, run_status
@@ -509,6 +520,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--base-dir", default=".", type=Path, help="where relative paths start")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser(
+        "calibrate", help="measure tok/s and tokens per prompt on a probe of the run's prompts"
+    )
+    p.add_argument("--prompts-dirs", required=True, nargs="+", metavar="SPLIT=DIR")
+    p.add_argument(
+        "--settings",
+        required=True,
+        type=_settings(seed="seed", model="model", engine="engine", sampling="sampling"),
+        help="as for generate",
+    )
+    p.add_argument("--prompts", type=int, default=256, help="probe size (all splits together)")
+    p.add_argument("--out", required=True, type=Path, help="results/<run>/calibration.json")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser(
         "status", help="progress of a run from its files: shards, rows, tok/s, ETA, GPU-hours"

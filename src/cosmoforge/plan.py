@@ -124,7 +124,9 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
     gpus = config["engine"]["tensor_parallel_size"]
     cluster = config["cluster"]
     slowest = max(splits.values(), key=lambda s: s["prompts_per_shard"])
+    measured = _measured(config, splits, base_dir)
     return {
+        "measured": measured,
         "run_name": config["run_name"],
         "model": config["model"]["name"],
         "splits": splits,
@@ -145,13 +147,62 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
     }
 
 
-def generate_runtime_minutes(config: dict, shard_prompts: int, tokens_per_prompt: float) -> int:
-    """Slurm time limit for one generation job: start-up plus expected decoding, with margin."""
+def _measured(config: dict, splits: dict, base_dir: Path) -> dict | None:
+    """The plan at the calibrated figures: tokens per prompt by split (the configured estimate
+    for splits the probe did not reach) and the measured rate."""
+    from .calibrate import load_calibration
+
+    path = calibration_path(config, base_dir)
+    calibration = load_calibration(path)
+    if calibration is None:
+        return None
+    rate = calibration["tokens_per_s_per_gpu"]
+    tokens = 0.0
+    for split, s in splits.items():
+        per_prompt = (calibration["splits"].get(split) or {}).get("mean_completion_tokens")
+        tokens += s["prompts"] * per_prompt if per_prompt else s["expected_completion_tokens"]
+    return {
+        "file": str(path),
+        "probe_prompts": calibration["prompts"],
+        "tokens_per_s_per_gpu": rate,
+        "engine_start_s": calibration["engine_start_s"],
+        "expected_completion_tokens": round(tokens),
+        "gpu_hours": tokens / rate / 3600,
+    }
+
+
+def generate_runtime_minutes(
+    config: dict,
+    shard_prompts: int,
+    tokens_per_prompt: float,
+    tokens_per_s_per_gpu: float | None = None,
+) -> int:
+    """Slurm time limit for one generation job: start-up plus expected decoding, with margin
+    (at the calibrated rate when given, else the configured one)."""
     cluster = config["cluster"]
     gpus = config["engine"]["tensor_parallel_size"]
-    decode_s = shard_prompts * tokens_per_prompt / (cluster["tokens_per_s_per_gpu"] * gpus)
+    rate = tokens_per_s_per_gpu or cluster["tokens_per_s_per_gpu"]
+    decode_s = shard_prompts * tokens_per_prompt / (rate * gpus)
     minutes = cluster["engine_start_minutes"] + decode_s / 60 * cluster["runtime_margin"]
     return max(1, math.ceil(minutes))
+
+
+def calibration_path(config: dict, base_dir: str | Path = ".") -> Path:
+    from .calibrate import CALIBRATION_FILE
+
+    return Path(base_dir) / Layout(config).results / CALIBRATION_FILE
+
+
+def measured_split_rate(config: dict, split: str, base_dir: str | Path = "."):
+    """(tokens per prompt, tokens/s per GPU) for a split from the run's calibration file, or
+    (None, None) without one."""
+    from .calibrate import load_calibration
+
+    calibration = load_calibration(calibration_path(config, base_dir))
+    if calibration is None:
+        return None, None
+    split_figures = calibration["splits"].get(split) or {}
+    return split_figures.get("mean_completion_tokens"), calibration["tokens_per_s_per_gpu"]
 
 
 def format_plan(plan: dict) -> str:
@@ -176,6 +227,22 @@ def format_plan(plan: dict) -> str:
         f"~{plan['longest_generate_job_minutes']:,} min (its Slurm time limit).",
         "",
     ]
+    measured = plan["measured"]
+    if measured:
+        lines += [
+            f"Measured ({measured['file']}, {measured['probe_prompts']} probe prompts): "
+            f"{measured['tokens_per_s_per_gpu']:,} completion tokens/s per GPU, engine start-up "
+            f"{measured['engine_start_s']:.0f} s: {measured['expected_completion_tokens']:,} "
+            f"expected tokens, {measured['gpu_hours']:,.1f} GPU-hours (configured: "
+            f"{plan['gpu_hours']:,.1f}). Generation time limits use the measured figures.",
+            "",
+        ]
+    else:
+        lines += [
+            "Not calibrated: `make calibrate` measures this node and model on the run's own "
+            "prompts; the plan and the time limits then use the measurement.",
+            "",
+        ]
     if plan["cpu_core_hours"]:
         cpu = plan["cpu_core_hours"]
         lines += [

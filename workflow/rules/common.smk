@@ -145,19 +145,25 @@ def stop_signal_option():
 
 
 def generate_runtime(wildcards, input):
-    """Time limit of a generation job: its prompt count at the configured throughput."""
+    """Time limit of a generation job: its prompt count at the calibrated throughput
+    (results/<run>/calibration.json), else at the configured one."""
     from cosmoforge.plan import generate_runtime_minutes
 
-    per_prompt = CLUSTER["expected_completion_tokens"] or L.generate_settings(wildcards.split)[
-        "sampling"
-    ]["max_tokens"]
+    from cosmoforge.plan import measured_split_rate
+
+    measured_per_prompt, measured_rate = measured_split_rate(config, wildcards.split)
+    per_prompt = (
+        measured_per_prompt
+        or CLUSTER["expected_completion_tokens"]
+        or L.generate_settings(wildcards.split)["sampling"]["max_tokens"]
+    )
     shard_report = f"{input.prompts}/{wildcards.shard}.report.json"
     if os.path.exists(shard_report):
         with open(shard_report) as fh:
             prompts = json.load(fh)["prompts"]
     else:  # before the prompts exist (dry-run): the plan's estimate
         prompts = planned_prompts_per_shard(wildcards.split)
-    return generate_runtime_minutes(config, prompts, per_prompt)
+    return generate_runtime_minutes(config, prompts, per_prompt, measured_rate)
 
 
 def dedup_rank_of(wildcards):

@@ -34,3 +34,36 @@ rule generate:
         "python -m cosmoforge generate --prompts {input.prompts}/{wildcards.shard}.parquet"
         " --settings {params.settings:q} --out {output.generated} --stats {output.stats}"
         " > {log} 2>&1"
+
+
+# Not part of the run: `make calibrate` (or this rule as a target) before launching. A short
+# probe of the run's own prompts through the generation code, one GPU job; plan and the
+# generation time limits then use its measurement.
+rule calibrate:
+    input:
+        prompts=expand(f"{RESULTS}/prompts/{{split}}", split=L.splits),
+        model=model_input,
+    output:
+        f"{RESULTS}/calibration.json",
+    params:
+        settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
+        prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
+    log:
+        f"{LOGS}/calibrate.log",
+    benchmark:
+        f"{LOGS}/benchmarks/calibrate.tsv"
+    threads: generate_threads()
+    resources:
+        vllm_engine=1,
+        gpu=config["engine"]["tensor_parallel_size"],
+        gpu_model=CLUSTER["gpu_model"],
+        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
+        mem_mb=CLUSTER["generate_mem_mb"],
+        runtime=CLUSTER["engine_start_minutes"] + 60,
+        slurm_partition=CLUSTER["gpu_partition"],
+        slurm_account=CLUSTER["account"],
+    conda:
+        "../../envs/generate.yaml"
+    shell:
+        "python -m cosmoforge calibrate --prompts-dirs {params.prompts_dirs}"
+        " --settings {params.settings:q} --out {output} > {log} 2>&1"
