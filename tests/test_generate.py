@@ -378,3 +378,12 @@ def test_preemption_signal_flushes_every_finished_row_then_exits_non_zero(
     assert stats["resumed_rows"] == len(saved)
     ids = pq.read_table(out).column("sample_id").to_pylist()
     assert ids == [r["sample_id"] for r in shard_rows]
+
+
+def test_stats_record_the_gpu_hours_the_job_held(prompt_file, tmp_path):
+    prompts_path, _ = prompt_file
+    settings = {**SETTINGS, "engine": {**SETTINGS["engine"], "tensor_parallel_size": 2}}
+    stats = generate_shard(prompts_path, tmp_path / "g.parquet", settings, tmp_path / "s.json")
+    assert stats["job_s"] >= stats["engine_start_s"] + stats["generate_s"]
+    assert stats["gpu_hours"] == round(stats["job_s"] * 2 / 3600, 6)
+    assert json.loads((tmp_path / "s.json").read_text())["gpu_hours"] == stats["gpu_hours"]

@@ -152,6 +152,9 @@ def build_card(
             if generate_s
             else None,
             "resumed_rows": sum(g["resumed_rows"] for g in gen),
+            # GPU-hours the generation jobs held (wall time x GPUs, start-up included; the
+            # last attempt of each shard).
+            "gpu_hours": round(sum(g.get("gpu_hours", 0) for g in gen), 4),
             **_prefix_cache(gen),
         },
     }
@@ -284,7 +287,8 @@ def build_card(
         f"{len(gen)} shard jobs, {completion_tokens} completion tokens in {generate_s:.1f} s of "
         f"generation ({stats['generation']['completion_tokens_per_s']} tokens/s per job), "
         f"{stats['generation']['engine_start_s']:.1f} s of engine start-up, "
-        f"{stats['generation']['resumed_rows']} rows resumed from checkpoints. "
+        f"{stats['generation']['resumed_rows']} rows resumed from checkpoints; "
+        f"{stats['generation']['gpu_hours']:.3f} GPU-hours held by the generation jobs. "
         + _prefix_cache_sentence(stats["generation"]),
         "",
         "## Columns",

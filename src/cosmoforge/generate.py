@@ -213,6 +213,7 @@ def generate_shard(
     engine_factory: Callable | None = None,
 ) -> dict:
     """Run one shard's prompt file through the engine; write `output`."""
+    job_started = time.perf_counter()
     output = Path(output)
     prompts = read_prompt_shard(prompts_path).to_pylist()
     folder = parts_dir(output)
@@ -313,6 +314,9 @@ def generate_shard(
     stats["rows"] = len(rows)
     stats["total_completion_tokens"] = sum(r["completion_tokens"] or 0 for r in rows)
     stats["errors"] = sum(1 for r in rows if r["error"])
+    # What the GPUs were held for by this (last) attempt: reading, start-up, decoding, writing.
+    stats["job_s"] = round(time.perf_counter() - job_started, 3)
+    stats["gpu_hours"] = round(stats["job_s"] * engine_cfg.get("tensor_parallel_size", 1) / 3600, 6)
     if stats_path is not None:
         write_json(stats_path, stats)
     write_parquet(output, pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA))

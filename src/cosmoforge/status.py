@@ -91,7 +91,7 @@ def run_status(
                     "total_completion_tokens", stats.get("completion_tokens", 0)
                 )
                 seconds = stats.get("engine_start_s", 0) + stats.get("generate_s", 0)
-                entry["gpu_seconds"] += seconds * gpus
+                entry["gpu_seconds"] += stats.get("gpu_hours", seconds * gpus / 3600) * 3600
                 entry["engine_start_s"] += stats.get("engine_start_s", 0)
                 entry["job_s"] += seconds
                 entry["cache_queries"] += stats.get("prefix_cache_queries", 0)
