@@ -69,7 +69,7 @@ def test_calibration_measures_and_the_plan_and_time_limits_use_it(
     assert measured["expected_completion_tokens"] >= round(
         stories * result["splits"]["stories"]["mean_completion_tokens"]
     )
-    assert abs(measured["gpu_hours"] - measured["expected_completion_tokens"] / 35 / 3600) < 1e-6
+    assert abs(measured["gpu_hours"] - measured["expected_completion_tokens"] / 35 / 3600) < 1e-4
     assert "Generation time limits use the measured figures" in format_plan(plan)
     slow = generate_runtime_minutes(config, 1000, 50, tokens_per_s_per_gpu=1.0)
     assert slow > generate_runtime_minutes(config, 1000, 50)

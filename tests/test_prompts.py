@@ -139,10 +139,11 @@ def test_openstax_previous_units_are_in_order_without_repeats(repo, default_conf
     rows = build(repo, default_config, "openstax")
     third = next(r for r in rows if r["seed_id"] == "openstax:ox-003")
     assert (
-        'already contains these units: "Hydrogen bonding", "Water as a solvent".' in third["prompt"]
+        'Units already in this section: "Hydrogen bonding", "Water as a solvent".'
+        in third["prompt"]
     )
     first = next(r for r in rows if r["seed_id"] == "openstax:ox-001")
-    assert "already contains" not in first["prompt"]
+    assert "Units already" not in first["prompt"]  # no list (and no instruction) without units
     # ox-003 has no reference text: only the no_reference variants exist for it.
     assert {r["variant"] for r in rows if r["seed_id"] == "openstax:ox-003"} == {"no_reference"}
 
@@ -150,7 +151,10 @@ def test_openstax_previous_units_are_in_order_without_repeats(repo, default_conf
 def test_khan_lessons_list_earlier_lessons_with_balanced_quotes(repo, default_config):
     rows = build(repo, default_config, "khanacademy")
     third = next(r for r in rows if r["seed_id"] == "khanacademy:ka-003")
-    assert 'lessons: "What a fraction means", "Equivalent fractions".' in third["prompt"]
+    assert (
+        'Lessons already in this unit: "What a fraction means", "Equivalent fractions".'
+        in third["prompt"]
+    )
     assert all(r["prompt"].count('"') % 2 == 0 for r in rows)
 
 

@@ -90,7 +90,7 @@ def test_fast_render_equals_jinjas_own_render(repo, split):
     from cosmoforge.prompts import _variants
     from cosmoforge.templates import _ENV
 
-    options = {"seed": 1, "extract_chars": 1000, "topic_probability": 0.5}
+    options = {"seed": 1, "extract_chars": 1000, "topic_probability": 0.5, "target_words": 300}
     options["openstax_reference_chars"] = 600
     context = {"previous": {}}
     seeds = seed_table(SPLIT_KINDS[split]).to_pylist()
@@ -149,3 +149,95 @@ def test_template_file_errors_name_the_file_and_field(tmp_path):
         template.render(extract="e", topic="")
     with pytest.raises(TemplateError, match="unknown template"):
         load_templates(tmp_path, "web_samples_v1", ["nope"])
+
+
+def all_templates(repo):
+    return [t for split in SPLITS for t in load_templates(repo / "prompts", split)]
+
+
+def test_templates_use_one_documented_vocabulary_of_formats_and_audiences(repo):
+    readme = (repo / "prompts" / "README.md").read_text()
+    tables = re.findall(r"^\| `(\w+)` \|", readme, flags=re.M)
+    for template in all_templates(repo):
+        assert template.format in tables, (template.path, template.format)
+        assert template.audience in tables, (template.path, template.audience)
+
+
+def test_no_phrase_of_the_original_cosmopedia_prompts_is_left(repo):
+    # Fragments (well under a dozen words) of the sentences that used to match the original
+    # prompts word for word: the web opening, the v2 blog post opening, the stories' openers.
+    gone = [
+        "extract from a webpage",
+        "informative and insightful blog post",
+        "hung low in the sky",
+        "A few years back",
+        "expands upon",
+    ]
+    for template in all_templates(repo):
+        for fragment in gone:
+            assert fragment.lower() not in template.body.lower(), (template.path, fragment)
+
+
+def stock_openings(template) -> set[str]:
+    sentence = re.search(r"worn-out opening such as (.+?); go straight", template.body)
+    assert sentence, template.path
+    return set(re.findall(r'"([^"]+)"', sentence.group(1)))
+
+
+def test_each_story_style_warns_off_its_own_stock_openings(repo):
+    stories = {t.name: t for t in load_templates(repo / "prompts", "stories")}
+    openings = {name: stock_openings(t) for name, t in stories.items()}
+    children = (
+        openings["ultrachat_young_children_story"] | openings["openhermes_young_children_story"]
+    )
+    adult_fiction = openings["ultrachat_morality_story"]
+    posts = openings["ultrachat_forum_story"] | openings["ultrachat_reddit_post"]
+    assert children and adult_fiction and posts
+    assert not children & adult_fiction and not children & posts and not adult_fiction & posts
+    assert "Once upon a time" in children
+
+
+def test_prompts_ask_for_a_length_sized_to_max_tokens(repo, default_config):
+    from cosmoforge.layout import Layout
+    from cosmoforge.prompts import target_words
+
+    assert target_words(192) == 110 and target_words(2500) == 1500
+    words = Layout(default_config).prompts_settings("stories")["target_words"]
+    assert words == target_words(default_config["sampling"]["max_tokens"])
+    templates = load_templates(repo / "prompts", "stories")
+    rows = build_prompt_rows(
+        "stories",
+        seed_table(["ultrachat", "openhermes"]),
+        templates,
+        seed=1,
+        shards=1,
+        target_words=words,
+    )
+    assert rows and all(f"Aim for about {words} words." in r["prompt"] for r in rows)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_no_double_full_stop_after_a_quoted_extract(repo, split):
+    templates = load_templates(repo / "prompts", split)
+    mutate = lambda kind, i: {k: "It ends with a full stop." for k in ("text", "question")}  # noqa: E731
+    rows = build_prompt_rows(
+        split, seed_table(SPLIT_KINDS[split], mutate=mutate), templates, seed=1, shards=1
+    )
+    assert rows and not any('.".' in r["prompt"] for r in rows)
+
+
+def test_textbook_templates_ask_for_no_title(repo):
+    for template in all_templates(repo):
+        if template.format == "textbook":
+            assert "no title" in template.body, template.path
+
+
+def test_extracts_end_at_a_word_boundary():
+    from cosmoforge.prompts import extract
+
+    assert extract("  alpha beta gamma delta  ", 100) == "alpha beta gamma delta"
+    words = " ".join(["alpha"] * 300)
+    cut = extract(words, 1003)
+    assert cut == words[:1001].rstrip() and cut.endswith("alpha")  # not "... alpha alp"
+    assert extract("x" * 50, 10) == "x" * 10  # no space at all: a hard cut
+    assert extract("alpha\n" + "b" * 1000, 1000) == ("alpha\n" + "b" * 1000)[:1000]  # too far back

@@ -106,7 +106,7 @@ def cmd_seeds(args) -> None:
 
 def cmd_prompts(args) -> None:
     from .io import write_json
-    from .prompts import write_split_prompts
+    from .prompts import DEFAULT_TARGET_WORDS, write_split_prompts
     from .templates import load_templates
 
     s = args.settings
@@ -119,6 +119,7 @@ def cmd_prompts(args) -> None:
         args.out_dir,
         seed=s["seed"],
         extract_chars=s["extract_chars"],
+        target_words=s.get("target_words", DEFAULT_TARGET_WORDS),
         topic_probability=s.get("topic_probability", 1.0),
         topic_assignments=args.topic_assignments,
         topic_decisions=args.topic_decisions,
@@ -368,7 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
             topic_probability="splits.*.topic_probability",
             templates="splits.*.templates",
         ),
-        help='JSON: {"seed", "shards", "extract_chars", "topic_probability", "templates"}',
+        help='JSON: {"seed", "shards", "extract_chars", "topic_probability", "templates", '
+        '"target_words"}',
     )
     p.add_argument(
         "--out-dir", required=True, type=Path, help="<shard>.parquet and .report.json go here"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import SPLITS
 from .config import clustered_splits, split_extract_chars, split_sampling
+from .prompts import target_words
 
 # Rules that run once per split, once per generation shard, and once per run.
 PER_SPLIT_RULES = ("seeds", "prompts")
@@ -125,6 +126,7 @@ class Layout:
             "seed": self.config["seed"],
             "shards": cfg["shards"],
             "extract_chars": split_extract_chars(self.config, split),
+            "target_words": target_words(split_sampling(self.config, split)["max_tokens"]),
             "topic_probability": cfg["topic_probability"],
             "templates": cfg["templates"],
         }

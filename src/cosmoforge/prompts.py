@@ -55,7 +55,24 @@ ALL_ROUTES = "all"
 
 
 def extract(text: str | None, chars: int) -> str:
-    return (text or "").strip()[:chars]
+    """The first `chars` characters of a seed text, ended at a word boundary when one is near
+    (a cut mid-word reads as a typo the model may copy)."""
+    text = (text or "").strip()
+    if len(text) <= chars:
+        return text
+    cut = text[:chars]
+    space = max(cut.rfind(" "), cut.rfind("\n"))
+    return (cut[:space] if space >= chars * 0.8 else cut).rstrip()
+
+
+def target_words(max_tokens: int) -> int:
+    """Length to ask for: ~60% of the token budget in words (a word is ~1.3 tokens), so a text
+    can end on its own before max_tokens cuts it; a 192-token demo asks for ~110 words, the
+    preset's 2,500 tokens for ~1,500."""
+    return max(40, int(max_tokens * 0.6) // 10 * 10)
+
+
+DEFAULT_TARGET_WORDS = target_words(2500)
 
 
 def _seed_rng(global_seed: int, split: str, purpose: str, key: str) -> random.Random:
@@ -98,7 +115,17 @@ def _variants(
     base_id: str,
 ) -> list[tuple[str, dict]]:
     """(variant name, template variables) pairs for one seed and template; `base_id` is the
-    sample id of the seed and template without a variant."""
+    sample id of the seed and template without a variant. Every variant also gets the
+    length to ask for, `target_words`."""
+    return [
+        (name, {**variables, "target_words": options["target_words"]})
+        for name, variables in _kind_variants(split, seed, template, options, context, base_id)
+    ]
+
+
+def _kind_variants(
+    split: str, seed: dict, template: Template, options: dict, context: dict, base_id: str
+) -> list[tuple[str, dict]]:
     kind = seed["kind"]
     chars = options["extract_chars"]
     if kind == "web":
@@ -252,6 +279,7 @@ class PromptBuilder:
         extract_chars: int = 1000,
         topic_probability: float = 1.0,
         openstax_reference_chars: int = 600,
+        target_words: int = DEFAULT_TARGET_WORDS,
         topics: TopicCursor | None = None,
         previous: dict[str, list[str]] | None = None,
     ):
@@ -262,6 +290,7 @@ class PromptBuilder:
             "extract_chars": extract_chars,
             "topic_probability": topic_probability,
             "openstax_reference_chars": openstax_reference_chars,
+            "target_words": target_words,
         }
         self.topics = topics
         self.context = {"previous": previous or {}}
@@ -364,6 +393,7 @@ def build_prompt_rows(
     extract_chars: int = 1000,
     topic_probability: float = 1.0,
     openstax_reference_chars: int = 600,
+    target_words: int = DEFAULT_TARGET_WORDS,
     topic_assignments: list[str | Path] | None = None,
     topic_decisions: str | Path | None = None,
     counts: Counter | None = None,
@@ -379,6 +409,7 @@ def build_prompt_rows(
         extract_chars=extract_chars,
         topic_probability=topic_probability,
         openstax_reference_chars=openstax_reference_chars,
+        target_words=target_words,
         topics=topics,
         previous=previous_titles(seed_rows, seed, split),
     )
@@ -417,6 +448,7 @@ def write_split_prompts(
     extract_chars: int = 1000,
     topic_probability: float = 1.0,
     openstax_reference_chars: int = 600,
+    target_words: int = DEFAULT_TARGET_WORDS,
     topic_assignments: list[str | Path] | None = None,
     topic_decisions: str | Path | None = None,
 ) -> dict:
@@ -441,6 +473,7 @@ def write_split_prompts(
         extract_chars=extract_chars,
         topic_probability=topic_probability,
         openstax_reference_chars=openstax_reference_chars,
+        target_words=target_words,
         topics=topics,
         previous=previous_titles_of_file(seeds_path, seed, split),
     )
