@@ -88,7 +88,11 @@ def test_profile_run_survives_a_cancelled_generation_job(repo, cluster, tmp_path
             if state == "RUNNING" and parts:
                 subprocess.run(["scancel", job_id], check=True)
                 parts_dir = parts[0].parent
-                # Nothing flushes after the cancel; a retry needs many seconds to start vLLM.
+                # The job's SIGTERM handler flushes its finished rows on the way out; count the
+                # parts once it has gone (a retry needs many seconds to start vLLM).
+                gone = time.time() + 60
+                while squeue_job(job_id) in {"RUNNING", "COMPLETING"} and time.time() < gone:
+                    time.sleep(0.2)
                 flushed = sum(pq.read_table(p).num_rows for p in parts_dir.glob("part-*.parquet"))
                 cancelled = (job_id, parts_dir, flushed)
                 break
