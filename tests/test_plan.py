@@ -101,3 +101,15 @@ def test_plan_prints_cpu_core_hours_at_measured_rates(repo, tmp_path):
     assert "topics_fit" not in build_plan(config, tmp_path)["cpu_core_hours"]
     (tmp_path / "resources" / "cpu_rates.json").unlink()
     assert build_plan(config, tmp_path)["cpu_core_hours"] is None
+
+
+def test_plan_shows_engine_start_up_as_a_share_of_generation_time(default_config, repo):
+    from cosmoforge.plan import build_plan
+
+    config = default_config
+    plan = build_plan(config, repo)
+    cluster = config["cluster"]
+    start = 60 * cluster["engine_start_minutes"] * sum(s["shards"] for s in plan["splits"].values())
+    decode = plan["expected_completion_tokens"] / cluster["tokens_per_s_per_gpu"]
+    assert plan["engine_start_share"] == round(start / (start + decode), 4)
+    assert 0 < plan["engine_start_share"] < 1

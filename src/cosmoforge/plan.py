@@ -139,12 +139,25 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
         "gpu_hours": sum(s["gpu_hours"] for s in splits.values()),
         "gpus_per_generate_job": gpus,
         "tokens_per_s_per_gpu": cluster["tokens_per_s_per_gpu"],
+        "engine_start_share": _start_share(config, splits),
         "longest_generate_job_minutes": generate_runtime_minutes(
             config,
             slowest["prompts_per_shard"],
             slowest["expected_completion_tokens"] / max(slowest["prompts"], 1),
         ),
     }
+
+
+def _start_share(config: dict, splits: dict) -> float:
+    """Engine start-up as a share of the generation jobs' expected time (start-up plus decoding
+    at the configured rate, no margin): what many small shards cost."""
+    cluster = config["cluster"]
+    gpus = config["engine"]["tensor_parallel_size"]
+    start_s = 60 * cluster["engine_start_minutes"] * sum(s["shards"] for s in splits.values())
+    decode_s = sum(s["expected_completion_tokens"] for s in splits.values()) / (
+        cluster["tokens_per_s_per_gpu"] * gpus
+    )
+    return round(start_s / (start_s + decode_s), 4) if start_s + decode_s else 0.0
 
 
 def _measured(config: dict, splits: dict, base_dir: Path) -> dict | None:
@@ -224,7 +237,9 @@ def format_plan(plan: dict) -> str:
         "",
         f"GPU-hours at {plan['tokens_per_s_per_gpu']:,} completion tokens/s per GPU, "
         f"{plan['gpus_per_generate_job']} GPU(s) per generation job; longest generation job "
-        f"~{plan['longest_generate_job_minutes']:,} min (its Slurm time limit).",
+        f"~{plan['longest_generate_job_minutes']:,} min (its Slurm time limit); engine "
+        f"start-up (cluster.engine_start_minutes) is ~{plan['engine_start_share']:.1%} of the "
+        "generation jobs' time.",
         "",
     ]
     measured = plan["measured"]
