@@ -387,3 +387,36 @@ def test_stats_record_the_gpu_hours_the_job_held(prompt_file, tmp_path):
     assert stats["job_s"] >= stats["engine_start_s"] + stats["generate_s"]
     assert stats["gpu_hours"] == round(stats["job_s"] * 2 / 3600, 6)
     assert json.loads((tmp_path / "s.json").read_text())["gpu_hours"] == stats["gpu_hours"]
+
+
+def test_a_signal_during_engine_start_up_exits_cleanly(repo, prompt_file, tmp_path):
+    """SIGUSR1 while the engine is still starting (vLLM takes a while): no traceback, exit
+    128 + 10, nothing written, and the rerun generates the shard."""
+    prompts_path, shard_rows = prompt_file
+    started = tmp_path / "starting"
+    script = tmp_path / "slow_start.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(repo / 'src')!r})\n"
+        "from cosmoforge.cli import main\n"
+        "from cosmoforge.engines import ENGINES, FakeEngine\n"
+        "class SlowStart(FakeEngine):\n"
+        "    def __init__(self, *args):\n"
+        f"        open({str(started)!r}, 'w').close(); time.sleep(30)\n"
+        "ENGINES['fake'] = SlowStart\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    out = tmp_path / "gen" / "00000.parquet"
+    cmd = [sys.executable, str(script), "generate", "--prompts", str(prompts_path)]
+    cmd += ["--settings", json.dumps(SETTINGS), "--out", str(out), "--stats", str(tmp_path / "s")]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGUSR1, err
+    assert err.strip().splitlines()[-1].endswith("rerun to resume") and "Traceback" not in err
+    assert not out.exists()
+    generate_shard(prompts_path, out, SETTINGS, tmp_path / "s.json")
+    assert pq.read_table(out).num_rows == len(shard_rows)

@@ -113,3 +113,16 @@ def test_plan_shows_engine_start_up_as_a_share_of_generation_time(default_config
     decode = plan["expected_completion_tokens"] / cluster["tokens_per_s_per_gpu"]
     assert plan["engine_start_share"] == round(start / (start + decode), 4)
     assert 0 < plan["engine_start_share"] < 1
+
+
+def test_only_jobs_long_enough_ask_for_the_early_stop_signal(default_config):
+    from cosmoforge.plan import stop_signal_seconds
+
+    config = default_config
+    config["cluster"]["stop_signal_seconds"] = 300
+    # A 4-minute job (the CPU demo) would be stopped at once: Slurm may signal a minute early.
+    assert stop_signal_seconds(config, 4) == 0
+    assert stop_signal_seconds(config, 19) == 0 and stop_signal_seconds(config, 20) == 300
+    assert stop_signal_seconds(config, 579) == 300
+    config["cluster"]["stop_signal_seconds"] = 0
+    assert stop_signal_seconds(config, 579) == 0

@@ -212,7 +212,20 @@ def generate_shard(
     stats_path: str | Path | None = None,
     engine_factory: Callable | None = None,
 ) -> dict:
-    """Run one shard's prompt file through the engine; write `output`."""
+    """Run one shard's prompt file through the engine; write `output`. SIGTERM or SIGUSR1 at
+    any point (engine start-up included) stops it with every finished row saved."""
+    with stop_on_signals():
+        try:
+            return _generate_shard(prompts_path, output, settings, stats_path, engine_factory)
+        except Stopped as stop:  # before generation began, or while writing the shard
+            raise GenerationStopped(
+                f"{output}: stopped by {stop.signal_name} outside generation; finished rows "
+                f"are kept in {parts_dir(Path(output))}, rerun to resume",
+                exit_code=128 + stop.signum,
+            ) from None
+
+
+def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) -> dict:
     job_started = time.perf_counter()
     output = Path(output)
     prompts = read_prompt_shard(prompts_path).to_pylist()
@@ -277,26 +290,25 @@ def generate_shard(
                 buffer.clear()
 
         folder.mkdir(parents=True, exist_ok=True)
-        with stop_on_signals():
-            try:
-                for completion in engine.run(requests):
-                    row = _row(by_id[completion.sample_id], completion, common, sampling, seeds)
-                    stats["completion_tokens"] += completion.completion_tokens
-                    stats["prompt_tokens"] += completion.prompt_tokens
-                    done[completion.sample_id] = row
-                    buffer.append(row)
-                    if len(buffer) >= engine_cfg["flush_every"]:
-                        flush()
-            except Stopped as stop:
-                flush()  # a signal during a flush interrupted it; its rows are still buffered
-                raise GenerationStopped(
-                    f"{output}: stopped by {stop.signal_name}; every finished row is saved in "
-                    f"{folder} ({len(done)} of {len(prompts)}), rerun to resume",
-                    exit_code=128 + stop.signum,
-                ) from None
-            finally:
-                # On an exception (not on SIGKILL) keep what is finished for the rerun.
-                flush()
+        try:
+            for completion in engine.run(requests):
+                row = _row(by_id[completion.sample_id], completion, common, sampling, seeds)
+                stats["completion_tokens"] += completion.completion_tokens
+                stats["prompt_tokens"] += completion.prompt_tokens
+                done[completion.sample_id] = row
+                buffer.append(row)
+                if len(buffer) >= engine_cfg["flush_every"]:
+                    flush()
+        except Stopped as stop:
+            flush()  # a signal during a flush interrupted it; its rows are still buffered
+            raise GenerationStopped(
+                f"{output}: stopped by {stop.signal_name}; every finished row is saved in "
+                f"{folder} ({len(done)} of {len(prompts)}), rerun to resume",
+                exit_code=128 + stop.signum,
+            ) from None
+        finally:
+            # On an exception (not on SIGKILL) keep what is finished for the rerun.
+            flush()
         stats["generate_s"] = round(time.perf_counter() - started, 3)
         if hasattr(engine, "cache_stats"):
             stats.update(engine.cache_stats())

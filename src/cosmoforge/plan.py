@@ -200,6 +200,15 @@ def generate_runtime_minutes(
     return max(1, math.ceil(minutes))
 
 
+def stop_signal_seconds(config: dict, runtime_minutes: int) -> int:
+    """How long before its time limit a generation job asks for SIGUSR1 (sbatch --signal); 0
+    for jobs too short for it. Slurm may send the signal up to a minute early, so a margin
+    above a quarter of the limit would stop short jobs that would have finished; those rely
+    on the SIGTERM at the limit, which they handle the same way."""
+    margin = config["cluster"]["stop_signal_seconds"]
+    return margin if margin and runtime_minutes * 60 >= 4 * margin else 0
+
+
 def calibration_path(config: dict, base_dir: str | Path = ".") -> Path:
     from .calibrate import CALIBRATION_FILE
 

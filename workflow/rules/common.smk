@@ -139,8 +139,11 @@ def planned_prompts_per_shard(split):
     return estimate_split(config, split, Path(workflow.basedir))["prompts_per_shard"]
 
 
-def stop_signal_option():
-    seconds = CLUSTER["stop_signal_seconds"]
+def generate_slurm_extra(wildcards, input):
+    """SIGUSR1 cluster.stop_signal_seconds before the time limit, for jobs long enough."""
+    from cosmoforge.plan import stop_signal_seconds
+
+    seconds = stop_signal_seconds(config, generate_runtime(wildcards, input))
     return f"--signal=USR1@{seconds}" if seconds else ""
 
 

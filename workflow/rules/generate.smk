@@ -27,7 +27,7 @@ rule generate:
         slurm_account=CLUSTER["account"],
         # SIGUSR1 before the time limit (Slurm's SIGTERM at the limit is handled the same way):
         # the job flushes its finished rows and exits non-zero, and the retry resumes it.
-        slurm_extra=stop_signal_option(),
+        slurm_extra=generate_slurm_extra,
     conda:
         "../../envs/generate.yaml"
     shell:
