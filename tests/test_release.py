@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 from cosmoforge.card import build_card
 from cosmoforge.generate import GENERATION_SCHEMA
 from cosmoforge.layout import release_file_name
-from cosmoforge.release import PROVENANCE_COLUMNS, RELEASE_COLUMNS, release_shard
+from cosmoforge.release import FLAG_COLUMNS, PROVENANCE_COLUMNS, RELEASE_COLUMNS, release_shard
 
 
 def generated_rows(texts, finish=None, errors=None):
@@ -65,7 +65,7 @@ def test_release_shard_counts_what_it_leaves_out(tmp_path):
     assert stats["left_out"] == {"engine_error": 1, "too_short": 1, "truncated": 1}
     assert stats["bos_counted"] is False and stats["split"] == "wikihow"
     kept = pq.read_table(out)
-    assert kept.column_names == RELEASE_COLUMNS + PROVENANCE_COLUMNS
+    assert kept.column_names == RELEASE_COLUMNS + PROVENANCE_COLUMNS + FLAG_COLUMNS
     assert kept.column("sample_id").to_pylist() == ["id0", "id3"]
     lengths = kept.column("token_length").to_pylist()
     assert all(n >= 20 for n in lengths) and stats["tokens"] == sum(lengths)
@@ -173,6 +173,12 @@ def test_card_is_built_from_shard_statistics(tmp_path):
         assert f"plots/{plot}.png" in card
     assert stats["rows"] == 3 and stats["seed_rows_skipped"] == {"wikihow": 1}
     assert stats["splits"]["wikihow"]["files"] == 2
+    # LONG repeats one sentence: every text is flagged as a loop, counted per template.
+    assert stats["quality"]["wikihow/wikihow_article"]["rows"] == 3
+    assert stats["quality"]["wikihow/wikihow_article"]["repetition"] == 3
+    assert "## Quality flags" in card
+    assert "| wikihow/wikihow_article | 3 | 0.0% | 100.0% | 0.0% | 0.0% | 0.0% |" in card
+    assert "GPU-hours held by the generation jobs" in card
     released = sum(pq.read_table(p).num_rows for p in (release_dir / "wikihow").iterdir())
     assert stats["tokens"] == sum(json.loads(f.read_text())["tokens"] for f in stats_files)
     assert released == stats["rows"]

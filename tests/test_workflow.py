@@ -19,7 +19,7 @@ import pytest
 from cosmoforge import SPLITS
 from cosmoforge.config import load_config
 from cosmoforge.layout import Layout
-from cosmoforge.release import PROVENANCE_COLUMNS, RELEASE_COLUMNS
+from cosmoforge.release import FLAG_COLUMNS, PROVENANCE_COLUMNS, RELEASE_COLUMNS
 
 pytestmark = pytest.mark.vllm
 RUN = "pytest-e2e"
@@ -63,7 +63,7 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
         assert names == [Path(layout.release_file(split, s)).name for s in layout.shards(split)]
         table = released_split(results, split)
         assert table.num_rows > 0, split
-        assert table.column_names == RELEASE_COLUMNS + PROVENANCE_COLUMNS
+        assert table.column_names == RELEASE_COLUMNS + PROVENANCE_COLUMNS + FLAG_COLUMNS
         rows = table.to_pylist()
         assert len({r["sample_id"] for r in rows}) == len(rows)
         assert all(r["token_length"] >= config["release"]["min_token_length"] for r in rows)

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 
 from .io import atomic_path, write_json, write_text
+from .quality import FLAGS
 from .release import split_totals
 from .tokens import TOKENIZER_NAME
 from .topics import PLOTS as TOPIC_PLOTS
@@ -127,6 +128,7 @@ def build_card(
                 dists[column][split].update(shard["distributions"][column])
             lengths[split].update({int(n): c for n, c in shard["token_length_counts"].items()})
 
+    quality = _quality_by_template(shard_stats)
     for column, counts in dists.items():
         _bar_plot(counts, f"{column} per split", plots / f"{column}.png")
     _length_plot(lengths, plots / "token_length.png")
@@ -136,6 +138,7 @@ def build_card(
     completion_tokens = sum(g["completion_tokens"] for g in gen)
     generate_s = sum(g["generate_s"] for g in gen)
     stats = {
+        "quality": quality,
         "splits": per_split,
         "rows": total_rows,
         "tokens": total_tokens,
@@ -244,6 +247,7 @@ def build_card(
         "![token length](plots/token_length.png)",
         "",
     ]
+    lines += _quality_section(quality, shard_stats)
     for column in dists:
         lines += [f"## {column}", "", f"![{column}](plots/{column}.png)", ""]
         categories = sorted({c for counter in dists[column].values() for c in counter})
@@ -432,3 +436,37 @@ def _prefix_cache_sentence(generation: dict) -> str:
         f"tokens ({generation['prefix_cache_hits']:,} of {generation['prefix_cache_queries']:,}): "
         "a seed's prompts are adjacent and open with its extract."
     )
+
+
+def _quality_by_template(shard_stats: dict[str, list[dict]]) -> dict[str, dict]:
+    """Rows and quality flags per template, summed over the shards' statistics."""
+    totals: dict[str, Counter] = {}
+    for shards in shard_stats.values():
+        for shard in shards:
+            for template, counts in shard.get("flags_by_template", {}).items():
+                totals.setdefault(template, Counter()).update(counts)
+    return {t: {"rows": c["rows"], **{f: c[f] for f in FLAGS}} for t, c in sorted(totals.items())}
+
+
+def _quality_section(quality: dict[str, dict], shard_stats: dict[str, list[dict]]) -> list[str]:
+    if not quality:
+        return []
+    drop = sorted(
+        {d for shards in shard_stats.values() for s in shards for d in s.get("quality_drop", [])}
+    )
+    return [
+        "## Quality flags",
+        "",
+        "Share of each template's generated texts (engine errors aside) with each flag "
+        "(cosmoforge.quality; patterns in prompts/quality.yaml). Flags that leave a row out: "
+        f"{', '.join(drop) or 'none'}; the others are kept and marked in the `flag_*` columns.",
+        "",
+        _table(
+            ["template", "texts", *FLAGS],
+            [
+                [t, q["rows"], *(f"{q[f] / q['rows']:.1%}" if q["rows"] else "-" for f in FLAGS)]
+                for t, q in quality.items()
+            ],
+        ),
+        "",
+    ]

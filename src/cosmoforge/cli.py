@@ -143,6 +143,7 @@ def cmd_release(args) -> None:
         args.stats,
         args.min_token_length,
         drop_truncated=args.drop_truncated,
+        quality=args.quality,
     )
 
 
@@ -160,6 +161,7 @@ def cmd_finish_shard(args) -> None:
         threshold=args.threshold,
         min_token_length=args.min_token_length,
         drop_truncated=args.drop_truncated,
+        quality=args.quality,
         outputs={name: getattr(args, name) for name in names},
         logging_dir=args.logging_dir,
     )
@@ -399,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-token-length", required=True, type=_config_value("release.min_token_length", int)
     )
     p.add_argument("--drop-truncated", action="store_true")
+    p.add_argument(
+        "--quality", type=_settings("quality"), help="the config's quality section (JSON)"
+    )
     p.set_defaults(func=cmd_release)
 
     p = sub.add_parser(
@@ -418,6 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-token-length", required=True, type=_config_value("release.min_token_length", int)
     )
     p.add_argument("--drop-truncated", action="store_true")
+    p.add_argument(
+        "--quality", type=_settings("quality"), help="the config's quality section (JSON)"
+    )
     for name, what in (
         ("deduped", "the shard after dedup"),
         ("removed", "its near-duplicates"),

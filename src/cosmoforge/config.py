@@ -165,6 +165,8 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
             errors.append(
                 f"config: decontamination.benchmarks.{name}.path: no such file {bench['path']}"
             )
+    if missing(config["quality"]["patterns"]):
+        errors.append(f"config: quality.patterns: no such file {config['quality']['patterns']}")
     if config["topics"]["enabled"] and clustered_splits(config):
         template = config["topics"]["label"]["template"]
         if missing(template):

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from .generate import GENERATION_SCHEMA
 from .io import atomic_path, iter_parquet, reading, write_json
+from .quality import FLAGS, QualityFlags, default_quality
 from .tokens import TOKENIZER_NAME, count_tokens
 
 RELEASE_COLUMNS = ["prompt", "text", "seed_data", "token_length", "format", "audience"]
@@ -42,24 +43,16 @@ PROVENANCE_COLUMNS = [
     "sampling",
     "request_seed",
 ]
+FLAG_COLUMNS = [f"flag_{flag}" for flag in FLAGS]
 RELEASE_SCHEMA = pa.schema(
     [
         pa.field("token_length", pa.int32()) if c == "token_length" else GENERATION_SCHEMA.field(c)
         for c in RELEASE_COLUMNS + PROVENANCE_COLUMNS
     ]
+    + [pa.field(c, pa.bool_()) for c in FLAG_COLUMNS]
 )
 DISTRIBUTIONS = ("format", "audience", "seed_data", "template_id")
 BATCH_ROWS = 2048
-
-
-def leave_out_reason(error, finish, length, min_token_length, drop_truncated) -> str | None:
-    if error:
-        return "engine_error"
-    if drop_truncated and finish == "length":
-        return "truncated"
-    if length < min_token_length:
-        return "too_short"
-    return None
 
 
 def release_shard(
@@ -69,8 +62,18 @@ def release_shard(
     stats_path: str | Path,
     min_token_length: int,
     drop_truncated: bool = False,
+    quality: dict | None = None,
 ) -> dict:
-    """Write the released rows of one (deduplicated, decontaminated) shard, and its statistics."""
+    """Write the released rows of one (deduplicated, decontaminated) shard, and its statistics.
+    Every row gets its quality flags (`quality`: the config section; defaults if None); engine
+    errors and the flags in `quality.drop` (plus `truncated` with `drop_truncated`) leave a row
+    out."""
+    quality = quality or default_quality()
+    if drop_truncated:
+        quality = {**quality, "drop": sorted({*quality["drop"], "truncated"})}
+    checker = QualityFlags(quality, min_token_length)
+    flag_counts: Counter = Counter()
+    by_template: dict[str, Counter] = {}
     left_out: Counter = Counter()
     lengths: Counter = Counter()
     distributions = {column: Counter() for column in DISTRIBUTIONS}
@@ -86,18 +89,33 @@ def release_shard(
             texts = batch.column("text").to_pylist()
             token_length = count_tokens([t or "" for t in texts])
             finish = batch.column("finish_reason").to_pylist()
-            reasons = [
-                leave_out_reason(e, f, n, min_token_length, drop_truncated)
-                for e, f, n in zip(
-                    batch.column("error").to_pylist(), finish, token_length, strict=True
-                )
+            errors = batch.column("error").to_pylist()
+            templates = batch.column("template_id").to_pylist()
+            flags = [
+                [] if e else checker.of(t or "", f, n)
+                for t, f, n, e in zip(texts, finish, token_length, errors, strict=True)
             ]
+            reasons = [
+                "engine_error" if e else checker.drop_reason(fl)
+                for e, fl in zip(errors, flags, strict=True)
+            ]
+            for template, row_flags, error in zip(templates, flags, errors, strict=True):
+                if error:
+                    continue
+                counts = by_template.setdefault(template, Counter())
+                counts["rows"] += 1
+                counts.update(row_flags)
+                flag_counts.update(row_flags)
             generated += batch.num_rows
             left_out.update(r for r in reasons if r)
             keep = [r is None for r in reasons]
             table = pa.Table.from_batches([batch]).append_column(
                 "token_length", pa.array(token_length, pa.int32())
             )
+            for flag, column in zip(FLAGS, FLAG_COLUMNS, strict=True):
+                table = table.append_column(
+                    column, pa.array([flag in fl for fl in flags], pa.bool_())
+                )
             table = table.filter(pa.array(keep)).select(RELEASE_SCHEMA.names)
             ids = table.column("sample_id").to_pylist()
             repeated = seen_ids.intersection(ids) or (len(set(ids)) != len(ids))
@@ -129,6 +147,13 @@ def release_shard(
         "model_revisions": sorted(revisions),
         "min_token_length": min_token_length,
         "drop_truncated": drop_truncated,
+        "quality_drop": sorted(checker.drop),
+        # Over the generated rows (engine errors aside), before any is left out.
+        "flags": {f: flag_counts[f] for f in FLAGS},
+        "flags_by_template": {
+            t: {"rows": c["rows"], **{f: c[f] for f in FLAGS}}
+            for t, c in sorted(by_template.items())
+        },
         "tokenizer": TOKENIZER_NAME,
         "bos_counted": False,
     }
@@ -139,9 +164,12 @@ def release_shard(
 def split_totals(shard_stats: list[dict]) -> dict:
     """One split's figures from its shards' statistics."""
     left_out: Counter = Counter()
+    flags: Counter = Counter()
     for s in shard_stats:
         left_out.update(s["left_out"])
+        flags.update(s.get("flags", {}))
     return {
+        "flags": {f: flags[f] for f in FLAGS},
         "files": len(shard_stats),
         "generated": sum(s["generated"] for s in shard_stats),
         "rows": sum(s["kept"] for s in shard_stats),

@@ -31,6 +31,7 @@ def finish_shard(
     threshold: float,
     min_token_length: int,
     drop_truncated: bool,
+    quality: dict | None = None,
     outputs: dict[str, str | Path],
     logging_dir: str | Path,
 ) -> dict:
@@ -67,6 +68,7 @@ def finish_shard(
         outputs["stats"],
         min_token_length,
         drop_truncated=drop_truncated,
+        quality=quality,
     )
     seconds["release"] = time.perf_counter() - started
     stats.update(

@@ -11,6 +11,7 @@ for _split in SPLITS:
             generated=f"{RESULTS}/generated/{_split}/{{shard}}.parquet",
             clusters=f"{RESULTS}/dedup/clusters",
             index=f"{RESULTS}/decont/benchmark_index.npz",
+            quality_patterns=config["quality"]["patterns"],
         output:
             deduped=f"{RESULTS}/deduped/{_split}/{{shard}}.parquet",
             removed=f"{RESULTS}/dedup/removed/{_split}/{{shard}}.parquet",
@@ -26,6 +27,7 @@ for _split in SPLITS:
             threshold=config["decontamination"]["threshold"],
             min_token_length=config["release"]["min_token_length"],
             drop_truncated="--drop-truncated" if config["release"]["drop_truncated"] else "",
+            quality=as_json(config["quality"]),
             logging_dir=f"{LOGS}/datatrove",
         log:
             f"{LOGS}/finish_shard/{_split}/{{shard}}.log",
@@ -40,6 +42,7 @@ for _split in SPLITS:
             " --generated {input.generated} --rank {params.rank} --tasks {params.tasks}"
             " --clusters {input.clusters} --index {input.index} --threshold {params.threshold}"
             " --min-token-length {params.min_token_length} {params.drop_truncated}"
+            " --quality {params.quality:q}"
             " --deduped {output.deduped} --removed {output.removed} --stayed {output.stayed}"
             " --clean {output.clean} --contaminated {output.contaminated}"
             " --release {output.release} --stats {output.stats}"

@@ -1,0 +1,106 @@
+"""Quality flags of generated texts: measured per row, counted per split and template, and
+(where the config says so) a reason to leave a row out of the release.
+
+- `truncated`: the engine stopped at max_tokens (finish_reason == "length").
+- `repetition`: a loop: the share of word n-grams that occur more than once in the text.
+- `refusal_or_meta`: the model talks about itself or the task instead of writing it ("As an
+  AI", "Sure, here is", "I cannot"); regexes over the opening of the text.
+- `boilerplate_opening`: a stock opening line; start-anchored regexes.
+- `too_short`: fewer tokens than `release.min_token_length`.
+
+The regexes are data (`prompts/quality.yaml`, `quality.patterns`); the texts are kept as
+generated, flags never edit them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError, yaml_error_line
+
+FLAGS = ("truncated", "repetition", "refusal_or_meta", "boilerplate_opening", "too_short")
+# Refusal and meta talk show up at the start; scanning only the opening keeps the regexes
+# from matching a story's dialogue deep in the text.
+OPENING_CHARS = 300
+PATTERN_FLAGS = ("refusal_or_meta", "boilerplate_opening")
+
+
+def default_quality() -> dict:
+    """The config schema's defaults of the `quality` section, with the bundled patterns."""
+    from .config import REPO_ROOT, schema_for
+
+    properties = schema_for("quality")["properties"]
+    defaults = {key: value.get("default") for key, value in properties.items()}
+    defaults["repetition"] = {
+        k: v["default"] for k, v in properties["repetition"]["properties"].items()
+    }
+    defaults["patterns"] = str(REPO_ROOT / defaults["patterns"])
+    return defaults
+
+
+def load_patterns(path: str | Path) -> dict[str, list[re.Pattern]]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error_line(path, exc)) from exc
+    except OSError as exc:
+        raise ConfigError(f"quality.patterns: cannot read {path} ({exc})") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected the keys {list(PATTERN_FLAGS)}")
+    patterns = {}
+    for flag in PATTERN_FLAGS:
+        entries = data.get(flag)
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise ConfigError(f"{path}: field '{flag}' must be a list of regexes")
+        compiled = []
+        for n, entry in enumerate(entries):
+            try:
+                compiled.append(re.compile(entry, re.IGNORECASE))
+            except re.error as exc:
+                raise ConfigError(f"{path}: {flag}[{n}]: not a valid regex ({exc})") from exc
+        patterns[flag] = compiled
+    return patterns
+
+
+def duplicate_ngram_fraction(text: str, n: int) -> float:
+    """Share of the text's word n-grams that occur more than once in it (0 for short texts)."""
+    words = text.lower().split()
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if len(grams) < 2 * n:
+        return 0.0
+    counts = Counter(grams)
+    return sum(c for c in counts.values() if c > 1) / len(grams)
+
+
+class QualityFlags:
+    """Flags of one text at a time, with the settings of the `quality` config section."""
+
+    def __init__(self, settings: dict, min_token_length: int):
+        self.ngram = settings["repetition"]["ngram"]
+        self.max_duplicate = settings["repetition"]["max_duplicate_fraction"]
+        self.patterns = load_patterns(settings["patterns"])
+        self.min_token_length = min_token_length
+        self.drop = set(settings["drop"])
+
+    def of(self, text: str, finish_reason: str | None, token_length: int) -> list[str]:
+        opening = text.lstrip()[:OPENING_CHARS]
+        flags = []
+        if finish_reason == "length":
+            flags.append("truncated")
+        if duplicate_ngram_fraction(text, self.ngram) > self.max_duplicate:
+            flags.append("repetition")
+        for flag in PATTERN_FLAGS:
+            if any(p.search(opening) for p in self.patterns[flag]):
+                flags.append(flag)
+        if token_length < self.min_token_length:
+            flags.append("too_short")
+        return flags
+
+    def drop_reason(self, flags: list[str]) -> str | None:
+        """The first flag (in FLAGS order) that leaves the row out, if any."""
+        return next((f for f in flags if f in self.drop), None)

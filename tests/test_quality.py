@@ -1,0 +1,94 @@
+import pyarrow.parquet as pq
+import pytest
+
+from cosmoforge.errors import ConfigError
+from cosmoforge.quality import FLAGS, QualityFlags, default_quality, duplicate_ngram_fraction
+from cosmoforge.release import FLAG_COLUMNS, release_shard
+from tests.test_release import generated_rows
+
+PLAIN = (
+    "Rivers carve valleys over thousands of years. Water picks up sand and small stones, and "
+    "the moving grains scrape the riverbed deeper each season, while floods widen the banks."
+)
+OTHER = (
+    "Glaciers work differently: the ice grinds rock beneath it and leaves broad U-shaped "
+    "troughs, long lakes and scattered boulders when it finally melts back."
+)
+LOOP = "The cat sat on the mat and looked at the door. " * 12
+
+
+@pytest.fixture
+def checker():
+    return QualityFlags(default_quality(), min_token_length=20)
+
+
+@pytest.mark.parametrize(
+    "text, finish, tokens, expected",
+    [
+        (PLAIN, "stop", 40, []),
+        (PLAIN, "length", 40, ["truncated"]),
+        (LOOP, "stop", 120, ["repetition"]),
+        (
+            "As an AI language model, I can describe rivers. " + PLAIN,
+            "stop",
+            60,
+            ["refusal_or_meta"],
+        ),
+        ("Sure! Here is a blog post about rivers. " + PLAIN, "stop", 60, ["refusal_or_meta"]),
+        ("I'm sorry, but I cannot write that story. " + PLAIN, "stop", 60, ["refusal_or_meta"]),
+        ("Once upon a time, a river ran. " + PLAIN, "stop", 60, ["boilerplate_opening"]),
+        (
+            "In today's fast-paced world, rivers matter. " + PLAIN,
+            "stop",
+            60,
+            ["boilerplate_opening"],
+        ),
+        ("**Title:** Rivers\n\n" + PLAIN, "stop", 60, ["boilerplate_opening"]),
+        ("Rivers are short.", "stop", 5, ["too_short"]),
+        # Negatives: the same words away from the opening, or not as a stock phrase.
+        (PLAIN + " Once upon a time the valley was a plain.", "stop", 60, []),
+        ("The engineer said: here is the plan. " + PLAIN, "stop", 60, []),
+        ("Welcoming rivers into city parks changes how " + PLAIN, "stop", 60, []),
+    ],
+)
+def test_each_flag_on_crafted_texts(checker, text, finish, tokens, expected):
+    assert checker.of(text, finish, tokens) == expected
+
+
+def test_duplicate_ngram_fraction():
+    assert duplicate_ngram_fraction(PLAIN, 4) == 0
+    assert duplicate_ngram_fraction(LOOP, 4) > 0.8
+    assert duplicate_ngram_fraction("too few words here", 4) == 0
+
+
+def test_drop_says_which_flags_leave_a_row_out(tmp_path):
+    shard = tmp_path / "g.parquet"
+    texts = [PLAIN + " " + OTHER, LOOP, "Once upon a time. " + PLAIN + " " + OTHER, "Short."]
+    pq.write_table(generated_rows(texts), shard)
+    quality = {**default_quality(), "drop": ["too_short", "repetition"]}
+    out = tmp_path / "train-00000-of-00001.parquet"
+    stats = release_shard("wikihow", shard, out, tmp_path / "s.json", 10, quality=quality)
+    assert stats["left_out"] == {"repetition": 1, "too_short": 1}
+    assert stats["flags"] == {
+        "truncated": 0,
+        "repetition": 1,
+        "refusal_or_meta": 0,
+        "boilerplate_opening": 1,
+        "too_short": 1,
+    }
+    by_template = stats["flags_by_template"]["wikihow/wikihow_article"]
+    assert by_template["rows"] == 4 and by_template["boilerplate_opening"] == 1
+    table = pq.read_table(out)
+    assert table.column("sample_id").to_pylist() == ["id0", "id2"]  # kept: flagged, not dropped
+    assert table.column("flag_boilerplate_opening").to_pylist() == [False, True]
+    assert set(FLAG_COLUMNS) <= set(table.column_names) and len(FLAG_COLUMNS) == len(FLAGS)
+
+
+def test_bad_pattern_files_are_named(tmp_path):
+    bad = tmp_path / "q.yaml"
+    bad.write_text("refusal_or_meta: ['(unclosed']\nboilerplate_opening: []\n")
+    with pytest.raises(ConfigError, match=r"q.yaml: refusal_or_meta\[0\]: not a valid regex"):
+        QualityFlags({**default_quality(), "patterns": str(bad)}, 10)
+    bad.write_text("refusal_or_meta: [x]\n")
+    with pytest.raises(ConfigError, match="field 'boilerplate_opening' must be a list"):
+        QualityFlags({**default_quality(), "patterns": str(bad)}, 10)
