@@ -85,7 +85,43 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
     for name in ("dedup/report.json", "dedup/removed.parquet", "decont/contamination.csv"):
         assert (results / name).is_file(), name
     assert "## Deduplication" in card and "## Decontamination" in card
+    assert "## Quality flags" in card
     check_topics(results, card)
+    check_ledger(repo, results, stats)
+
+
+def check_ledger(repo, results, stats):
+    """Every prompt of the run is in the ledger exactly once; its fates agree with the release;
+    `cosmoforge explain` shows one."""
+    ledger = pq.read_table(results / "ledger.parquet")
+    prompt_ids = (
+        pq.read_table(sorted((results / "prompts").glob("*/*.parquet")), columns=["sample_id"])
+        .column("sample_id")
+        .to_pylist()
+    )
+    ids = ledger.column("sample_id").to_pylist()
+    assert len(ids) == len(set(ids)) and sorted(ids) == sorted(prompt_ids)
+    released = [r for r in ledger.to_pylist() if r["fate"] == "released"]
+    assert len(released) == stats["rows"]
+    for split, fates in stats["fates"].items():
+        assert fates.get("released", 0) == stats["splits"][split]["rows"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cosmoforge",
+            "explain",
+            released[0]["sample_id"],
+            "--run-name",
+            RUN,
+        ],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"sample {released[0]['sample_id']}: released")
+    assert "prompt:" in proc.stdout and "text:" in proc.stdout
 
 
 def check_topics(results, card):

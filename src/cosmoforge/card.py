@@ -7,6 +7,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import yaml
 
 from .io import atomic_path, write_json, write_text
@@ -86,6 +87,7 @@ def build_card(
     contamination: str | Path | None = None,
     benchmarks: str | Path | None = None,
     topics_report: str | Path | None = None,
+    ledger: str | Path | None = None,
 ) -> dict:
     """The card and stats.json from the stage reports and the release shards' statistics:
     no released text is read, so the card costs the same at any scale."""
@@ -129,6 +131,7 @@ def build_card(
             lengths[split].update({int(n): c for n, c in shard["token_length_counts"].items()})
 
     quality = _quality_by_template(shard_stats)
+    fates = ledger_fates(ledger) if ledger else None
     for column, counts in dists.items():
         _bar_plot(counts, f"{column} per split", plots / f"{column}.png")
     _length_plot(lengths, plots / "token_length.png")
@@ -138,6 +141,7 @@ def build_card(
     completion_tokens = sum(g["completion_tokens"] for g in gen)
     generate_s = sum(g["generate_s"] for g in gen)
     stats = {
+        "fates": fates,
         "quality": quality,
         "splits": per_split,
         "rows": total_rows,
@@ -247,6 +251,7 @@ def build_card(
         "![token length](plots/token_length.png)",
         "",
     ]
+    lines += _fates_section(fates)
     lines += _quality_section(quality, shard_stats)
     for column in dists:
         lines += [f"## {column}", "", f"![{column}](plots/{column}.png)", ""]
@@ -467,6 +472,33 @@ def _quality_section(quality: dict[str, dict], shard_stats: dict[str, list[dict]
                 [t, q["rows"], *(f"{q[f] / q['rows']:.1%}" if q["rows"] else "-" for f in FLAGS)]
                 for t, q in quality.items()
             ],
+        ),
+        "",
+    ]
+
+
+def ledger_fates(path: str | Path) -> dict[str, dict[str, int]]:
+    """Prompts per split and fate, from the ledger's two columns."""
+    table = pq.read_table(path, columns=["split", "fate"])
+    counts = table.group_by(["split", "fate"]).aggregate([("fate", "count")]).to_pylist()
+    fates: dict[str, dict[str, int]] = {}
+    for row in sorted(counts, key=lambda r: (r["split"], r["fate"])):
+        fates.setdefault(row["split"], {})[row["fate"]] = row["fate_count"]
+    return fates
+
+
+def _fates_section(fates: dict | None) -> list[str]:
+    if not fates:
+        return []
+    names = sorted({f for per_split in fates.values() for f in per_split})
+    return [
+        "## What became of every prompt",
+        "",
+        "From `ledger.parquet` (one row per prompt; `cosmoforge explain SAMPLE_ID` shows one).",
+        "",
+        _table(
+            ["split", "prompts", *names],
+            [[s, sum(f.values()), *(f.get(n, 0) for n in names)] for s, f in fates.items()],
         ),
         "",
     ]

@@ -150,7 +150,16 @@ def cmd_release(args) -> None:
 def cmd_finish_shard(args) -> None:
     from .shard import finish_shard
 
-    names = ("deduped", "removed", "stayed", "clean", "contaminated", "release", "stats")
+    names = (
+        "deduped",
+        "removed",
+        "stayed",
+        "clean",
+        "contaminated",
+        "release",
+        "stats",
+        "left_out",
+    )
     finish_shard(
         args.split,
         args.generated,
@@ -181,6 +190,7 @@ def cmd_card(args) -> None:
         contamination=args.contamination,
         benchmarks=args.benchmarks,
         topics_report=args.topics_report,
+        ledger=args.ledger,
     )
 
 
@@ -230,6 +240,23 @@ def cmd_check(args) -> None:
     if missing:
         raise ConfigError(f"{len(missing)} configured input(s) missing:\n  " + "\n  ".join(missing))
     print(f"{args.config}: valid; {len(config['splits'])} split(s), every configured input exists")
+
+
+def cmd_ledger(args) -> None:
+    from .config import validate_config
+    from .ledger import write_ledger
+
+    config = validate_config(args.settings, source="--settings")
+    counts = write_ledger(config, args.stayed, args.out)
+    print(json.dumps(counts, indent=2))
+
+
+def cmd_explain(args) -> None:
+    from .config import load_config
+    from .ledger import explain
+
+    config = load_config(args.config, {"run_name": args.run_name} if args.run_name else None)
+    print(explain(config, args.sample_id, args.base_dir))
 
 
 def cmd_calibrate(args) -> None:
@@ -434,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("contaminated", "its contaminated rows with their matches"),
         ("release", "release/<split>/train-*-of-*.parquet"),
         ("stats", "the release file's statistics (JSON)"),
+        ("left-out", "the rows the release step left out, with the reason (parquet)"),
     ):
         p.add_argument(f"--{name}", required=True, type=Path, help=what)
     p.add_argument("--logging-dir", required=True, type=Path)
@@ -450,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--contamination", type=Path)
     p.add_argument("--benchmarks", type=Path)
     p.add_argument("--topics-report", type=Path, help="topics/report/report.json")
+    p.add_argument("--ledger", type=Path, help="ledger.parquet: the fate of every prompt")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--stats", required=True, type=Path)
     p.set_defaults(func=cmd_card)
@@ -530,6 +559,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, type=Path)
     p.add_argument("--base-dir", default=".", type=Path, help="where relative paths start")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("ledger", help="one row per prompt with its final fate (ledger.parquet)")
+    p.add_argument("--settings", required=True, type=_json, help="the whole config (JSON)")
+    p.add_argument("--stayed", nargs="*", default=[], type=Path, help="dedup/stayed/*.json")
+    p.add_argument("--out", required=True, type=Path)
+    p.set_defaults(func=cmd_ledger)
+
+    p = sub.add_parser("explain", help="prompt, text, provenance and fate of one sample")
+    p.add_argument("sample_id")
+    p.add_argument("--config", default="config/config.yaml", type=Path)
+    p.add_argument("--run-name")
+    p.add_argument("--base-dir", default=".", type=Path)
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
         "calibrate", help="measure tok/s and tokens per prompt on a probe of the run's prompts"

@@ -19,7 +19,14 @@ from .prompts import target_words
 # Rules that run once per split, once per generation shard, and once per run.
 PER_SPLIT_RULES = ("seeds", "prompts")
 PER_SHARD_RULES = ("generate", "dedup_signatures")
-PER_RUN_RULES = ("dedup_cluster", "dedup_report", "benchmark_index", "contamination_report", "card")
+PER_RUN_RULES = (
+    "dedup_cluster",
+    "dedup_report",
+    "benchmark_index",
+    "contamination_report",
+    "ledger",
+    "card",
+)
 CARD_PLOTS = ("format", "audience", "seed_data", "token_length")
 
 
@@ -95,6 +102,10 @@ class Layout:
 
     def release_stats(self, split: str, shard: str) -> str:
         return f"{self.results}/release_stats/{split}/{shard}-of-{self.shard_count(split):05d}.json"
+
+    def release_left_out(self, split: str, shard: str) -> str:
+        count = self.shard_count(split)
+        return f"{self.results}/release_stats/{split}/{shard}-of-{count:05d}.left_out.parquet"
 
     def release_stats_files(self) -> list[str]:
         return [self.release_stats(split, shard) for split, shard in self.gen_shards]

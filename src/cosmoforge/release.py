@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .generate import GENERATION_SCHEMA
-from .io import atomic_path, iter_parquet, reading, write_json
+from .io import atomic_path, iter_parquet, reading, write_json, write_parquet
 from .quality import FLAGS, QualityFlags, default_quality
 from .tokens import TOKENIZER_NAME, count_tokens
 
@@ -51,6 +51,7 @@ RELEASE_SCHEMA = pa.schema(
     ]
     + [pa.field(c, pa.bool_()) for c in FLAG_COLUMNS]
 )
+LEFT_OUT_SCHEMA = pa.schema([("sample_id", pa.string()), ("reason", pa.string())])
 DISTRIBUTIONS = ("format", "audience", "seed_data", "template_id")
 BATCH_ROWS = 2048
 
@@ -63,6 +64,7 @@ def release_shard(
     min_token_length: int,
     drop_truncated: bool = False,
     quality: dict | None = None,
+    left_out_path: str | Path | None = None,
 ) -> dict:
     """Write the released rows of one (deduplicated, decontaminated) shard, and its statistics.
     Every row gets its quality flags (`quality`: the config section; defaults if None); engine
@@ -72,6 +74,7 @@ def release_shard(
     if drop_truncated:
         quality = {**quality, "drop": sorted({*quality["drop"], "truncated"})}
     checker = QualityFlags(quality, min_token_length)
+    left_out_rows: dict[str, list] = {"sample_id": [], "reason": []}
     flag_counts: Counter = Counter()
     by_template: dict[str, Counter] = {}
     left_out: Counter = Counter()
@@ -108,6 +111,12 @@ def release_shard(
                 flag_counts.update(row_flags)
             generated += batch.num_rows
             left_out.update(r for r in reasons if r)
+            for sample_id, reason in zip(
+                batch.column("sample_id").to_pylist(), reasons, strict=True
+            ):
+                if reason:
+                    left_out_rows["sample_id"].append(sample_id)
+                    left_out_rows["reason"].append(reason)
             keep = [r is None for r in reasons]
             table = pa.Table.from_batches([batch]).append_column(
                 "token_length", pa.array(token_length, pa.int32())
@@ -157,6 +166,8 @@ def release_shard(
         "tokenizer": TOKENIZER_NAME,
         "bos_counted": False,
     }
+    if left_out_path is not None:  # the ledger's record of what this step left out, and why
+        write_parquet(left_out_path, pa.table(left_out_rows, schema=LEFT_OUT_SCHEMA))
     write_json(stats_path, stats)
     return stats
 

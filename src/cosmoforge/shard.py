@@ -36,7 +36,8 @@ def finish_shard(
     logging_dir: str | Path,
 ) -> dict:
     """`outputs`: deduped, removed, stayed (dedup); clean, contaminated (decontamination);
-    release, stats (release). The stats file also records each stage's seconds."""
+    release, stats, left_out (release; left_out optional). The stats file also records each
+    stage's seconds."""
     seconds = {}
     started = time.perf_counter()
     dedup = filter_shard(
@@ -69,6 +70,7 @@ def finish_shard(
         min_token_length,
         drop_truncated=drop_truncated,
         quality=quality,
+        left_out_path=outputs.get("left_out"),
     )
     seconds["release"] = time.perf_counter() - started
     stats.update(

@@ -20,6 +20,7 @@ for _split in SPLITS:
             contaminated=f"{RESULTS}/decont/contaminated/{_split}/{{shard}}.parquet",
             release=L.release_file(_split, "{shard}"),
             stats=L.release_stats(_split, "{shard}"),
+            left_out=L.release_left_out(_split, "{shard}"),
         params:
             split=_split,
             rank=lambda wildcards, split=_split: L.dedup_rank(split, wildcards.shard),
@@ -45,8 +46,31 @@ for _split in SPLITS:
             " --quality {params.quality:q}"
             " --deduped {output.deduped} --removed {output.removed} --stayed {output.stayed}"
             " --clean {output.clean} --contaminated {output.contaminated}"
-            " --release {output.release} --stats {output.stats}"
+            " --release {output.release} --stats {output.stats} --left-out {output.left_out}"
             " --logging-dir {params.logging_dir} > {log} 2>&1"
+
+
+# One row per prompt with its final fate (cosmoforge.ledger); the card counts fates from it.
+rule ledger:
+    input:
+        releases=L.release_files(),
+        left_out=[L.release_left_out(split, shard) for split, shard in L.gen_shards],
+        stayed=per_shard(f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json"),
+    output:
+        f"{RESULTS}/ledger.parquet",
+    params:
+        settings=as_json(config),
+    log:
+        f"{LOGS}/ledger.log",
+    benchmark:
+        f"{LOGS}/benchmarks/ledger.tsv"
+    resources:
+        **cpu_resources(),
+    conda:
+        "../../envs/cosmoforge.yaml"
+    shell:
+        "python -m cosmoforge ledger --settings {params.settings:q}"
+        " --stayed {input.stayed} --out {output} > {log} 2>&1"
 
 
 rule card:
@@ -59,6 +83,7 @@ rule card:
         contamination=f"{RESULTS}/decont/contamination.json",
         benchmarks=f"{RESULTS}/decont/benchmarks.json",
         topics=topic_card_inputs,
+        ledger=f"{RESULTS}/ledger.parquet",
     output:
         card=f"{RESULTS}/release/README.md",
         stats=f"{RESULTS}/release/stats.json",
@@ -78,5 +103,5 @@ rule card:
         "python -m cosmoforge card --release-stats {input.release_stats}"
         " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
         " --dedup-report {input.dedup_report} --contamination {input.contamination}"
-        " --benchmarks {input.benchmarks} {params.topics}"
+        " --benchmarks {input.benchmarks} {params.topics} --ledger {input.ledger}"
         " --settings {params.settings:q} --out {output.card} --stats {output.stats} > {log} 2>&1"

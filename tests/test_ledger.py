@@ -1,0 +1,67 @@
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cosmoforge.errors import CosmoforgeError
+from cosmoforge.ledger import shard_fates
+
+
+def write(path, columns):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+@pytest.fixture
+def shard(tmp_path):
+    """Six generated rows: 1 near-duplicate, 1 contaminated, 2 left out, 2 released."""
+    ids = [f"s{i}" for i in range(6)]
+    return {
+        "generated": write(
+            tmp_path / "generated" / "00003.parquet",
+            {"sample_id": ids, "split": ["stories"] * 6, "template_id": ["stories/a"] * 6},
+        ),
+        "removed": write(
+            tmp_path / "removed.parquet",
+            {"sample_id": ["s1"], "minhash_cluster_id": pa.array([7], pa.int64())},
+        ),
+        "contaminated": write(
+            tmp_path / "contaminated.parquet",
+            {
+                "sample_id": ["s2"],
+                "benchmark_matches": [json.dumps([{"benchmark": "mmlu", "item_id": "mmlu:9"}])],
+            },
+        ),
+        "left_out": write(
+            tmp_path / "left_out.parquet",
+            {"sample_id": ["s3", "s4"], "reason": ["engine_error", "too_short"]},
+        ),
+        "release": write(tmp_path / "release.parquet", {"sample_id": ["s0", "s5"]}),
+    }
+
+
+def test_every_generated_row_gets_exactly_one_fate(shard):
+    table = shard_fates(shard, stayed={"7": "s0"})
+    rows = {r["sample_id"]: (r["fate"], r["detail"]) for r in table.to_pylist()}
+    assert rows == {
+        "s0": ("released", None),
+        "s1": ("near_duplicate", "s0"),
+        "s2": ("contaminated", "mmlu:9"),
+        "s3": ("dropped:engine_error", None),
+        "s4": ("dropped:too_short", None),
+        "s5": ("released", None),
+    }
+    assert set(table.column("shard").to_pylist()) == {"00003"}
+
+
+def test_outputs_of_different_runs_are_caught(shard):
+    write(shard["release"], {"sample_id": ["s0", "s5", "s4"]})  # s4 also left out
+    with pytest.raises(
+        CosmoforgeError, match="sample 's4' already has the fate 'dropped:too_short'"
+    ):
+        shard_fates(shard, stayed={})
+    write(shard["release"], {"sample_id": ["s0"]})  # s5 has no fate
+    with pytest.raises(CosmoforgeError, match=r"1 generated row\(s\) without a fate"):
+        shard_fates(shard, stayed={})
