@@ -92,3 +92,24 @@ def test_bad_pattern_files_are_named(tmp_path):
     bad.write_text("refusal_or_meta: [x]\n")
     with pytest.raises(ConfigError, match="field 'boilerplate_opening' must be a list"):
         QualityFlags({**default_quality(), "patterns": str(bad)}, 10)
+
+
+def test_diversity_figures_on_known_openings():
+    from cosmoforge.quality import Diversity, distinct_n, merge_diversity
+
+    shards = []
+    for shard in range(2):
+        d = Diversity()
+        # 6 of 10 texts open with "Once upon a time"; the other 4 openings are all different.
+        for i in range(10):
+            opener = "Once upon a time," if i < 6 else f"Story {shard} {i} begins"
+            d.add("stories/a", f"{opener} the fox number {i} ran off to town.")
+        shards.append(d.stats())
+    merged = merge_diversity(shards)["stories/a"]
+    assert merged["texts"] == 20
+    assert merged["top_openings_3"][0] == "once upon a"
+    # top 5 openings of 3 words: "once upon a" (12) and four others with one text each.
+    assert merged["top5_share_3"] == round((12 + 4) / 20, 4)
+    assert distinct_n(["a b c a b c"], 2) == round(3 / 5, 4)
+    assert distinct_n(["a b c d"], 3) == 1.0
+    assert 0 < merged["distinct_2"] < 1 and merged["distinct_3"] <= 1

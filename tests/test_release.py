@@ -179,6 +179,7 @@ def test_card_is_built_from_shard_statistics(tmp_path):
     assert "## Quality flags" in card
     assert "| wikihow/wikihow_article | 3 | 0.0% | 100.0% | 0.0% | 0.0% | 0.0% |" in card
     assert "GPU-hours held by the generation jobs" in card
+    assert "## Diversity" in card and stats["diversity"]["wikihow/wikihow_article"]["texts"] == 3
     released = sum(pq.read_table(p).num_rows for p in (release_dir / "wikihow").iterdir())
     assert stats["tokens"] == sum(json.loads(f.read_text())["tokens"] for f in stats_files)
     assert released == stats["rows"]

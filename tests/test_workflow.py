@@ -85,7 +85,7 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
     for name in ("dedup/report.json", "dedup/removed.parquet", "decont/contamination.csv"):
         assert (results / name).is_file(), name
     assert "## Deduplication" in card and "## Decontamination" in card
-    assert "## Quality flags" in card
+    assert "## Quality flags" in card and "## Diversity" in card
     check_topics(results, card)
     check_ledger(repo, results, stats)
 

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import yaml
 
 from .io import atomic_path, write_json, write_text
-from .quality import FLAGS
+from .quality import FLAGS, merge_diversity
 from .release import split_totals
 from .tokens import TOKENIZER_NAME
 from .topics import PLOTS as TOPIC_PLOTS
@@ -132,6 +132,9 @@ def build_card(
 
     quality = _quality_by_template(shard_stats)
     fates = ledger_fates(ledger) if ledger else None
+    diversity = merge_diversity(
+        [s.get("diversity", {}) for shards in shard_stats.values() for s in shards]
+    )
     for column, counts in dists.items():
         _bar_plot(counts, f"{column} per split", plots / f"{column}.png")
     _length_plot(lengths, plots / "token_length.png")
@@ -141,6 +144,7 @@ def build_card(
     completion_tokens = sum(g["completion_tokens"] for g in gen)
     generate_s = sum(g["generate_s"] for g in gen)
     stats = {
+        "diversity": diversity,
         "fates": fates,
         "quality": quality,
         "splits": per_split,
@@ -253,6 +257,7 @@ def build_card(
     ]
     lines += _fates_section(fates)
     lines += _quality_section(quality, shard_stats)
+    lines += _diversity_section(diversity)
     for column in dists:
         lines += [f"## {column}", "", f"![{column}](plots/{column}.png)", ""]
         categories = sorted({c for counter in dists[column].values() for c in counter})
@@ -499,6 +504,44 @@ def _fates_section(fates: dict | None) -> list[str]:
         _table(
             ["split", "prompts", *names],
             [[s, sum(f.values()), *(f.get(n, 0) for n in names)] for s, f in fates.items()],
+        ),
+        "",
+    ]
+
+
+def _diversity_section(diversity: dict[str, dict]) -> list[str]:
+    if not diversity:
+        return []
+    return [
+        "## Diversity",
+        "",
+        "Per template: the share of texts whose first 3 (and 5) words are one of the 5 most "
+        "common openings of that template (lower is more varied), the most common 3-word "
+        "opening, and distinct-2/3 (distinct word n-grams over all n-grams) of a sample of up "
+        "to 200 texts per shard.",
+        "",
+        _table(
+            [
+                "template",
+                "texts",
+                "top-5 share, 3 words",
+                "top-5 share, 5 words",
+                "most common opening",
+                "distinct-2",
+                "distinct-3",
+            ],
+            [
+                [
+                    t,
+                    d["texts"],
+                    f"{d['top5_share_3']:.1%}",
+                    f"{d['top5_share_5']:.1%}",
+                    f"`{d['top_openings_3'][0]}`" if d["top_openings_3"] else "-",
+                    d["distinct_2"],
+                    d["distinct_3"],
+                ]
+                for t, d in diversity.items()
+            ],
         ),
         "",
     ]

@@ -104,3 +104,93 @@ class QualityFlags:
     def drop_reason(self, flags: list[str]) -> str | None:
         """The first flag (in FLAGS order) that leaves the row out, if any."""
         return next((f for f in flags if f in self.drop), None)
+
+
+# --- diversity ---------------------------------------------------------------------------------
+
+OPENING_WORDS = (3, 5)
+# Per shard and template, the most frequent openings kept for the run's totals: the run's top 5
+# are then exact unless an opening is common overall but rare in every shard.
+OPENINGS_KEPT = 50
+DISTINCT_SAMPLE = 200
+
+
+def opening(text: str, words: int) -> str:
+    return " ".join(w.strip(".,;:!?\"'*#()[]").lower() for w in text.split()[:words])
+
+
+class Diversity:
+    """Openings (first 3 and 5 words) and distinct-2/3 of a sample, per template of a shard."""
+
+    def __init__(self):
+        self.openings: dict[str, dict[int, Counter]] = {}
+        self.texts: dict[str, int] = Counter()
+        self.sample: dict[str, list[str]] = {}
+
+    def add(self, template: str, text: str) -> None:
+        counters = self.openings.setdefault(template, {n: Counter() for n in OPENING_WORDS})
+        for n in OPENING_WORDS:
+            counters[n][opening(text, n)] += 1
+        self.texts[template] += 1
+        sample = self.sample.setdefault(template, [])
+        if len(sample) < DISTINCT_SAMPLE:
+            sample.append(text)
+
+    def stats(self) -> dict:
+        out = {}
+        for template, counters in sorted(self.openings.items()):
+            out[template] = {
+                "texts": self.texts[template],
+                **{
+                    f"openings_{n}": dict(counters[n].most_common(OPENINGS_KEPT))
+                    for n in OPENING_WORDS
+                },
+                **{f"distinct_{k}": distinct_n(self.sample[template], k) for k in (2, 3)},
+                "distinct_sample": len(self.sample[template]),
+            }
+        return out
+
+
+def distinct_n(texts: list[str], n: int) -> float:
+    """Distinct word n-grams / all word n-grams over the texts (1.0: no n-gram repeats)."""
+    grams = [
+        tuple(words[i : i + n])
+        for words in (t.lower().split() for t in texts)
+        for i in range(len(words) - n + 1)
+    ]
+    return round(len(set(grams)) / len(grams), 4) if grams else 0.0
+
+
+def merge_diversity(per_shard: list[dict]) -> dict[str, dict]:
+    """A run's diversity per template from its shards' figures: the share of texts whose
+    opening is one of the 5 most common, and distinct-2/3 weighted by the sampled texts."""
+    merged: dict[str, dict] = {}
+    for shard in per_shard:
+        for template, figures in shard.items():
+            m = merged.setdefault(
+                template,
+                {
+                    "texts": 0,
+                    "sampled": 0,
+                    "d2": 0.0,
+                    "d3": 0.0,
+                    **{n: Counter() for n in OPENING_WORDS},
+                },
+            )
+            m["texts"] += figures["texts"]
+            m["sampled"] += figures["distinct_sample"]
+            m["d2"] += figures["distinct_2"] * figures["distinct_sample"]
+            m["d3"] += figures["distinct_3"] * figures["distinct_sample"]
+            for n in OPENING_WORDS:
+                m[n].update(figures[f"openings_{n}"])
+    out = {}
+    for template, m in sorted(merged.items()):
+        entry = {"texts": m["texts"]}
+        for n in OPENING_WORDS:
+            top = m[n].most_common(5)
+            entry[f"top5_share_{n}"] = round(sum(c for _, c in top) / m["texts"], 4)
+            entry[f"top_openings_{n}"] = [o for o, _ in top]
+        entry["distinct_2"] = round(m["d2"] / m["sampled"], 4) if m["sampled"] else None
+        entry["distinct_3"] = round(m["d3"] / m["sampled"], 4) if m["sampled"] else None
+        out[template] = entry
+    return out

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from .generate import GENERATION_SCHEMA
 from .io import atomic_path, iter_parquet, reading, write_json, write_parquet
-from .quality import FLAGS, QualityFlags, default_quality
+from .quality import FLAGS, Diversity, QualityFlags, default_quality
 from .tokens import TOKENIZER_NAME, count_tokens
 
 RELEASE_COLUMNS = ["prompt", "text", "seed_data", "token_length", "format", "audience"]
@@ -75,6 +75,7 @@ def release_shard(
         quality = {**quality, "drop": sorted({*quality["drop"], "truncated"})}
     checker = QualityFlags(quality, min_token_length)
     left_out_rows: dict[str, list] = {"sample_id": [], "reason": []}
+    diversity = Diversity()
     flag_counts: Counter = Counter()
     by_template: dict[str, Counter] = {}
     left_out: Counter = Counter()
@@ -102,9 +103,12 @@ def release_shard(
                 "engine_error" if e else checker.drop_reason(fl)
                 for e, fl in zip(errors, flags, strict=True)
             ]
-            for template, row_flags, error in zip(templates, flags, errors, strict=True):
+            for template, row_flags, error, text in zip(
+                templates, flags, errors, texts, strict=True
+            ):
                 if error:
                     continue
+                diversity.add(template, text or "")
                 counts = by_template.setdefault(template, Counter())
                 counts["rows"] += 1
                 counts.update(row_flags)
@@ -159,6 +163,9 @@ def release_shard(
         "quality_drop": sorted(checker.drop),
         # Over the generated rows (engine errors aside), before any is left out.
         "flags": {f: flag_counts[f] for f in FLAGS},
+        # Openings and distinct n-grams per template, over the generated texts (before
+        # anything is left out): what the model produced for each prompt wording.
+        "diversity": diversity.stats(),
         "flags_by_template": {
             t: {"rows": c["rows"], **{f: c[f] for f in FLAGS}}
             for t, c in sorted(by_template.items())
