@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run dry-run plan calibrate status test lint unit slurm-up slurm-down clean
+.PHONY: setup run dry-run plan calibrate canary status test lint unit slurm-up slurm-down clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,11 @@ plan: setup
 # make calibrate [SNAKEMAKE_ARGS="--configfile my.yaml"]
 calibrate: setup
 	snakemake --workflow-profile profiles/local calibrate $(SNAKEMAKE_ARGS)
+
+# A few prompts per template through the model, with a quality verdict per template
+# (results/<run>/canary/report.md): make canary [SNAKEMAKE_ARGS="--configfile my.yaml"]
+canary: setup
+	snakemake --workflow-profile profiles/local canary $(SNAKEMAKE_ARGS)
 
 # Progress of a run (safe while Snakemake runs): make status CONFIG=... [WATCH=30]
 status: setup

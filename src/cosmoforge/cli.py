@@ -259,6 +259,25 @@ def cmd_explain(args) -> None:
     print(explain(config, args.sample_id, args.base_dir))
 
 
+def cmd_canary(args) -> None:
+    from .canary import format_canary, run_canary
+
+    prompt_files = {}
+    for item in args.prompts_dirs:
+        split, _, folder = item.partition("=")
+        prompt_files[split] = sorted(Path(folder).glob("[0-9]*.parquet"))
+    report = run_canary(
+        prompt_files,
+        args.settings,
+        args.quality,
+        args.min_token_length,
+        args.out_dir,
+        per_template=args.per_template,
+        target_words=args.target_words,
+    )
+    print(format_canary(report), end="")
+
+
 def cmd_calibrate(args) -> None:
     from .calibrate import calibrate
 
@@ -572,6 +591,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-name")
     p.add_argument("--base-dir", default=".", type=Path)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser(
+        "canary", help="a few prompts per template through the model, with a quality verdict"
+    )
+    p.add_argument("--prompts-dirs", required=True, nargs="+", metavar="SPLIT=DIR")
+    p.add_argument(
+        "--settings",
+        required=True,
+        type=_settings(seed="seed", model="model", engine="engine", sampling="sampling"),
+        help="as for generate",
+    )
+    p.add_argument("--quality", required=True, type=_settings("quality"))
+    p.add_argument(
+        "--min-token-length", required=True, type=_config_value("release.min_token_length", int)
+    )
+    p.add_argument("--target-words", type=_json, help='JSON: {"split": words asked for}')
+    p.add_argument("--per-template", type=int, default=3)
+    p.add_argument("--out-dir", required=True, type=Path, help="results/<run>/canary")
+    p.set_defaults(func=cmd_canary)
 
     p = sub.add_parser(
         "calibrate", help="measure tok/s and tokens per prompt on a probe of the run's prompts"
