@@ -218,4 +218,10 @@ class FakeEngine:
             )
 
 
-ENGINES = {"vllm": VllmEngine, "fake": FakeEngine}
+def _openai(model: dict, engine: dict, sampling: dict):
+    from .openai_engine import OpenAIEngine  # httpx only when the backend is used
+
+    return OpenAIEngine(model, engine, sampling)
+
+
+ENGINES = {"vllm": VllmEngine, "fake": FakeEngine, "openai": _openai}

@@ -72,7 +72,10 @@ def row_settings(settings: dict, revision: str | None) -> dict:
         "model": {"name": settings["model"]["name"], "revision": revision},
         "sampling": settings["sampling"],
         "seed": settings["seed"],
-        "engine": {k: engine[k] for k in OUTPUT_ENGINE_KEYS if k in engine},
+        "engine": {k: engine[k] for k in OUTPUT_ENGINE_KEYS if k in engine}
+        | (
+            {"served_model": engine["openai"]["model"]} if engine.get("backend") == "openai" else {}
+        ),
     }
 
 
