@@ -113,3 +113,20 @@ def test_diversity_figures_on_known_openings():
     assert distinct_n(["a b c a b c"], 2) == round(3 / 5, 4)
     assert distinct_n(["a b c d"], 3) == 1.0
     assert 0 < merged["distinct_2"] < 1 and merged["distinct_3"] <= 1
+
+
+def test_variants_of_one_seed_are_compared_pairwise():
+    from cosmoforge.quality import Diversity
+
+    d = Diversity()
+    same = "one two three four five six seven eight"
+    for seed, text in [
+        ("a", same),
+        ("a", same),
+        ("a", "nine ten eleven twelve thirteen fourteen"),
+        ("b", same),
+    ]:
+        d.add_variant(seed, text)
+    figures = d.variant_similarity()
+    # seed a: 3 pairs (identical: 1.0; the others 0.0); seed b alone: no pair.
+    assert figures == {"pairs": 3, "mean_jaccard": round(1 / 3, 4), "pairs_above_0_5": 1}

@@ -258,6 +258,7 @@ def build_card(
     lines += _fates_section(fates)
     lines += _quality_section(quality, shard_stats)
     lines += _diversity_section(diversity)
+    lines += _variant_section(shard_stats)
     for column in dists:
         lines += [f"## {column}", "", f"![{column}](plots/{column}.png)", ""]
         categories = sorted({c for counter in dists[column].values() for c in counter})
@@ -543,5 +544,26 @@ def _diversity_section(diversity: dict[str, dict]) -> list[str]:
                 for t, d in diversity.items()
             ],
         ),
+        "",
+    ]
+
+
+def _variant_section(shard_stats: dict[str, list[dict]]) -> list[str]:
+    rows = []
+    for split, shards in shard_stats.items():
+        figures = [s["variant_similarity"] for s in shards if s.get("variant_similarity")]
+        pairs = sum(f["pairs"] for f in figures)
+        if not pairs:
+            continue
+        mean = sum(f["mean_jaccard"] * f["pairs"] for f in figures if f["pairs"]) / pairs
+        similar = sum(f["pairs_above_0_5"] for f in figures)
+        rows.append([split, pairs, f"{mean:.3f}", similar])
+    if not rows:
+        return []
+    return [
+        "Texts of one seed's different prompts (formats, audiences, variants), compared pairwise "
+        "by word 5-gram Jaccard similarity: near 0 means each prompt gave a different text.",
+        "",
+        _table(["split", "pairs", "mean similarity", "pairs above 0.5"], rows),
         "",
     ]

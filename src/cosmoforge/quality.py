@@ -126,6 +126,38 @@ class Diversity:
         self.openings: dict[str, dict[int, Counter]] = {}
         self.texts: dict[str, int] = Counter()
         self.sample: dict[str, list[str]] = {}
+        # A seed's variants are adjacent in a shard: the texts of the current seed, and the
+        # word 5-gram Jaccard similarity of every pair of texts of one seed so far.
+        self._seed: str | None = None
+        self._group: list[set] = []
+        self.pairs = 0
+        self.similarity_sum = 0.0
+        self.similar_pairs = 0
+
+    def add_variant(self, seed_id: str, text: str) -> None:
+        if seed_id != self._seed:
+            self._close_group()
+            self._seed = seed_id
+        words = text.lower().split()
+        self._group.append({tuple(words[i : i + 5]) for i in range(len(words) - 4)})
+
+    def _close_group(self) -> None:
+        group, self._group = self._group, []
+        for i in range(len(group)):
+            for j in range(i + 1, len(group)):
+                union = len(group[i] | group[j])
+                jaccard = len(group[i] & group[j]) / union if union else 0.0
+                self.pairs += 1
+                self.similarity_sum += jaccard
+                self.similar_pairs += jaccard > 0.5
+
+    def variant_similarity(self) -> dict:
+        self._close_group()
+        return {
+            "pairs": self.pairs,
+            "mean_jaccard": round(self.similarity_sum / self.pairs, 4) if self.pairs else None,
+            "pairs_above_0_5": self.similar_pairs,
+        }
 
     def add(self, template: str, text: str) -> None:
         counters = self.openings.setdefault(template, {n: Counter() for n in OPENING_WORDS})

@@ -103,12 +103,14 @@ def release_shard(
                 "engine_error" if e else checker.drop_reason(fl)
                 for e, fl in zip(errors, flags, strict=True)
             ]
-            for template, row_flags, error, text in zip(
-                templates, flags, errors, texts, strict=True
+            seed_ids = batch.column("seed_id").to_pylist()
+            for template, row_flags, error, text, seed_id in zip(
+                templates, flags, errors, texts, seed_ids, strict=True
             ):
                 if error:
                     continue
                 diversity.add(template, text or "")
+                diversity.add_variant(seed_id, text or "")
                 counts = by_template.setdefault(template, Counter())
                 counts["rows"] += 1
                 counts.update(row_flags)
@@ -166,6 +168,8 @@ def release_shard(
         # Openings and distinct n-grams per template, over the generated texts (before
         # anything is left out): what the model produced for each prompt wording.
         "diversity": diversity.stats(),
+        # How alike the texts of one seed's prompts are (exact word 5-gram Jaccard per pair).
+        "variant_similarity": diversity.variant_similarity(),
         "flags_by_template": {
             t: {"rows": c["rows"], **{f: c[f] for f in FLAGS}}
             for t, c in sorted(by_template.items())
