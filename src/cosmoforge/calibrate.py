@@ -31,20 +31,37 @@ from .prompts import PROMPT_SCHEMA
 CALIBRATION_FILE = "calibration.json"
 
 
+def prompts_by_template(files: list[str | Path], enough, seed: int, purpose: str) -> dict:
+    """A split's prompts by template, each template's in a seeded order; its shard files are
+    read in order only until `enough(by_template)` holds."""
+    by_template: dict[str, list[dict]] = defaultdict(list)
+    for path in files:
+        for row in pq.read_table(path).to_pylist():
+            by_template[row["template_id"]].append(row)
+        if enough(by_template):
+            break
+    for rows in by_template.values():
+        rows.sort(key=lambda r: stable_hash(seed, purpose, r["sample_id"]))
+    return by_template
+
+
+def generate_probe(sample: pa.Table, settings: dict, output: Path, engine_factory=None) -> dict:
+    """A probe's prompts through the generation code of a shard; its stats."""
+    with tempfile.TemporaryDirectory(prefix="cosmoforge-probe-") as scratch:
+        probe = Path(scratch) / "probe.parquet"
+        pq.write_table(sample, probe)
+        return generate_shard(probe, output, settings, engine_factory=engine_factory)
+
+
 def sample_prompts(prompt_files: dict[str, list[str | Path]], total: int, seed: int) -> pa.Table:
     """`total` prompts, as equal a number per split as there are, round-robin over each split's
     templates, each template's prompts in a seeded order. Reads only the shard files it needs."""
     per_split = max(1, total // max(len(prompt_files), 1))
     chosen = []
     for _, files in sorted(prompt_files.items()):
-        by_template: dict[str, list[dict]] = defaultdict(list)
-        for path in files:
-            for row in pq.read_table(path).to_pylist():
-                by_template[row["template_id"]].append(row)
-            if sum(map(len, by_template.values())) >= 4 * per_split:
-                break  # enough to choose from; a split's later shards are not read
-        for rows in by_template.values():
-            rows.sort(key=lambda r: stable_hash(seed, "calibrate", r["sample_id"]))
+        by_template = prompts_by_template(
+            files, lambda b: sum(map(len, b.values())) >= 4 * per_split, seed, "calibrate"
+        )
         queues = [by_template[t] for t in sorted(by_template)]
         taken = 0
         while taken < per_split and any(queues):
@@ -68,10 +85,8 @@ def calibrate(
     sample = sample_prompts(prompt_files, prompts, settings["seed"])
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cosmoforge-calibrate-") as scratch:
-        probe = Path(scratch) / "probe.parquet"
-        pq.write_table(sample, probe)
         generated = Path(scratch) / "generated.parquet"
-        stats = generate_shard(probe, generated, settings, engine_factory=engine_factory)
+        stats = generate_probe(sample, settings, generated, engine_factory)
         rows = pq.read_table(
             generated, columns=["split", "completion_tokens", "finish_reason", "error"]
         ).to_pylist()

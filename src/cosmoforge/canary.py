@@ -9,16 +9,14 @@ stock openings, texts far shorter than asked).
 
 from __future__ import annotations
 
-import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .calibrate import generate_probe, prompts_by_template
 from .errors import CosmoforgeError
-from .generate import generate_shard
-from .io import stable_hash, write_json, write_text
+from .io import write_json, write_text
 from .prompts import PROMPT_SCHEMA
 from .quality import FLAGS, Diversity, QualityFlags, merge_diversity
 from .tokens import count_tokens
@@ -38,14 +36,13 @@ def per_template_sample(prompt_files: dict[str, list[str | Path]], per_template:
     until every template of the split has enough."""
     chosen = []
     for _, files in sorted(prompt_files.items()):
-        by_template: dict[str, list[dict]] = defaultdict(list)
-        for path in files:
-            for row in pq.read_table(path).to_pylist():
-                by_template[row["template_id"]].append(row)
-            if by_template and min(map(len, by_template.values())) >= 4 * per_template:
-                break
+        by_template = prompts_by_template(
+            files,
+            lambda b: bool(b) and min(map(len, b.values())) >= 4 * per_template,
+            seed,
+            "canary",
+        )
         for rows in by_template.values():
-            rows.sort(key=lambda r: stable_hash(seed, "canary", r["sample_id"]))
             chosen += rows[:per_template]
     if not chosen:
         raise CosmoforgeError("canary: the run's prompt files hold no prompts")
@@ -64,11 +61,8 @@ def run_canary(
 ) -> dict:
     out_dir = Path(out_dir)
     sample = per_template_sample(prompt_files, per_template, settings["seed"])
-    with tempfile.TemporaryDirectory(prefix="cosmoforge-canary-") as scratch:
-        probe = Path(scratch) / "canary.parquet"
-        pq.write_table(sample, probe)
-        generated = out_dir / "generated.parquet"
-        generate_shard(probe, generated, settings, engine_factory=engine_factory)
+    generated = out_dir / "generated.parquet"
+    generate_probe(sample, settings, generated, engine_factory)
     rows = pq.read_table(generated).to_pylist()
     checker = QualityFlags(quality, min_token_length)
     diversity = Diversity()

@@ -259,13 +259,29 @@ def cmd_explain(args) -> None:
     print(explain(config, args.sample_id, args.base_dir))
 
 
+def _prompt_files(items: list[str]) -> dict[str, list[Path]]:
+    """SPLIT=DIR arguments: each split's prompt shard files."""
+    return {
+        split: sorted(Path(folder).glob("[0-9]*.parquet"))
+        for split, _, folder in (item.partition("=") for item in items)
+    }
+
+
+def _probe_arguments(p) -> None:
+    """The arguments of the commands that run a probe of the run's prompts."""
+    p.add_argument("--prompts-dirs", required=True, nargs="+", metavar="SPLIT=DIR")
+    p.add_argument(
+        "--settings",
+        required=True,
+        type=_settings(seed="seed", model="model", engine="engine", sampling="sampling"),
+        help="as for generate",
+    )
+
+
 def cmd_canary(args) -> None:
     from .canary import format_canary, run_canary
 
-    prompt_files = {}
-    for item in args.prompts_dirs:
-        split, _, folder = item.partition("=")
-        prompt_files[split] = sorted(Path(folder).glob("[0-9]*.parquet"))
+    prompt_files = _prompt_files(args.prompts_dirs)
     report = run_canary(
         prompt_files,
         args.settings,
@@ -281,10 +297,7 @@ def cmd_canary(args) -> None:
 def cmd_calibrate(args) -> None:
     from .calibrate import calibrate
 
-    prompt_files = {}
-    for item in args.prompts_dirs:
-        split, _, folder = item.partition("=")
-        prompt_files[split] = sorted(Path(folder).glob("[0-9]*.parquet"))
+    prompt_files = _prompt_files(args.prompts_dirs)
     result = calibrate(prompt_files, args.settings, args.out, prompts=args.prompts)
     print(json.dumps(result, indent=2))
 
@@ -595,13 +608,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "canary", help="a few prompts per template through the model, with a quality verdict"
     )
-    p.add_argument("--prompts-dirs", required=True, nargs="+", metavar="SPLIT=DIR")
-    p.add_argument(
-        "--settings",
-        required=True,
-        type=_settings(seed="seed", model="model", engine="engine", sampling="sampling"),
-        help="as for generate",
-    )
+    _probe_arguments(p)
     p.add_argument("--quality", required=True, type=_settings("quality"))
     p.add_argument(
         "--min-token-length", required=True, type=_config_value("release.min_token_length", int)
@@ -614,13 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "calibrate", help="measure tok/s and tokens per prompt on a probe of the run's prompts"
     )
-    p.add_argument("--prompts-dirs", required=True, nargs="+", metavar="SPLIT=DIR")
-    p.add_argument(
-        "--settings",
-        required=True,
-        type=_settings(seed="seed", model="model", engine="engine", sampling="sampling"),
-        help="as for generate",
-    )
+    _probe_arguments(p)
     p.add_argument("--prompts", type=int, default=256, help="probe size (all splits together)")
     p.add_argument("--out", required=True, type=Path, help="results/<run>/calibration.json")
     p.set_defaults(func=cmd_calibrate)

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from .errors import CosmoforgeError
 from .io import atomic_path, read_input_table
 from .layout import Layout
+from .release import PROVENANCE_COLUMNS
 
 LEDGER_SCHEMA = pa.schema(
     [
@@ -123,28 +124,8 @@ def explain(config: dict, sample_id: str, base_dir: str | Path = ".") -> str:
     generated = base / layout.generated(entry["split"], entry["shard"])
     rows = read_input_table(generated).filter(pc.equal(pc.field("sample_id"), sample_id))
     row = rows.to_pylist()[0]
-    provenance = {
-        k: row.get(k)
-        for k in (
-            "split",
-            "seed_id",
-            "template_id",
-            "template_version",
-            "variant",
-            "topic",
-            "topic_cluster",
-            "model",
-            "model_revision",
-            "engine",
-            "engine_version",
-            "sampling",
-            "request_seed",
-            "finish_reason",
-            "prompt_tokens",
-            "completion_tokens",
-            "error",
-        )
-    }
+    # The release's provenance columns, and the engine error of a row that was dropped for it.
+    provenance = {k: row.get(k) for k in (*PROVENANCE_COLUMNS, "error") if k != "sample_id"}
     fate = entry["fate"] + (f" ({entry['detail']})" if entry["detail"] else "")
     return "\n".join(
         [

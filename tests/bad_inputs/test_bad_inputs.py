@@ -25,18 +25,11 @@ import yaml
 
 from cosmoforge.cli import main
 from cosmoforge.generate import parts_dir, set_aside_dir
+from tests.test_dedup import PARAMS as DEDUP_PARAMS
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-DEDUP = {
-    "n_grams": 5,
-    "num_buckets": 14,
-    "hashes_per_bucket": 8,
-    "seed": 1,
-    "hash_precision": 64,
-    "hash_fc": "xxhash",
-    "bucket_workers": 1,
-}
+DEDUP = DEDUP_PARAMS
 SAMPLING = {"temperature": 0.6, "top_p": 0.95, "top_k": 50, "repetition_penalty": 1.2}
 GENERATE = {
     "seed": 5,
