@@ -65,3 +65,32 @@ def test_outputs_of_different_runs_are_caught(shard):
     write(shard["release"], {"sample_id": ["s0"]})  # s5 has no fate
     with pytest.raises(CosmoforgeError, match=r"1 generated row\(s\) without a fate"):
         shard_fates(shard, stayed={})
+
+
+def test_explain_prints_prompt_text_provenance_and_fate(default_config, tmp_path):
+    from cosmoforge.layout import Layout
+    from cosmoforge.ledger import LEDGER_SCHEMA, explain
+    from tests.test_release import generated_rows
+
+    layout = Layout(default_config)
+    generated = tmp_path / layout.generated("wikihow", "00000")
+    generated.parent.mkdir(parents=True)
+    pq.write_table(generated_rows(["First text.", "Second text."]), generated)
+    ledger = pa.table(
+        {
+            "sample_id": ["id0", "id1"],
+            "split": ["wikihow"] * 2,
+            "shard": ["00000"] * 2,
+            "template_id": ["wikihow/wikihow_article"] * 2,
+            "fate": ["released", "near_duplicate"],
+            "detail": [None, "id0"],
+        },
+        schema=LEDGER_SCHEMA,
+    )
+    pq.write_table(ledger, tmp_path / layout.results / "ledger.parquet")
+    text = explain(default_config, "id1", tmp_path)
+    assert text.startswith("sample id1: near_duplicate (id0)")
+    assert "  model_revision: rev" in text and "prompt:\nTitle: 1" in text
+    assert text.endswith("text:\nSecond text.")
+    with pytest.raises(CosmoforgeError, match="no sample 'nope' in this run"):
+        explain(default_config, "nope", tmp_path)
