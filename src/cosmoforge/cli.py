@@ -387,6 +387,93 @@ def cmd_contamination_report(args) -> None:
     )
 
 
+# The stages of `dedup` and `topics`, each with exactly its own arguments (required where the
+# stage needs them), so `topics fit` without `--embeddings` is refused by the parser instead of
+# failing deep inside with a traceback.
+_REQUIRED_PATH = {"required": True, "type": Path}
+_REQUIRED_PATHS = {"required": True, "nargs": "+", "type": Path}
+_DEDUP_COMMON = {
+    "--params": {"required": True, "type": _settings("dedup"), "help": "the dedup section"},
+    "--logging-dir": _REQUIRED_PATH,
+}
+DEDUP_STAGES = {
+    "signatures": {
+        "--shard": {**_REQUIRED_PATH, "help": "the generation shard"},
+        "--rank": {"required": True, "type": _count},
+        "--tasks": {"required": True, "type": _count},
+        "--out-dir": _REQUIRED_PATH,
+    },
+    "buckets": {
+        "--rank": {"required": True, "type": _count},
+        "--in-dir": {**_REQUIRED_PATH, "help": "the signatures folder"},
+        "--out-dir": _REQUIRED_PATH,
+    },
+    "cluster": {
+        "--in-dir": {**_REQUIRED_PATH, "help": "the buckets folder"},
+        "--out-dir": _REQUIRED_PATH,
+    },
+    "filter": {
+        "--shard": {**_REQUIRED_PATH, "help": "the generation shard"},
+        "--rank": {"required": True, "type": _count},
+        "--tasks": {"required": True, "type": _count},
+        "--in-dir": {**_REQUIRED_PATH, "help": "the clusters folder"},
+        "--out": {
+            "required": True,
+            "nargs": 3,
+            "type": Path,
+            "metavar": ("KEPT", "REMOVED", "CLUSTERS"),
+        },
+    },
+}
+_TOPICS_COMMON = {
+    "--settings": {"required": True, "type": _json, "help": "the stage's topics settings"},
+}
+TOPIC_STAGES = {
+    "embed": {
+        "--split": {"required": True, "choices": SPLITS},
+        "--seeds": {"required": True, "nargs": 1, "type": Path, "help": "the split's seeds"},
+        "--shard": {"required": True, "type": _count},
+        "--shards": {"required": True, "type": int},
+        "--out": _REQUIRED_PATH,
+    },
+    "fit": {
+        "--embeddings": _REQUIRED_PATHS,
+        "--out": {**_REQUIRED_PATH, "help": "centroids.npy"},
+        "--report": {**_REQUIRED_PATH, "help": "the fit report to write"},
+        "--map-sample": {"type": Path, "help": "the 2-D map's sample to write"},
+    },
+    "assign": {
+        "--embeddings": {"required": True, "nargs": 1, "type": Path},
+        "--centroids": _REQUIRED_PATH,
+        "--out": _REQUIRED_PATH,
+    },
+    "label": {
+        "--assignments": _REQUIRED_PATHS,
+        "--split-seeds": {"required": True, "nargs": "+", "metavar": "SPLIT=PATH"},
+        "--out": _REQUIRED_PATH,
+    },
+    "decide": {"--labels": _REQUIRED_PATH, "--out": _REQUIRED_PATH},
+    "report": {
+        "--decisions": _REQUIRED_PATH,
+        "--labels": _REQUIRED_PATH,
+        "--assignments": _REQUIRED_PATHS,
+        "--map-sample": _REQUIRED_PATH,
+        "--centroids": _REQUIRED_PATH,
+        "--report": {**_REQUIRED_PATH, "help": "the fit report to read"},
+        "--out": {**_REQUIRED_PATH, "help": "the report folder"},
+    },
+}
+
+
+def _stage_parsers(parser, common: dict, stages: dict, func) -> None:
+    sub = parser.add_subparsers(dest="stage", required=True)
+    for name, arguments in stages.items():
+        p = sub.add_parser(name)
+        for flag, spec in {**common, **arguments}.items():
+            p.add_argument(flag, **spec)
+        p.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cosmoforge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -515,18 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats", required=True, type=Path)
     p.set_defaults(func=cmd_card)
     p = sub.add_parser("dedup", help="one datatrove MinHash stage, one rank")
-    p.add_argument("stage", choices=["signatures", "buckets", "cluster", "filter"])
-    p.add_argument(
-        "--params", required=True, type=_settings("dedup"), help="the config's dedup section"
-    )
-    p.add_argument("--rank", type=_count, default=0)
-    p.add_argument("--tasks", type=_count, default=1)
-    p.add_argument("--shard", type=Path, help="generation shard (signatures, filter)")
-    p.add_argument("--in-dir", type=Path, help="previous stage's folder")
-    p.add_argument("--out-dir", type=Path)
-    p.add_argument("--out", nargs=3, type=Path, metavar=("KEPT", "REMOVED", "CLUSTERS"))
-    p.add_argument("--logging-dir", required=True, type=Path)
-    p.set_defaults(func=cmd_dedup)
+    _stage_parsers(p, _DEDUP_COMMON, DEDUP_STAGES, cmd_dedup)
 
     p = sub.add_parser("dedup-report", help="removed documents with the one kept; rates")
     p.add_argument("--removed", required=True, nargs="+", type=Path)
@@ -567,22 +643,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_contamination_report)
 
     p = sub.add_parser("topics", help="topic clustering of web seeds, one stage")
-    p.add_argument("stage", choices=["embed", "fit", "assign", "label", "decide", "report"])
-    p.add_argument("--settings", required=True, type=_json, help="the stage's topics settings")
-    p.add_argument("--split", help="embed: the split")
-    p.add_argument("--shard", type=int, default=0, help="embed: shard index")
-    p.add_argument("--shards", type=int, default=1, help="embed: shards of the split")
-    p.add_argument("--seeds", nargs=1, type=Path, help="embed: the split's seed parquet")
-    p.add_argument("--split-seeds", nargs="+", help="label: SPLIT=PATH seed parquets")
-    p.add_argument("--embeddings", nargs="+", type=Path, help="embedding file(s)")
-    p.add_argument("--centroids", type=Path)
-    p.add_argument("--map-sample", type=Path, help="fit: written; report: read (the 2-D map)")
-    p.add_argument("--assignments", nargs="+", type=Path)
-    p.add_argument("--labels", type=Path)
-    p.add_argument("--decisions", type=Path)
-    p.add_argument("--report", type=Path, help="fit: report to write; report: the fit report")
-    p.add_argument("--out", required=True, type=Path, help="output file (report: folder)")
-    p.set_defaults(func=cmd_topics)
+    _stage_parsers(p, _TOPICS_COMMON, TOPIC_STAGES, cmd_topics)
 
     p = sub.add_parser(
         "check",
