@@ -74,6 +74,13 @@ def _count(text: str) -> int:
     return value
 
 
+def _run_config(args) -> dict:
+    """The validated config of `--config`, with `--run-name` if given."""
+    from .config import load_config
+
+    return load_config(args.config, {"run_name": args.run_name} if args.run_name else None)
+
+
 def cmd_convert_model(args) -> None:
     from .model import convert_gguf
 
@@ -223,11 +230,9 @@ def cmd_topics(args) -> None:
 
 
 def cmd_plan(args) -> None:
-    from .config import load_config
     from .plan import build_plan, format_plan, plan_json
 
-    overrides = {"run_name": args.run_name} if args.run_name else None
-    config = load_config(args.config, overrides)
+    config = _run_config(args)
     plan = build_plan(config, args.base_dir)
     print(plan_json(plan) if args.json else format_plan(plan))
 
@@ -252,10 +257,9 @@ def cmd_ledger(args) -> None:
 
 
 def cmd_explain(args) -> None:
-    from .config import load_config
     from .ledger import explain
 
-    config = load_config(args.config, {"run_name": args.run_name} if args.run_name else None)
+    config = _run_config(args)
     print(explain(config, args.sample_id, args.base_dir))
 
 
@@ -303,11 +307,9 @@ def cmd_calibrate(args) -> None:
 
 
 def cmd_status(args) -> None:
-    from .config import load_config
     from .status import format_status, run_status
 
-    overrides = {"run_name": args.run_name} if args.run_name else None
-    config = load_config(args.config, overrides)
+    config = _run_config(args)
     while True:
         status = run_status(config, args.base_dir)
         text = json.dumps(status, indent=2) if args.json else format_status(status)
