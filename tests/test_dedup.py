@@ -107,3 +107,20 @@ def test_rerunning_a_rank_gives_identical_signatures(dedup_run, tmp_path):
     for bucket in range(PARAMS["num_buckets"]):
         name = f"bucket_{bucket:03d}/00000.minhash.sig"
         assert (tmp_path / "sigs" / name).read_bytes() == (tmp / "sigs" / name).read_bytes()
+
+
+def test_signature_shingles_equal_datatrove():
+    """The faster text simplification and hashing give datatrove's own shingles."""
+    from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
+    from datatrove.utils.text import simplify_text
+
+    config = dedup.minhash_config(PARAMS)
+    ours = dedup.Signatures("unused", config=config, language=dedup.WhitespaceTokenizer())
+    theirs = MinhashDedupSignature("unused", config=config, language=dedup.WhitespaceTokenizer())
+    rng = random.Random(3)
+    pieces = ["Café", "naïve", "Ångström", "x\u0301y", "東京", "مرحبا", "1,5", "Monday", "—", "!"]
+    texts = [" ".join(rng.choices(VOCAB[:50] + pieces, k=rng.randint(0, 60))) for _ in range(200)]
+    texts += ["", "   ", "\u0301 leading mark", "plain ascii words only here and there"]
+    for text in texts:
+        assert dedup.simplified(text, config.norm_config) == simplify_text(text, config.norm_config)
+        assert ours.get_shingles(text).tolist() == theirs.get_shingles(text).tolist()

@@ -1,3 +1,8 @@
+import os
+import random
+import subprocess
+import sys
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -130,3 +135,60 @@ def test_variants_of_one_seed_are_compared_pairwise():
     figures = d.variant_similarity()
     # seed a: 3 pairs (identical: 1.0; the others 0.0); seed b alone: no pair.
     assert figures == {"pairs": 3, "mean_jaccard": round(1 / 3, 4), "pairs_above_0_5": 1}
+
+
+def _tuple_grams(text, n):
+    words = text.lower().split()
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def _odd_texts():
+    rng = random.Random(7)
+    vocab = ["Fox", "fox", "ran", "über", "naïve", "東京", "a", "b", "ab", "c", "—", "x\u0301"]
+    spaces = [" ", "  ", "\n", "\t", "\r\n", " \x0b "]
+    texts = ["", "one", "a b", "ab c", "a bc", "  lead and trail  ", "loop " * 40]
+    for _ in range(300):
+        words = rng.choices(vocab, k=rng.randint(0, 120))
+        if rng.random() < 0.3:  # a loop
+            words = words[:8] * 10
+        texts.append("".join(w + rng.choice(spaces) for w in words))
+    return texts
+
+
+def test_text_keys_match_word_tuples():
+    """The numpy n-gram keys give exactly the word-tuple figures they replaced."""
+    from collections import Counter
+
+    from cosmoforge.quality import TextKeys, repeated_share, unique_sorted
+
+    texts = _odd_texts()
+    for text in texts:
+        for n in (1, 4, 5):
+            keys = TextKeys(text).ngrams(n).tolist()
+            grams = _tuple_grams(text, n)
+            assert len(keys) == len(grams)
+            # Equal keys exactly where the word tuples are equal.
+            assert len(set(zip(keys, grams, strict=True))) == len(set(grams)) == len(set(keys))
+            counts = Counter(grams)
+            expected = (
+                0.0 if len(grams) < 2 * n else sum(c for c in counts.values() if c > 1) / len(grams)
+            )
+            assert repeated_share(TextKeys(text).ngrams(n), n) == pytest.approx(expected)
+    for a, b in zip(texts, texts[1:], strict=False):
+        ka, kb = (unique_sorted(TextKeys(t).ngrams(5)) for t in (a, b))
+        sa, sb = set(_tuple_grams(a, 5)), set(_tuple_grams(b, 5))
+        assert len(ka) == len(sa) and len(set(ka.tolist()) & set(kb.tolist())) == len(sa & sb)
+    # Keys depend on the text alone, not on the process (string hashing is randomized per
+    # process; these keys must not be).
+    code = "from cosmoforge.quality import TextKeys; print(TextKeys('a b c d e f').ngrams(4))"
+    runs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    assert runs == {str(TextKeys("a b c d e f").ngrams(4)) + "\n"}

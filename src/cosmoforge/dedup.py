@@ -10,17 +10,23 @@ datatrove's per-rank document indices line up.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import xxhash
 from datatrove.data import Document
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.base import PipelineStep
@@ -31,7 +37,9 @@ from datatrove.pipeline.dedup.minhash import (
     MinhashDedupFilter,
     MinhashDedupSignature,
 )
+from datatrove.utils.hashes.xxhash import xxhash32, xxhash64
 from datatrove.utils.hashing import HashConfig
+from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from .io import atomic_path, read_input_table, write_json, write_parquet
@@ -54,6 +62,40 @@ class WhitespaceTokenizer(WordTokenizer):
 
     def span_tokenize(self, text: str) -> list[tuple[int, int]]:
         return [(0, len(text))]
+
+
+@functools.cache
+def _nonspacing_marks() -> dict[int, None]:
+    return {cp: None for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Mn"}
+
+
+def simplified(text: str, norm: TextNormConfig) -> str:
+    """datatrove's `simplify_text`, with the same output, ~2x faster on whole signatures.
+
+    Its last step (NFD, then drop the nonspacing marks) runs a Python generator over every
+    character, half the signature stage's time on English text. ASCII text is already NFD and
+    has no marks, so the step is skipped there; other text drops the marks with one
+    `str.translate` (a test compares both functions on mixed-script texts).
+    """
+    text = simplify_text(text, dataclasses.replace(norm, norm_unicode_diacritics=False))
+    if norm.norm_unicode_diacritics and not text.isascii():
+        text = unicodedata.normalize("NFD", text).translate(_nonspacing_marks()).strip()
+    return text
+
+
+class Signatures(MinhashDedupSignature):
+    """datatrove's signature step, its shingles made from `simplified` text and hashed without
+    a Python frame per n-gram (the same values as datatrove's)."""
+
+    def get_shingles(self, text: str) -> np.ndarray:
+        words = self.word_tokenizer.word_tokenize(simplified(text, self.config.norm_config))
+        hash_fn = _DIRECT_HASH.get(self._hash_func, self._hash_func)
+        grams = map(" ".join, ngrams(words, self.config.n_grams))
+        return np.fromiter(map(hash_fn, grams), dtype=np.uint64).reshape((-1, 1))
+
+
+# datatrove's xxhash functions only forward to these.
+_DIRECT_HASH = {xxhash64: xxhash.xxh64_intdigest, xxhash32: xxhash.xxh32_intdigest}
 
 
 def minhash_config(params: dict) -> MinhashConfig:
@@ -170,7 +212,7 @@ def signatures(
     logging_dir: str | Path,
 ) -> None:
     with staged(out_dir) as staging:
-        step = MinhashDedupSignature(
+        step = Signatures(
             str(staging), config=minhash_config(params), language=WhitespaceTokenizer()
         )
         run_rank([ShardReader(shard), step], rank, tasks, logging_dir)

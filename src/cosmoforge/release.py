@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from .generate import GENERATION_SCHEMA
 from .io import atomic_path, iter_parquet, reading, write_json, write_parquet
-from .quality import FLAGS, Diversity, QualityFlags, default_quality
+from .quality import FLAGS, Diversity, QualityFlags, TextKeys, default_quality
 from .tokens import TOKENIZER_NAME, count_tokens
 
 RELEASE_COLUMNS = ["prompt", "text", "seed_data", "token_length", "format", "audience"]
@@ -95,22 +95,24 @@ def release_shard(
             finish = batch.column("finish_reason").to_pylist()
             errors = batch.column("error").to_pylist()
             templates = batch.column("template_id").to_pylist()
+            # The flags and the variant similarity share each text's n-gram keys.
+            keys = [None if e else TextKeys(t or "") for t, e in zip(texts, errors, strict=True)]
             flags = [
-                [] if e else checker.of(t or "", f, n)
-                for t, f, n, e in zip(texts, finish, token_length, errors, strict=True)
+                [] if e else checker.of(t or "", f, n, k)
+                for t, f, n, e, k in zip(texts, finish, token_length, errors, keys, strict=True)
             ]
             reasons = [
                 "engine_error" if e else checker.drop_reason(fl)
                 for e, fl in zip(errors, flags, strict=True)
             ]
             seed_ids = batch.column("seed_id").to_pylist()
-            for template, row_flags, error, text, seed_id in zip(
-                templates, flags, errors, texts, seed_ids, strict=True
+            for template, row_flags, error, text, seed_id, text_keys in zip(
+                templates, flags, errors, texts, seed_ids, keys, strict=True
             ):
                 if error:
                     continue
                 diversity.add(template, text or "")
-                diversity.add_variant(seed_id, text or "")
+                diversity.add_variant(seed_id, text or "", text_keys)
                 counts = by_template.setdefault(template, Counter())
                 counts["rows"] += 1
                 counts.update(row_flags)
