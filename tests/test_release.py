@@ -184,3 +184,169 @@ def test_card_is_built_from_shard_statistics(tmp_path):
     assert stats["tokens"] == sum(json.loads(f.read_text())["tokens"] for f in stats_files)
     assert released == stats["rows"]
     assert stats["generation"]["completion_tokens_per_s"] == 50.0
+    # Without their reports, dedup and decontamination say so; no topics section.
+    assert card.count("Not part of this run.") == 2 and "## Topics" not in card
+
+
+def test_the_card_renders_every_section_from_the_stage_reports(tmp_path):
+    """Ledger fates, dedup, decontamination and topics, beside the sections of the test above:
+    each section's figures reach the card, and stats.json holds the same figures."""
+    shard = tmp_path / "g.parquet"
+    pq.write_table(generated_rows([LONG, LONG + " Other words here.", "Too short."]), shard)
+    stats_file = tmp_path / "0.json"
+    release_dir = tmp_path / "release"
+    release_shard(
+        "wikihow", shard, release_dir / "wikihow" / release_file_name(0, 1), stats_file, 5
+    )
+    reports = tmp_path / "reports"
+    reports.mkdir()
+
+    def write(name, data):
+        (reports / name).write_text(json.dumps(data))
+        return reports / name
+
+    seeds = write(
+        "seeds.json",
+        {"split": "wikihow", "seeds": 3, "sources": [{"rows_read": 3, "rows_skipped": 0}]},
+    )
+    gen = write(
+        "gen.json",
+        {
+            "completion_tokens": 90,
+            "generate_s": 3.0,
+            "engine_start_s": 1.0,
+            "resumed_rows": 1,
+            "gpu_hours": 0.002,
+            "prefix_cache_queries": 400,
+            "prefix_cache_hits": 100,
+        },
+    )
+    dedup = write(
+        "dedup.json",
+        {
+            "parameters": {
+                "n_grams": 5,
+                "num_buckets": 14,
+                "hashes_per_bucket": 8,
+                "seed": 1,
+                "hash_precision": 64,
+                "hash_fc": "xxhash",
+            },
+            "removed": 1,
+            "documents": 4,
+            "per_split": {"wikihow": {"documents": 4, "removed": 1, "rate": 0.25}},
+        },
+    )
+    contamination = write(
+        "contamination.json",
+        {
+            "parameters": {"ngram": 10, "threshold": 0.5},
+            "contaminated": 2,
+            "table": {"wikihow": {"mmlu": [2, 1], "piqa": [0, 0]}},
+        },
+    )
+    benchmarks = write(
+        "benchmarks.json",
+        {"mmlu": {"items": 7, "texts": 7, "rows_skipped": 0, "fields": "question"}},
+    )
+    topics = write(
+        "report.json",
+        {
+            "fit": {"k": 2, "sample_size": 20, "seed": 1, "nredo": 3},
+            "embedding_model": "minilm",
+            "min_score": 3,
+            "kept_clusters": 1,
+            "label_errors": 0,
+            "clusters": [
+                {
+                    "id": 0,
+                    "size": 12,
+                    "topic": "Cell biology",
+                    "score": 8,
+                    "decision": "keep",
+                    "route": "textbook",
+                    "reason": "score 8",
+                    "examples": "mitosis | meiosis",
+                },
+                {
+                    "id": 1,
+                    "size": 8,
+                    "topic": None,
+                    "score": None,
+                    "decision": "drop",
+                    "route": None,
+                    "reason": "no label",
+                    "examples": "buy now",
+                },
+            ],
+            "seeds_per_split": {"web_samples_v1": {"kept": 12, "dropped": 8}},
+        },
+    )
+    for plot in ("topic_map", "topic_distribution", "score_histogram"):
+        (reports / f"{plot}.png").write_bytes(b"\x89PNG plot")
+    ledger = tmp_path / "ledger.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "split": ["wikihow"] * 4,
+                "fate": ["released", "released", "dropped:too_short", "dedup"],
+            }
+        ),
+        ledger,
+    )
+    settings = {
+        "run_name": "t",
+        "model": {"name": "m", "path": "p"},
+        "engine": {"dtype": "auto"},
+        "sampling": {"wikihow": {"temperature": 0.6}},
+    }
+    stats = build_card(
+        [stats_file],
+        [seeds],
+        [gen],
+        settings,
+        release_dir / "README.md",
+        release_dir / "stats.json",
+        dedup_report=dedup,
+        contamination=contamination,
+        benchmarks=benchmarks,
+        topics_report=topics,
+        ledger=ledger,
+    )
+    card = (release_dir / "README.md").read_text()
+    # Every section, in order.
+    headings = [line for line in card.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Rows and tokens per split",
+        "## What became of every prompt",
+        "## Quality flags",
+        "## Diversity",
+        "## seed_data",
+        "## format",
+        "## audience",
+        "## Seeds",
+        "## Model and sampling",
+        "## Generation",
+        "## Columns",
+        "## Topics of the web seeds",
+        "## Deduplication",
+        "## Decontamination",
+    ]
+    assert "| wikihow | 1 | 2 |" in card  # files, rows (the short text is left out)
+    assert "| split | prompts | dedup | dropped:too_short | released |" in card
+    assert "| wikihow | 4 | 1 | 1 | 2 |" in card
+    assert "prefix cache served 25.0% of the prompt tokens (100 of 400)" in card
+    assert "1 rows resumed from checkpoints; 0.002 GPU-hours" in card
+    assert "(LSH threshold about 0.72)" in card and "| wikihow | 4 | 1 | 25.00% |" in card
+    assert "| group | mmlu | piqa |" in card and "| wikihow | 2 (1) | 0 (0) |" in card
+    assert "| mmlu | 7 | 7 | 0 | question |" in card
+    assert "1 of 2 clusters kept" in card and "web_samples_v1: 12 kept, 8 dropped" in card
+    assert "| 0 | 12 | Cell biology | 8 | keep | textbook | score 8 | mitosis / meiosis |" in card
+    assert "| 1 | 8 | (no label) |  | drop |  | no label | buy now |" in card
+    for plot in ("topic_map", "topic_distribution", "score_histogram"):
+        assert (release_dir / "plots" / f"{plot}.png").read_bytes() == b"\x89PNG plot"
+        assert f"(plots/{plot}.png)" in card
+    assert "Not part of this run" not in card
+    assert stats["dedup"] == {"removed": 1, "documents": 4} and stats["contaminated"] == 2
+    assert stats["topics"]["clusters"] == 2 and stats["fates"]["wikihow"]["released"] == 2
+    assert stats["generation"]["prefix_cache_hit_rate"] == 0.25
