@@ -1,9 +1,10 @@
 """Decontamination speed and agreement: cosmoforge's index vs a straightforward implementation
 of Cosmopedia's original rule, on the same synthetic data.
 
-The baseline is written the way decontaminate.py does it, standard library only: NFD with a
-per-character combining filter, a dict of 10-gram tuples keeping the last owner, the first hit
-per document, then difflib.SequenceMatcher. Both see the same documents: random prose-like text
+The baseline is the rule as decontaminate.py has it, standard library only
+(cosmoforge.decont.reference.OriginalRule with stdlib=True): NFD with a per-character combining
+filter, a dict of 10-gram tuples keeping the last owner, the first hit per document, then
+difflib.SequenceMatcher. Both see the same documents: random prose-like text
 with benchmark items planted verbatim and with 5% of their words edited.
 
     .venv/bin/python benchmarks/decont_speed.py [--docs 10000] [--items 10000] [--repeats 5]
@@ -12,53 +13,17 @@ with benchmark items planted verbatim and with 5% of their words edited.
 from __future__ import annotations
 
 import argparse
-import difflib
 import random
-import re
 import statistics
 import sys
 import time
-import unicodedata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cosmoforge.decont import BenchmarkIndex, BenchmarkItem  # noqa: E402
-
-
-def original_tokenize(text: str) -> list[str]:
-    text = unicodedata.normalize("NFD", text)
-    text = "".join(c for c in text if not unicodedata.combining(c))
-    return re.findall(r"\w+", text.lower())
-
-
-def original_index(items: list[BenchmarkItem], n: int) -> dict[tuple, int]:
-    owner = {}
-    for index, item in enumerate(items):
-        tokens = original_tokenize(item.text)
-        for i in range(len(tokens) - n + 1):
-            owner[tuple(tokens[i : i + n])] = index
-    return owner
-
-
-def original_scan(
-    docs: list[str], items: list[BenchmarkItem], owner: dict, n: int, threshold: float
-) -> set[int]:
-    removed = set()
-    for d, doc in enumerate(docs):
-        tokens = original_tokenize(doc)
-        grams = {tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)}
-        hit = next((owner[g] for g in grams if g in owner), None)
-        if hit is None:
-            continue
-        gen = " ".join(tokens)
-        bench = " ".join(original_tokenize(items[hit].text))
-        matcher = difflib.SequenceMatcher(None, gen, bench, autojunk=False)
-        blocks = [gen[b.a : b.a + b.size] for b in matcher.get_matching_blocks() if b.size > 5]
-        if len(" ".join("".join(blocks).split())) / len(bench) > threshold:
-            removed.add(d)
-    return removed
+from cosmoforge.decont.reference import OriginalRule  # noqa: E402
 
 
 def make_data(n_docs: int, n_items: int, seed: int = 0):
@@ -106,7 +71,7 @@ def main() -> None:
     # This machine's speed drifts by tens of percent from minute to minute: both sides run
     # alternately, `--repeats` times, and the median of the per-pair ratios is reported.
     started = time.perf_counter()
-    owner = original_index(items, 10)
+    original = OriginalRule(items, 10, 0.5, stdlib=True)
     ref_build_s = time.perf_counter() - started
     started = time.perf_counter()
     index = BenchmarkIndex(items, n=10)
@@ -117,7 +82,7 @@ def main() -> None:
     ratios = []
     for repeat in range(args.repeats):
         started = time.perf_counter()
-        reference = original_scan(docs, items, owner, 10, 0.5)
+        reference = {d for d, doc in enumerate(docs) if original.contaminated(doc)}
         ref_s = time.perf_counter() - started
         started = time.perf_counter()
         fast = set()

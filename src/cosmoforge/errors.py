@@ -39,3 +39,7 @@ def yaml_error_line(path, exc) -> str:
         str(p) for p in (getattr(exc, "context", None), getattr(exc, "problem", None)) if p
     )
     return f"{where}: not valid YAML ({problem or exc})"
+
+
+class BenchmarkError(CosmoforgeError):
+    """A benchmark file of decontamination that cannot be used."""
