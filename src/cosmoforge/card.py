@@ -321,7 +321,7 @@ def render_card(sections: dict, settings: dict) -> str:
             for split in sections["rows"]["per_split"]
         ],
     }
-    return _card_template().render(
+    text = _card_template().render(
         header=header,
         settings=settings,
         model=settings["model"],
@@ -330,7 +330,8 @@ def render_card(sections: dict, settings: dict) -> str:
         flags=FLAGS,
         topic_plots=TOPIC_PLOTS,
         **sections,
-    ).rstrip() + "\n"
+    )
+    return text.rstrip() + "\n"
 
 
 def _prefix_cache(gen: list[dict]) -> dict:
