@@ -50,6 +50,8 @@ status: setup
 
 lint: setup
 	ruff check src tests benchmarks
+	ruff format --check src tests benchmarks
+	snakefmt --check Snakefile workflow
 	snakemake --lint
 
 unit: setup

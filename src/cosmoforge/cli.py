@@ -298,6 +298,14 @@ def cmd_canary(args) -> None:
     print(format_canary(report), end="")
 
 
+def cmd_serve(args) -> None:
+    from .serve import serve
+
+    status = serve(_run_config(args), args.overlay, args.log, port=args.port, host=args.host)
+    if status:
+        raise CosmoforgeError(f"vllm serve stopped with status {status}; see {args.log}")
+
+
 def cmd_calibrate(args) -> None:
     from .calibrate import calibrate
 
@@ -688,6 +696,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", type=int, default=256, help="probe size (all splits together)")
     p.add_argument("--out", required=True, type=Path, help="results/<run>/calibration.json")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "serve",
+        help="run vllm serve with the run's model for engine.backend openai (a job of its own)",
+        description=(
+            "Starts vllm serve with the config's model and engine settings, waits until it "
+            "answers, then writes OVERLAY (engine.backend: openai, base_url on this node) and "
+            "runs until stopped. Run the workflow with --configfile CONFIG OVERLAY. On Slurm: "
+            "sbatch --gpus=N --wrap 'python -m cosmoforge serve --config CONFIG --overlay "
+            "results/server.yaml --log logs/serve.log'."
+        ),
+    )
+    p.add_argument("--config", default="config/config.yaml", type=Path)
+    p.add_argument("--run-name")
+    p.add_argument("--overlay", required=True, type=Path, help="config overlay written when up")
+    p.add_argument("--log", required=True, type=Path, help="the server's own output")
+    p.add_argument("--port", type=int, help="default: a free port")
+    p.add_argument("--host", help="address the clients use (default: this node's name)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser(
         "status", help="progress of a run from its files: shards, rows, tok/s, ETA, GPU-hours"

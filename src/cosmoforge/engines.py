@@ -57,6 +57,16 @@ def cpu_bind_all() -> str:
     return "auto"
 
 
+def engine_env(engine: dict) -> dict[str, str]:
+    """`engine.env` as vLLM reads it (at import time, e.g. VLLM_CPU_KVCACHE_SPACE on CPU)."""
+    env = {}
+    for key, value in engine.get("env", {}).items():
+        if key == "VLLM_CPU_OMP_THREADS_BIND" and value == "all":
+            value = cpu_bind_all()
+        env[key] = str(value)
+    return env
+
+
 class VllmEngine:
     name = "vllm"
 
@@ -64,11 +74,8 @@ class VllmEngine:
         from .model import check_model_path
 
         check_model_path(model["path"])  # before the slow vLLM import and start-up
-        # vLLM reads these at import time (e.g. VLLM_CPU_KVCACHE_SPACE on CPU).
-        for key, value in engine.get("env", {}).items():
-            if key == "VLLM_CPU_OMP_THREADS_BIND" and value == "all":
-                value = cpu_bind_all()
-            os.environ.setdefault(key, str(value))
+        for key, value in engine_env(engine).items():
+            os.environ.setdefault(key, value)
         import vllm
         from vllm import LLM
 

@@ -185,7 +185,9 @@ class Layout:
         jobs["all"] = 1
         model_path = Path(config["model"]["path"])
         model_path = model_path if model_path.is_absolute() else Path(base_dir) / model_path
-        jobs["convert_model"] = int(bool(config["model"]["gguf"]) and not model_path.exists())
+        # A server's clients (engine.backend openai) load no model of their own.
+        needs_model = config["model"]["gguf"] and config["engine"]["backend"] != "openai"
+        jobs["convert_model"] = int(bool(needs_model) and not model_path.exists())
         return jobs
 
     def cluster_jobs(self, base_dir: str | Path = ".") -> int:

@@ -7,7 +7,6 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 # Every rule runs `python -m cosmoforge` from this checkout, in the venv or in the rule's conda
@@ -33,9 +32,7 @@ from cosmoforge.topics import PLOTS as TOPIC_PLOTS  # noqa: E402
 # one (it drops a job whose input is missing if the job's old output still exists).
 _missing = check_inputs(config)
 if _missing:
-    raise WorkflowError(
-        f"{len(_missing)} configured input(s) missing:\n" + "\n".join(_missing)
-    )
+    raise WorkflowError(f"{len(_missing)} configured input(s) missing:\n" + "\n".join(_missing))
 
 L = Layout(config)
 RUN = L.run
@@ -83,7 +80,10 @@ def seed_files(wildcards):
 
 
 def model_input(wildcards):
-    # A model converted by this workflow is an input of generation; a hub id is not a file.
+    # A model converted by this workflow is an input of generation; a hub id is not a file,
+    # and a job that sends its prompts to a server (engine.backend openai) loads no model.
+    if config["engine"]["backend"] == "openai":
+        return []
     return [config["model"]["path"]] if config["model"]["gguf"] else []
 
 
@@ -128,8 +128,33 @@ def cpu_resources():
     }
 
 
+def serves_itself():
+    """Whether a generating job runs its own engine (vllm, fake), not a server's client."""
+    return config["engine"]["backend"] != "openai"
+
+
 def generate_threads():
+    if not serves_itself():
+        return 1  # an asyncio client: the server does the work
     return CLUSTER["cpus_per_gpu"] * config["engine"]["tensor_parallel_size"]
+
+
+def engine_resources(runtime):
+    """Resources of a job that generates. With its own engine: whole GPUs, tensor_parallel_size
+    of them (locally one engine at a time: profiles/local caps vllm_engine at 1, since on CPU an
+    engine binds every core). As a client of a server (engine.backend openai): a CPU job.
+    """
+    account = {"runtime": runtime, "slurm_account": CLUSTER["account"]}
+    if not serves_itself():
+        return cpu_resources() | account
+    return account | {
+        "vllm_engine": 1,
+        "gpu": config["engine"]["tensor_parallel_size"],
+        "gpu_model": CLUSTER["gpu_model"],
+        "cpus_per_gpu": CLUSTER["cpus_per_gpu"],
+        "mem_mb": CLUSTER["generate_mem_mb"],
+        "slurm_partition": CLUSTER["gpu_partition"],
+    }
 
 
 @functools.cache
@@ -210,9 +235,7 @@ def split_topic_inputs(wildcards):
 def topic_args(wildcards, input):
     if wildcards.split not in TOPIC_SPLITS:
         return ""
-    return (
-        f"--topic-assignments {' '.join(input.assignments)} --topic-decisions {input.decisions}"
-    )
+    return f"--topic-assignments {' '.join(input.assignments)} --topic-decisions {input.decisions}"
 
 
 def topic_label_settings():

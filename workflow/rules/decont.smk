@@ -7,16 +7,16 @@ rule benchmark_index:
     output:
         index=f"{RESULTS}/decont/benchmark_index.npz",
         report=f"{RESULTS}/decont/benchmarks.json",
-    params:
-        settings=decont_settings,
     log:
         f"{LOGS}/decont/benchmark_index.log",
     benchmark:
         f"{LOGS}/benchmarks/benchmark_index.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=decont_settings,
     shell:
         "python -m cosmoforge benchmark-index --settings {params.settings:q}"
         " --out {output.index} --report {output.report} > {log} 2>&1"
@@ -28,16 +28,16 @@ rule contamination_report:
     output:
         csv=f"{RESULTS}/decont/contamination.csv",
         json=f"{RESULTS}/decont/contamination.json",
-    params:
-        settings=decont_settings,
     log:
         f"{LOGS}/decont/report.log",
     benchmark:
         f"{LOGS}/benchmarks/contamination_report.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=decont_settings,
     shell:
         "python -m cosmoforge contamination-report --contaminated {input}"
         " --settings {params.settings:q} --out-csv {output.csv} --out-json {output.json}"

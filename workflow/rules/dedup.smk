@@ -10,19 +10,19 @@ rule dedup_signatures:
             f"{RESULTS}/dedup/signatures/bucket_{{bucket}}/{{{{rank}}}}.minhash.sig",
             bucket=SIG_BUCKETS,
         ),
+    log:
+        f"{LOGS}/dedup/signatures/{{rank}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/dedup_signatures/{{rank}}.tsv"
+    conda:
+        "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
     params:
         dedup=as_json(DEDUP),
         tasks=len(L.gen_shards),
         out_dir=grandparent_of_output,
         logging_dir=f"{LOGS}/datatrove/signatures",
-    log:
-        f"{LOGS}/dedup/signatures/{{rank}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/dedup_signatures/{{rank}}.tsv"
-    resources:
-        **cpu_resources(),
-    conda:
-        "../../envs/cosmoforge.yaml"
     shell:
         "python -m cosmoforge dedup signatures --shard {input} --rank {wildcards.rank}"
         " --tasks {params.tasks} --out-dir {params.out_dir} --params {params.dedup:q}"
@@ -34,20 +34,20 @@ rule dedup_buckets:
         signatures_of_bucket,
     output:
         f"{RESULTS}/dedup/buckets/{{bucket}}_{{worker}}.dups",
+    log:
+        f"{LOGS}/dedup/buckets/{{bucket}}_{{worker}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/dedup_buckets/{{bucket}}_{{worker}}.tsv"
+    conda:
+        "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
     params:
         dedup=as_json(DEDUP),
         rank=bucket_rank,
         in_dir=grandparent_of_input,
         out_dir=parent_of_output,
         logging_dir=f"{LOGS}/datatrove/buckets",
-    log:
-        f"{LOGS}/dedup/buckets/{{bucket}}_{{worker}}.log",
-    benchmark:
-        f"{LOGS}/benchmarks/dedup_buckets/{{bucket}}_{{worker}}.tsv"
-    resources:
-        **cpu_resources(),
-    conda:
-        "../../envs/cosmoforge.yaml"
     shell:
         "python -m cosmoforge dedup buckets --rank {params.rank} --in-dir {params.in_dir}"
         " --out-dir {params.out_dir} --params {params.dedup:q}"
@@ -64,18 +64,18 @@ rule dedup_cluster:
         ),
     output:
         directory(f"{RESULTS}/dedup/clusters"),
-    params:
-        dedup=as_json(DEDUP),
-        in_dir=parent_of_input,
-        logging_dir=f"{LOGS}/datatrove/cluster",
     log:
         f"{LOGS}/dedup/cluster.log",
     benchmark:
         f"{LOGS}/benchmarks/dedup_cluster.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        dedup=as_json(DEDUP),
+        in_dir=parent_of_input,
+        logging_dir=f"{LOGS}/datatrove/cluster",
     shell:
         "python -m cosmoforge dedup cluster --in-dir {params.in_dir} --out-dir {output}"
         " --params {params.dedup:q} --logging-dir {params.logging_dir} > {log} 2>&1"
@@ -89,16 +89,16 @@ rule dedup_report:
     output:
         removed=f"{RESULTS}/dedup/removed.parquet",
         report=f"{RESULTS}/dedup/report.json",
-    params:
-        dedup=as_json(DEDUP),
     log:
         f"{LOGS}/dedup/report.log",
     benchmark:
         f"{LOGS}/benchmarks/dedup_report.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        dedup=as_json(DEDUP),
     shell:
         "python -m cosmoforge dedup-report --removed {input.removed} --clusters {input.stayed}"
         " --generated {input.generated} --params {params.dedup:q}"

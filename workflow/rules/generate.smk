@@ -7,29 +7,20 @@ rule generate:
     output:
         generated=f"{RESULTS}/generated/{{split}}/{{shard}}.parquet",
         stats=f"{RESULTS}/generated/{{split}}/{{shard}}.stats.json",
-    params:
-        settings=generate_settings,
     log:
         f"{LOGS}/generate/{{split}}/{{shard}}.log",
     benchmark:
         f"{LOGS}/benchmarks/generate/{{split}}/{{shard}}.tsv"
+    conda:
+        "../../envs/generate.yaml"
     threads: generate_threads()
     resources:
-        # Locally, one engine at a time (profiles/local caps vllm_engine at 1): on CPU it
-        # binds every core. On Slurm each job gets whole GPUs: tensor_parallel_size of them.
-        vllm_engine=1,
-        gpu=config["engine"]["tensor_parallel_size"],
-        gpu_model=CLUSTER["gpu_model"],
-        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
-        mem_mb=CLUSTER["generate_mem_mb"],
-        runtime=generate_runtime,
-        slurm_partition=CLUSTER["gpu_partition"],
-        slurm_account=CLUSTER["account"],
+        **engine_resources(generate_runtime),
         # SIGUSR1 before the time limit (Slurm's SIGTERM at the limit is handled the same way):
         # the job flushes its finished rows and exits non-zero, and the retry resumes it.
         slurm_extra=generate_slurm_extra,
-    conda:
-        "../../envs/generate.yaml"
+    params:
+        settings=generate_settings,
     shell:
         "python -m cosmoforge generate --prompts {input.prompts}/{wildcards.shard}.parquet"
         " --settings {params.settings:q} --out {output.generated} --stats {output.stats}"
@@ -45,25 +36,18 @@ rule calibrate:
         model=model_input,
     output:
         f"{RESULTS}/calibration.json",
-    params:
-        settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
-        prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
     log:
         f"{LOGS}/calibrate.log",
     benchmark:
         f"{LOGS}/benchmarks/calibrate.tsv"
-    threads: generate_threads()
-    resources:
-        vllm_engine=1,
-        gpu=config["engine"]["tensor_parallel_size"],
-        gpu_model=CLUSTER["gpu_model"],
-        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
-        mem_mb=CLUSTER["generate_mem_mb"],
-        runtime=CLUSTER["engine_start_minutes"] + 60,
-        slurm_partition=CLUSTER["gpu_partition"],
-        slurm_account=CLUSTER["account"],
     conda:
         "../../envs/generate.yaml"
+    threads: generate_threads()
+    resources:
+        **engine_resources(CLUSTER["engine_start_minutes"] + 60),
+    params:
+        settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
+        prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
     shell:
         "python -m cosmoforge calibrate --prompts-dirs {params.prompts_dirs}"
         " --settings {params.settings:q} --out {output} > {log} 2>&1"
@@ -78,28 +62,21 @@ rule canary:
         quality_patterns=config["quality"]["patterns"],
     output:
         directory(f"{RESULTS}/canary"),
+    log:
+        f"{LOGS}/canary.log",
+    benchmark:
+        f"{LOGS}/benchmarks/canary.tsv"
+    conda:
+        "../../envs/generate.yaml"
+    threads: generate_threads()
+    resources:
+        **engine_resources(CLUSTER["engine_start_minutes"] + 60),
     params:
         settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
         prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
         quality=as_json(config["quality"]),
         min_token_length=config["release"]["min_token_length"],
         target_words=as_json({s: L.prompts_settings(s)["target_words"] for s in L.splits}),
-    log:
-        f"{LOGS}/canary.log",
-    benchmark:
-        f"{LOGS}/benchmarks/canary.tsv"
-    threads: generate_threads()
-    resources:
-        vllm_engine=1,
-        gpu=config["engine"]["tensor_parallel_size"],
-        gpu_model=CLUSTER["gpu_model"],
-        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
-        mem_mb=CLUSTER["generate_mem_mb"],
-        runtime=CLUSTER["engine_start_minutes"] + 60,
-        slurm_partition=CLUSTER["gpu_partition"],
-        slurm_account=CLUSTER["account"],
-    conda:
-        "../../envs/generate.yaml"
     shell:
         "python -m cosmoforge canary --prompts-dirs {params.prompts_dirs}"
         " --settings {params.settings:q} --quality {params.quality:q}"

@@ -1,17 +1,17 @@
 rule convert_model:
     output:
         directory(config["model"]["path"]),
-    params:
-        package=(config["model"]["gguf"] or {}).get("package", ""),
-        file=(config["model"]["gguf"] or {}).get("file", ""),
     log:
         f"{LOGS}/convert_model.log",
     benchmark:
         f"{LOGS}/benchmarks/convert_model.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        package=(config["model"]["gguf"] or {}).get("package", ""),
+        file=(config["model"]["gguf"] or {}).get("file", ""),
     shell:
         "python -m cosmoforge convert-model --package {params.package} --file {params.file}"
         " --out {output} > {log} 2>&1"

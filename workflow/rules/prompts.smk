@@ -10,18 +10,18 @@ rule prompts:
     output:
         prompts=directory(f"{RESULTS}/prompts/{{split}}"),
         report=f"{RESULTS}/prompts/{{split}}.report.json",
-    params:
-        settings=prompts_settings,
-        prompts_dir=config["prompts_dir"],
-        topics=topic_args,
     log:
         f"{LOGS}/prompts/{{split}}.log",
     benchmark:
         f"{LOGS}/benchmarks/prompts/{{split}}.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=prompts_settings,
+        prompts_dir=config["prompts_dir"],
+        topics=topic_args,
     shell:
         "python -m cosmoforge prompts --split {wildcards.split} --seeds {input.seeds}"
         " --prompts-dir {params.prompts_dir} --settings {params.settings:q} {params.topics}"

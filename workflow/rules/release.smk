@@ -21,23 +21,23 @@ for _split in SPLITS:
             release=L.release_file(_split, "{shard}"),
             stats=L.release_stats(_split, "{shard}"),
             left_out=L.release_left_out(_split, "{shard}"),
+        log:
+            f"{LOGS}/finish_shard/{_split}/{{shard}}.log",
+        benchmark:
+            f"{LOGS}/benchmarks/finish_shard/{_split}/{{shard}}.tsv"
+        conda:
+            "../../envs/cosmoforge.yaml"
+        resources:
+            **cpu_resources(),
         params:
             split=_split,
             rank=lambda wildcards, split=_split: L.dedup_rank(split, wildcards.shard),
             tasks=len(L.gen_shards),
             threshold=config["decontamination"]["threshold"],
             min_token_length=config["release"]["min_token_length"],
-            drop_truncated="--drop-truncated" if config["release"]["drop_truncated"] else "",
+            drop_truncated=("--drop-truncated" if config["release"]["drop_truncated"] else ""),
             quality=as_json(config["quality"]),
             logging_dir=f"{LOGS}/datatrove",
-        log:
-            f"{LOGS}/finish_shard/{_split}/{{shard}}.log",
-        benchmark:
-            f"{LOGS}/benchmarks/finish_shard/{_split}/{{shard}}.tsv"
-        resources:
-            **cpu_resources(),
-        conda:
-            "../../envs/cosmoforge.yaml"
         shell:
             "python -m cosmoforge finish-shard --split {params.split}"
             " --generated {input.generated} --rank {params.rank} --tasks {params.tasks}"
@@ -58,16 +58,16 @@ rule ledger:
         stayed=per_shard(f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json"),
     output:
         f"{RESULTS}/ledger.parquet",
-    params:
-        settings=as_json(config),
     log:
         f"{LOGS}/ledger.log",
     benchmark:
         f"{LOGS}/benchmarks/ledger.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=as_json(config),
     shell:
         "python -m cosmoforge ledger --settings {params.settings:q}"
         " --stayed {input.stayed} --out {output} > {log} 2>&1"
@@ -88,17 +88,19 @@ rule card:
         card=f"{RESULTS}/release/README.md",
         stats=f"{RESULTS}/release/stats.json",
         plots=expand(f"{RESULTS}/release/plots/{{plot}}.png", plot=card_plots()),
-    params:
-        settings=as_json(L.card_settings()),
-        topics=lambda wildcards, input: f"--topics-report {input.topics[0]}" if input.topics else "",
     log:
         f"{LOGS}/card.log",
     benchmark:
         f"{LOGS}/benchmarks/card.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=as_json(L.card_settings()),
+        topics=lambda wildcards, input: (
+            f"--topics-report {input.topics[0]}" if input.topics else ""
+        ),
     shell:
         "python -m cosmoforge card --release-stats {input.release_stats}"
         " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"

@@ -4,16 +4,16 @@ rule seeds:
     output:
         seeds=f"{RESULTS}/seeds/{{split}}.parquet",
         report=f"{RESULTS}/seeds/{{split}}.report.json",
-    params:
-        settings=seeds_settings,
     log:
         f"{LOGS}/seeds/{{split}}.log",
     benchmark:
         f"{LOGS}/benchmarks/seeds/{{split}}.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=seeds_settings,
     shell:
         "python -m cosmoforge seeds --split {wildcards.split} --settings {params.settings:q}"
         " --out {output.seeds} --report {output.report} > {log} 2>&1"

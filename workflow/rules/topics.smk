@@ -9,13 +9,12 @@ rule topics_embed:
         f"{RESULTS}/seeds/{{split}}.parquet",
     output:
         f"{RESULTS}/topics/embeddings/{{split}}/{{shard}}.parquet",
-    params:
-        settings=as_json(TOPICS["embedding"]),
-        shards=TOPICS["shards"],
     log:
         f"{LOGS}/topics/embed/{{split}}/{{shard}}.log",
     benchmark:
         f"{LOGS}/benchmarks/topics_embed/{{split}}/{{shard}}.tsv"
+    conda:
+        "../../envs/topics.yaml"
     threads: CLUSTER["cpus_per_gpu"]
     resources:
         gpu=CLUSTER["embed_gpus"],
@@ -24,8 +23,9 @@ rule topics_embed:
         runtime=CLUSTER["embed_runtime_minutes"],
         slurm_partition=CLUSTER["gpu_partition" if CLUSTER["embed_gpus"] else "cpu_partition"],
         slurm_account=CLUSTER["account"],
-    conda:
-        "../../envs/topics.yaml"
+    params:
+        settings=as_json(TOPICS["embedding"]),
+        shards=TOPICS["shards"],
     shell:
         "python -m cosmoforge topics embed --split {wildcards.split} --seeds {input}"
         " --shard {wildcards.shard} --shards {params.shards} --settings {params.settings:q}"
@@ -39,16 +39,16 @@ rule topics_fit:
         centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
         report=f"{RESULTS}/topics/kmeans/fit.json",
         map_sample=f"{RESULTS}/topics/kmeans/map_sample.parquet",
-    params:
-        settings=as_json({**TOPICS["kmeans"], "seed": TOPIC_SEED}),
     log:
         f"{LOGS}/topics/fit.log",
     benchmark:
         f"{LOGS}/benchmarks/topics_fit.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/topics.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=as_json({**TOPICS["kmeans"], "seed": TOPIC_SEED}),
     shell:
         "python -m cosmoforge topics fit --embeddings {input} --settings {params.settings:q}"
         " --out {output.centroids} --report {output.report} --map-sample {output.map_sample}"
@@ -61,16 +61,16 @@ rule topics_assign:
         centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
     output:
         f"{RESULTS}/topics/assignments/{{split}}/{{shard}}.parquet",
-    params:
-        settings=as_json({}),
     log:
         f"{LOGS}/topics/assign/{{split}}/{{shard}}.log",
     benchmark:
         f"{LOGS}/benchmarks/topics_assign/{{split}}/{{shard}}.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/topics.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=as_json({}),
     shell:
         "python -m cosmoforge topics assign --embeddings {input.embeddings}"
         " --centroids {input.centroids} --settings {params.settings:q} --out {output}"
@@ -85,26 +85,19 @@ rule topics_label:
         model=model_input,
     output:
         f"{RESULTS}/topics/labels.parquet",
-    params:
-        settings=topic_label_settings(),
-        seeds=split_seed_args,
     log:
         f"{LOGS}/topics/label.log",
     benchmark:
         f"{LOGS}/benchmarks/topics_label.tsv"
-    threads: generate_threads()
-    resources:
-        # Same engine and resources as generation (one engine at a time locally).
-        vllm_engine=1,
-        gpu=config["engine"]["tensor_parallel_size"],
-        gpu_model=CLUSTER["gpu_model"],
-        cpus_per_gpu=CLUSTER["cpus_per_gpu"],
-        mem_mb=CLUSTER["generate_mem_mb"],
-        runtime=topic_label_runtime,
-        slurm_partition=CLUSTER["gpu_partition"],
-        slurm_account=CLUSTER["account"],
     conda:
         "../../envs/generate.yaml"
+    threads: generate_threads()
+    resources:
+        # Same engine and resources as generation.
+        **engine_resources(topic_label_runtime),
+    params:
+        settings=topic_label_settings(),
+        seeds=split_seed_args,
     shell:
         "python -m cosmoforge topics label --assignments {input.assignments}"
         " --split-seeds {params.seeds} --settings {params.settings:q} --out {output}"
@@ -118,16 +111,16 @@ rule topics_decide:
         f"{RESULTS}/topics/labels.parquet",
     output:
         f"{RESULTS}/topics/decisions.yaml",
-    params:
-        settings=as_json(TOPICS["decisions"]),
     log:
         f"{LOGS}/topics/decide.log",
     benchmark:
         f"{LOGS}/benchmarks/topics_decide.tsv"
-    resources:
-        **cpu_resources(),
     conda:
         "../../envs/cosmoforge.yaml"
+    resources:
+        **cpu_resources(),
+    params:
+        settings=as_json(TOPICS["decisions"]),
     shell:
         "python -m cosmoforge topics decide --labels {input} --settings {params.settings:q}"
         " --out {output} > {log} 2>&1"
@@ -145,6 +138,14 @@ rule topics_report:
         table=f"{RESULTS}/topics/report/clusters.csv",
         report=f"{RESULTS}/topics/report/report.json",
         plots=expand(f"{RESULTS}/topics/report/{{plot}}.png", plot=TOPIC_PLOTS),
+    log:
+        f"{LOGS}/topics/report.log",
+    benchmark:
+        f"{LOGS}/benchmarks/topics_report.tsv"
+    conda:
+        "../../envs/topics.yaml"
+    resources:
+        **cpu_resources(),
     params:
         settings=as_json(
             {
@@ -153,14 +154,6 @@ rule topics_report:
             }
         ),
         out_dir=parent_of_output,
-    log:
-        f"{LOGS}/topics/report.log",
-    benchmark:
-        f"{LOGS}/benchmarks/topics_report.tsv"
-    resources:
-        **cpu_resources(),
-    conda:
-        "../../envs/topics.yaml"
     shell:
         "python -m cosmoforge topics report --decisions {input.decisions} --labels {input.labels}"
         " --assignments {input.assignments} --map-sample {input.map_sample}"
