@@ -220,7 +220,7 @@ def topic_stages(work: Path, seeds: int, per_shard: int) -> dict:
     fit = measure(
         cli
         + ["fit", "--embeddings", *map(str, paths), "--settings", json.dumps(kmeans)]
-        + ["--out", str(work / "c.npy"), "--report", str(work / "fit.json")]
+        + ["--out", str(work / "c.npy"), "--fit-report", str(work / "fit.json")]
         + ["--map-sample", str(work / "map.parquet")],
         env,
     )

@@ -53,6 +53,23 @@ def test_the_server_gets_the_settings_offline_generation_would_use(config):
         assert expected in flags, expected
 
 
+def test_engine_arguments_become_flags_vllm_serve_parses():
+    flags = serve.cli_flags(
+        {"max_num_seqs": 8, "gpu_memory_utilization": 0.9, "enforce_eager": True, "x_y": False}
+        | {"compilation_config": {"level": 0}, "revision": None}
+    )
+    assert flags == [
+        "--max-num-seqs",
+        "8",
+        "--gpu-memory-utilization",
+        "0.9",
+        "--enforce-eager",
+        "--no-x-y",
+        "--compilation-config",
+        '{"level": 0}',
+    ]
+
+
 def test_the_overlay_is_a_valid_config_that_sends_generation_to_the_server(repo, config):
     overlay = serve.overlay_for(config, "http://node7:8000/v1")
     merged = load_config(repo / "config" / "config.yaml", overlay)

@@ -208,7 +208,7 @@ def cmd_topics(args) -> None:
     if args.stage == "embed":
         topics.embed_shard(args.seeds[0], args.split, args.shard, args.shards, s, args.out)
     elif args.stage == "fit":
-        topics.fit_kmeans(args.embeddings, s, args.out, args.report, args.map_sample)
+        topics.fit_kmeans(args.embeddings, s, args.out, args.fit_report, args.map_sample)
     elif args.stage == "assign":
         topics.assign_shard(args.embeddings[0], args.centroids, args.out)
     elif args.stage == "label":
@@ -223,9 +223,9 @@ def cmd_topics(args) -> None:
             args.assignments,
             args.map_sample,
             args.centroids,
-            args.report,
+            args.fit_report,
             s,
-            args.out,
+            args.out_dir,
         )
 
 
@@ -335,7 +335,7 @@ def cmd_status(args) -> None:
 def cmd_dedup(args) -> None:
     from . import dedup
 
-    p = args.params
+    p = args.settings
     if args.stage == "signatures":
         dedup.signatures(args.shard, args.rank, args.tasks, args.out_dir, p, args.logging_dir)
     elif args.stage == "buckets":
@@ -343,15 +343,14 @@ def cmd_dedup(args) -> None:
     elif args.stage == "cluster":
         dedup.cluster(args.in_dir, args.out_dir, p, args.logging_dir)
     elif args.stage == "filter":
-        kept, removed, clusters = args.out
         dedup.filter_shard(
             args.shard,
             args.rank,
             args.tasks,
             args.in_dir,
-            kept,
-            removed,
-            clusters,
+            args.kept,
+            args.removed,
+            args.stayed,
             args.logging_dir,
         )
 
@@ -359,9 +358,7 @@ def cmd_dedup(args) -> None:
 def cmd_dedup_report(args) -> None:
     from .dedup import dedup_report
 
-    dedup_report(
-        args.removed, args.clusters, args.generated, args.params, args.out_removed, args.out_report
-    )
+    dedup_report(args.removed, args.stayed, args.generated, args.settings, args.out, args.report)
 
 
 def cmd_benchmark_index(args) -> None:
@@ -397,13 +394,25 @@ def cmd_contamination_report(args) -> None:
     )
 
 
+FLAG_VOCABULARY = """\
+Flags mean the same in every command:
+  --settings JSON   the stage's settings: its config section (or the part of it the rule
+                    passes; `snakemake -n -p` prints each job's exact command)
+  --out PATH        the stage's one output file
+  --out-dir PATH    the stage's output folder
+  --report PATH     the stage's own JSON report (an output)
+  --stats PATH      the per-shard statistics (an output)
+  other inputs are named for what they are: --seeds, --embeddings, --fit-report, --stayed, ...
+"""
+
+
 # The stages of `dedup` and `topics`, each with exactly its own arguments (required where the
 # stage needs them), so `topics fit` without `--embeddings` is refused by the parser instead of
 # failing deep inside with a traceback.
 _REQUIRED_PATH = {"required": True, "type": Path}
 _REQUIRED_PATHS = {"required": True, "nargs": "+", "type": Path}
 _DEDUP_COMMON = {
-    "--params": {"required": True, "type": _settings("dedup"), "help": "the dedup section"},
+    "--settings": {"required": True, "type": _settings("dedup"), "help": "the dedup section"},
     "--logging-dir": _REQUIRED_PATH,
 }
 DEDUP_STAGES = {
@@ -427,12 +436,9 @@ DEDUP_STAGES = {
         "--rank": {"required": True, "type": _count},
         "--tasks": {"required": True, "type": _count},
         "--in-dir": {**_REQUIRED_PATH, "help": "the clusters folder"},
-        "--out": {
-            "required": True,
-            "nargs": 3,
-            "type": Path,
-            "metavar": ("KEPT", "REMOVED", "CLUSTERS"),
-        },
+        "--kept": {**_REQUIRED_PATH, "help": "the shard's kept rows (parquet)"},
+        "--removed": {**_REQUIRED_PATH, "help": "its removed rows, with the one kept"},
+        "--stayed": {**_REQUIRED_PATH, "help": "cluster ids of the kept rows (JSON)"},
     },
 }
 _TOPICS_COMMON = {
@@ -449,7 +455,7 @@ TOPIC_STAGES = {
     "fit": {
         "--embeddings": _REQUIRED_PATHS,
         "--out": {**_REQUIRED_PATH, "help": "centroids.npy"},
-        "--report": {**_REQUIRED_PATH, "help": "the fit report to write"},
+        "--fit-report": {**_REQUIRED_PATH, "help": "the fit report to write (JSON)"},
         "--map-sample": {"type": Path, "help": "the 2-D map's sample to write"},
     },
     "assign": {
@@ -469,8 +475,8 @@ TOPIC_STAGES = {
         "--assignments": _REQUIRED_PATHS,
         "--map-sample": _REQUIRED_PATH,
         "--centroids": _REQUIRED_PATH,
-        "--report": {**_REQUIRED_PATH, "help": "the fit report to read"},
-        "--out": {**_REQUIRED_PATH, "help": "the report folder"},
+        "--fit-report": {**_REQUIRED_PATH, "help": "the fit report (JSON) of topics fit"},
+        "--out-dir": {**_REQUIRED_PATH, "help": "the report folder"},
     },
 }
 
@@ -485,7 +491,12 @@ def _stage_parsers(parser, common: dict, stages: dict, func) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cosmoforge", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="cosmoforge",
+        description=__doc__,
+        epilog=FLAG_VOCABULARY,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -616,11 +627,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dedup-report", help="removed documents with the one kept; rates")
     p.add_argument("--removed", required=True, nargs="+", type=Path)
-    p.add_argument("--clusters", required=True, nargs="+", type=Path)
+    p.add_argument("--stayed", required=True, nargs="+", type=Path, help="dedup/stayed/*.json")
     p.add_argument("--generated", required=True, nargs="+", type=Path)
-    p.add_argument("--params", required=True, type=_settings("dedup"))
-    p.add_argument("--out-removed", required=True, type=Path)
-    p.add_argument("--out-report", required=True, type=Path)
+    p.add_argument("--settings", required=True, type=_settings("dedup"))
+    p.add_argument("--out", required=True, type=Path, help="removed.parquet")
+    p.add_argument("--report", required=True, type=Path, help="report.json")
     p.set_defaults(func=cmd_dedup_report)
 
     p = sub.add_parser("benchmark-index", help="n-gram index of the benchmark items")

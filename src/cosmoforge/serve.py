@@ -15,6 +15,7 @@ left behind for the next run.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -53,7 +54,9 @@ def cli_flags(options: dict) -> list[str]:
         elif value is False:
             flags.append("--no-" + key.replace("_", "-"))
         elif value is not None:
-            flags += [flag, value if isinstance(value, str) else yaml.safe_dump(value).strip()]
+            # Numbers as written; dicts and lists as JSON, which vLLM parses for its
+            # *-config arguments.
+            flags += [flag, value if isinstance(value, str) else json.dumps(value)]
     return flags
 
 

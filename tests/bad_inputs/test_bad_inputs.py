@@ -297,7 +297,7 @@ def fit_args(tmp: Path, k: int) -> list[str]:
         str(tmp / "emb.parquet"),
         "--out",
         str(tmp / "out" / "centroids.npy"),
-        "--report",
+        "--fit-report",
         str(tmp / "out" / "fit.json"),
     ]
 
@@ -570,7 +570,7 @@ CASES = [
         lambda t: [
             "dedup",
             "signatures",
-            "--params",
+            "--settings",
             json.dumps(DEDUP),
             "--shard",
             str(write_lines(t / "gen.parquet", [b"PAR1garbagePAR1"])),
@@ -691,19 +691,19 @@ CASES = [
         r"argument --settings: sampling.top_p: 1.5 is greater than the maximum of 1",
     ),
     Case(
-        "cli-dedup-params",
+        "cli-dedup-settings",
         "dedup signatures",
         lambda t: [
             "dedup",
             "signatures",
-            "--params",
+            "--settings",
             json.dumps({**DEDUP, "n_grams": 0}),
             "--shard",
             "x",
             "--logging-dir",
             str(t),
         ],
-        r"argument --params: dedup.n_grams: 0 is less than the minimum of 1",
+        r"argument --settings: dedup.n_grams: 0 is less than the minimum of 1",
     ),
     Case(
         "cli-topics-stage-without-its-input",
@@ -715,7 +715,7 @@ CASES = [
             "{}",
             "--out",
             str(t / "c.npy"),
-            "--report",
+            "--fit-report",
             str(t / "r.json"),
         ],
         r"the following arguments are required: --embeddings",
@@ -726,7 +726,7 @@ CASES = [
         lambda t: [
             "dedup",
             "filter",
-            "--params",
+            "--settings",
             json.dumps(DEDUP),
             "--shard",
             "x",
@@ -739,7 +739,7 @@ CASES = [
             "--logging-dir",
             str(t),
         ],
-        r"the following arguments are required: --out",
+        r"the following arguments are required: --kept, --removed, --stayed",
     ),
     Case(
         "cli-unknown-split",

@@ -25,7 +25,7 @@ rule dedup_signatures:
         logging_dir=f"{LOGS}/datatrove/signatures",
     shell:
         "python -m cosmoforge dedup signatures --shard {input} --rank {wildcards.rank}"
-        " --tasks {params.tasks} --out-dir {params.out_dir} --params {params.dedup:q}"
+        " --tasks {params.tasks} --out-dir {params.out_dir} --settings {params.dedup:q}"
         " --logging-dir {params.logging_dir} > {log} 2>&1"
 
 
@@ -50,7 +50,7 @@ rule dedup_buckets:
         logging_dir=f"{LOGS}/datatrove/buckets",
     shell:
         "python -m cosmoforge dedup buckets --rank {params.rank} --in-dir {params.in_dir}"
-        " --out-dir {params.out_dir} --params {params.dedup:q}"
+        " --out-dir {params.out_dir} --settings {params.dedup:q}"
         " --logging-dir {params.logging_dir} > {log} 2>&1"
 
 
@@ -78,7 +78,7 @@ rule dedup_cluster:
         logging_dir=f"{LOGS}/datatrove/cluster",
     shell:
         "python -m cosmoforge dedup cluster --in-dir {params.in_dir} --out-dir {output}"
-        " --params {params.dedup:q} --logging-dir {params.logging_dir} > {log} 2>&1"
+        " --settings {params.dedup:q} --logging-dir {params.logging_dir} > {log} 2>&1"
 
 
 rule dedup_report:
@@ -100,6 +100,6 @@ rule dedup_report:
     params:
         dedup=as_json(DEDUP),
     shell:
-        "python -m cosmoforge dedup-report --removed {input.removed} --clusters {input.stayed}"
-        " --generated {input.generated} --params {params.dedup:q}"
-        " --out-removed {output.removed} --out-report {output.report} > {log} 2>&1"
+        "python -m cosmoforge dedup-report --removed {input.removed} --stayed {input.stayed}"
+        " --generated {input.generated} --settings {params.dedup:q}"
+        " --out {output.removed} --report {output.report} > {log} 2>&1"

@@ -51,7 +51,7 @@ rule topics_fit:
         settings=as_json({**TOPICS["kmeans"], "seed": TOPIC_SEED}),
     shell:
         "python -m cosmoforge topics fit --embeddings {input} --settings {params.settings:q}"
-        " --out {output.centroids} --report {output.report} --map-sample {output.map_sample}"
+        " --out {output.centroids} --fit-report {output.report} --map-sample {output.map_sample}"
         " > {log} 2>&1"
 
 
@@ -157,5 +157,5 @@ rule topics_report:
     shell:
         "python -m cosmoforge topics report --decisions {input.decisions} --labels {input.labels}"
         " --assignments {input.assignments} --map-sample {input.map_sample}"
-        " --centroids {input.centroids} --report {input.fit} --settings {params.settings:q}"
-        " --out {params.out_dir} > {log} 2>&1"
+        " --centroids {input.centroids} --fit-report {input.fit} --settings {params.settings:q}"
+        " --out-dir {params.out_dir} > {log} 2>&1"

@@ -53,8 +53,8 @@ def decontaminate_shard(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ..io import read_input_table, write_parquet
     from ..dedup import ShardReader, run_rank
+    from ..io import read_input_table, write_parquet
 
     scratch = Path(logging_dir) / f"scratch-{Path(shard).parent.name}-{Path(shard).stem}"
     scratch.mkdir(parents=True, exist_ok=True)
