@@ -88,50 +88,24 @@ def cmd_convert_model(args) -> None:
 
 
 def cmd_seeds(args) -> None:
-    from .seeds import write_split_seeds
+    from .seeds import seeds_stage
 
-    settings = args.settings
-    report = write_split_seeds(
-        args.split,
-        settings["sources"],
-        args.out,
-        args.report,
-        on_bad_row=settings.get("on_bad_row", "skip"),
-        max_seeds=settings.get("max_seeds"),
-    )
-    for source in report["sources"]:
-        if source["rows_skipped"]:
-            logging.warning(
-                "%s: skipped %d bad row(s): %s",
-                source["location"],
-                source["rows_skipped"],
-                source["skipped_by_reason"],
-            )
-            for example in source["examples"]:
-                logging.warning("  %s", example)
+    seeds_stage(args.split, args.settings, args.out, args.report)
 
 
 def cmd_prompts(args) -> None:
-    from .io import write_json
-    from .prompts import DEFAULT_TARGET_WORDS, write_split_prompts
-    from .templates import load_templates
+    from .prompts import prompts_stage
 
-    s = args.settings
-    templates = load_templates(args.prompts_dir, args.split, s.get("templates"))
-    report = write_split_prompts(
+    prompts_stage(
         args.split,
         args.seeds,
-        templates,
-        s["shards"],
+        args.settings,
+        args.prompts_dir,
         args.out_dir,
-        seed=s["seed"],
-        extract_chars=s["extract_chars"],
-        target_words=s.get("target_words", DEFAULT_TARGET_WORDS),
-        topic_probability=s.get("topic_probability", 1.0),
+        args.report,
         topic_assignments=args.topic_assignments,
         topic_decisions=args.topic_decisions,
     )
-    write_json(args.report, report)
 
 
 def cmd_generate(args) -> None:

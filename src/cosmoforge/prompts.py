@@ -549,3 +549,36 @@ def write_prompt_shard(rows: list[dict], path: str | Path) -> None:
 
 def read_prompt_shard(path: str | Path) -> pa.Table:
     return read_input_table(path, schema=PROMPT_SCHEMA)
+
+
+def prompts_stage(
+    split: str,
+    seeds_path: str | Path,
+    settings: dict,
+    prompts_dir: str | Path,
+    out_dir: str | Path,
+    report_path: str | Path,
+    topic_assignments: list[str | Path] | None = None,
+    topic_decisions: str | Path | None = None,
+) -> dict:
+    """The `prompts` stage as the workflow runs it (settings: Layout.prompts_settings): the
+    split's templates loaded from `prompts_dir`, one prompt file per shard, the merged report."""
+    from .io import write_json
+    from .templates import load_templates
+
+    templates = load_templates(prompts_dir, split, settings.get("templates"))
+    report = write_split_prompts(
+        split,
+        seeds_path,
+        templates,
+        settings["shards"],
+        out_dir,
+        seed=settings["seed"],
+        extract_chars=settings["extract_chars"],
+        target_words=settings.get("target_words", DEFAULT_TARGET_WORDS),
+        topic_probability=settings.get("topic_probability", 1.0),
+        topic_assignments=topic_assignments,
+        topic_decisions=topic_decisions,
+    )
+    write_json(report_path, report)
+    return report

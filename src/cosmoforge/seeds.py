@@ -680,3 +680,27 @@ def iter_seed_rows(
         offset += size
         if offset >= stop:
             break
+
+
+def seeds_stage(split: str, settings: dict, out: str | Path, report_path: str | Path) -> dict:
+    """The `seeds` stage as the workflow runs it (settings: Layout.seeds_settings): the split's
+    seed file and report, with every skipped row's reason logged."""
+    report = write_split_seeds(
+        split,
+        settings["sources"],
+        out,
+        report_path,
+        on_bad_row=settings.get("on_bad_row", "skip"),
+        max_seeds=settings.get("max_seeds"),
+    )
+    for source in report["sources"]:
+        if source["rows_skipped"]:
+            log.warning(
+                "%s: skipped %d bad row(s): %s",
+                source["location"],
+                source["rows_skipped"],
+                source["skipped_by_reason"],
+            )
+            for example in source["examples"]:
+                log.warning("  %s", example)
+    return report
