@@ -130,3 +130,33 @@ def test_a_missing_model_folder_stops_before_the_server_starts(config, tmp_path)
     config["model"]["path"] = str(tmp_path / "absent")
     with pytest.raises(CosmoforgeError, match="model.path: no model folder"):
         serve.serve(config, tmp_path / "server.yaml", tmp_path / "serve.log")
+
+
+def test_sigterm_stops_the_server_and_takes_the_overlay_away(config, tmp_path, monkeypatch):
+    """scancel or the time limit: the overlay goes at once, the server is stopped, status 0."""
+    import os
+    import signal
+
+    script = tmp_path / "server.py"
+    script.write_text(FAKE_SERVER)
+    monkeypatch.setattr(
+        serve,
+        "vllm_serve_command",
+        lambda config, host, port: [sys.executable, str(script), str(port), "120"],
+    )
+    overlay = tmp_path / "server.yaml"
+    seen = []
+
+    def cancel_once_up():
+        while not overlay.exists():
+            time.sleep(0.05)
+        seen.append(overlay.read_text())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    threading.Thread(target=cancel_once_up, daemon=True).start()
+    started = time.monotonic()
+    assert serve.serve(config, overlay, tmp_path / "serve.log", port=8766, host="n") == 0
+    assert seen and not overlay.exists()
+    assert time.monotonic() - started < 60  # the 120-second server did not run to its end
+    assert signal.getsignal(signal.SIGTERM) == previous  # the caller's handler is back

@@ -213,8 +213,10 @@ def test_a_vllm_server_job_serves_the_generation_jobs(repo, cluster, small_model
     from cosmoforge.layout import Layout
 
     overlay, serve_log = tmp_path / "server.yaml", tmp_path / "serve.log"
+    # As in the README: the server runs in a job step (srun), which Slurm signals on scancel
+    # and at the time limit.
     command = (
-        f"{sys.executable} -m cosmoforge serve --config config/config.yaml "
+        f"srun {sys.executable} -m cosmoforge serve --config config/config.yaml "
         f"--overlay {overlay} --log {serve_log}"
     )
     job_id = subprocess.run(
@@ -257,3 +259,4 @@ def test_a_vllm_server_job_serves_the_generation_jobs(repo, cluster, small_model
         time.sleep(1)
     assert not squeue_job(job_id)
     assert not overlay.exists()  # no stale address for the next run
+    assert "stopped by SIGTERM; stopping the server" in (tmp_path / "job.log").read_text()

@@ -689,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
             "Starts vllm serve with the config's model and engine settings, waits until it "
             "answers, then writes OVERLAY (engine.backend: openai, base_url on this node) and "
             "runs until stopped. Run the workflow with --configfile CONFIG OVERLAY. On Slurm: "
-            "sbatch --gpus=N --wrap 'python -m cosmoforge serve --config CONFIG --overlay "
+            "sbatch --gpus=N --wrap 'srun python -m cosmoforge serve --config CONFIG --overlay "
             "results/server.yaml --log logs/serve.log'."
         ),
     )

@@ -15,6 +15,7 @@ left behind for the next run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -125,7 +126,7 @@ def serve(
     overlay_path, log_path = Path(overlay_path), Path(log_path)
     port = port or free_port()
     # The address the generation jobs will use: this node's name, as the cluster knows it.
-    address = host or socket.getfqdn()
+    address = host or socket.gethostname()
     base_url = f"http://{address}:{port}/v1"
     command = vllm_serve_command(config, "0.0.0.0", port)
     env = {**engine_env(config["engine"]), **os.environ}
@@ -139,8 +140,12 @@ def serve(
     stopping = []
 
     def stop(signum, _frame):
+        # The address is dead from now on: take the overlay away first.
+        overlay_path.unlink(missing_ok=True)
         stopping.append(signum)
-        os.killpg(server.pid, signal.SIGTERM)
+        log.info("stopped by %s; stopping the server", signal.Signals(signum).name)
+        with contextlib.suppress(ProcessLookupError):  # it may have been signalled too
+            os.killpg(server.pid, signal.SIGTERM)
 
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
@@ -168,7 +173,8 @@ def serve(
     finally:
         overlay_path.unlink(missing_ok=True)
         if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, signal.SIGTERM)
             try:
                 server.wait(timeout=60)
             except subprocess.TimeoutExpired:

@@ -1,0 +1,110 @@
+"""Topic clustering of web seeds: embed, fit k-means, assign, label, decide, report.
+
+Cosmopedia clustered 100k web samples with UMAP + DBSCAN (unseeded; half of the web fell into the
+noise cluster and was dropped), labelled clusters with loosely parsed LLM answers and keyed the
+keep/drop lists by label string. Here every step is reproducible and keyed by cluster id:
+
+- embed: sentence-transformers, one file of unit vectors per seed shard;
+- fit: faiss k-means, seeded by greedy k-means++, on a sample chosen by a hash of (seed, split,
+  seed id), so the sample does not depend on file order; clusters are numbered by size;
+- assign: every web seed to its nearest centroid (no noise cluster: nothing is lost silently);
+- label: one prompt per cluster through the generation engine; vLLM's structured outputs hold the
+  answer to the template's format, the answer is parsed strictly, unparsable answers are retried
+  with a new seed and finally reported as label errors, never turned into a made-up label;
+- decide: a user-editable YAML file, one entry per cluster id (keep/drop, route, reason).
+
+One module per stage: embed, kmeans (fit and assign), label, decide, report; common holds the
+names they share.
+"""
+
+from .common import (
+    ASSIGNMENT_SCHEMA,
+    DECISIONS,
+    LABEL_SCHEMA,
+    MAP_POINTS,
+    PLACEHOLDER_TOPICS,
+)
+from .decide import (
+    DECISIONS_HEADER,
+    decide,
+    load_decisions,
+    validate_decisions,
+)
+from .embed import (
+    embed_shard,
+    embed_texts,
+    embedding_model_path,
+    load_embedder,
+    read_embeddings,
+    web_rows,
+    write_embeddings,
+)
+from .kmeans import (
+    assign_shard,
+    choose_sample,
+    fit_kmeans,
+    greedy_kmeans_pp,
+    inertia,
+    kmeans_fit,
+    load_centroids,
+    nearest_centroid,
+    read_assignments,
+    sample_key,
+)
+from .label import (
+    Label,
+    LabelTemplate,
+    cluster_examples,
+    label_clusters,
+    load_label_template,
+    parse_label,
+)
+from .report import (
+    CLUSTER_COLUMNS,
+    PLOTS,
+    score_histogram_plot,
+    topic_distribution_plot,
+    topic_map_plot,
+    topics_report,
+)
+
+__all__ = [
+    "assign_shard",
+    "ASSIGNMENT_SCHEMA",
+    "choose_sample",
+    "CLUSTER_COLUMNS",
+    "cluster_examples",
+    "decide",
+    "DECISIONS",
+    "DECISIONS_HEADER",
+    "embed_shard",
+    "embed_texts",
+    "embedding_model_path",
+    "fit_kmeans",
+    "greedy_kmeans_pp",
+    "inertia",
+    "kmeans_fit",
+    "Label",
+    "label_clusters",
+    "LABEL_SCHEMA",
+    "LabelTemplate",
+    "load_centroids",
+    "load_decisions",
+    "load_embedder",
+    "load_label_template",
+    "MAP_POINTS",
+    "nearest_centroid",
+    "parse_label",
+    "PLACEHOLDER_TOPICS",
+    "PLOTS",
+    "read_assignments",
+    "read_embeddings",
+    "sample_key",
+    "score_histogram_plot",
+    "topic_distribution_plot",
+    "topic_map_plot",
+    "topics_report",
+    "validate_decisions",
+    "web_rows",
+    "write_embeddings",
+]
