@@ -124,3 +124,27 @@ def test_signature_shingles_equal_datatrove():
     for text in texts:
         assert dedup.simplified(text, config.norm_config) == simplify_text(text, config.norm_config)
         assert ours.get_shingles(text).tolist() == theirs.get_shingles(text).tolist()
+
+
+def test_split_by_filter_gives_the_kept_mask_and_each_dropped_rows_verdict(tmp_path):
+    """The one helper dedup and decontamination split a shard with, on a toy filter."""
+    from datatrove.pipeline.filters.base_filter import BaseFilter
+
+    class DropsOdd(BaseFilter):
+        name = "drops odd ids"
+
+        def filter(self, doc):
+            if int(doc.id[2:]) % 2:
+                doc.metadata[dedup.VERDICT_KEY] = {"why": f"odd {doc.id}"}
+                return False, "odd"
+            return True
+
+    path = tmp_path / "g.parquet"
+    shard(path, "stories", [f"text number {i}" for i in range(5)], "id")
+    scratch = tmp_path / "scratch"
+    step = DropsOdd(exclusion_writer=dedup.dropped_collector(scratch))
+    read, kept, verdicts = dedup.split_by_filter(path, step, 0, 1, tmp_path / "logs", scratch)
+    ids = read.column("sample_id").to_pylist()
+    assert [i for i, k in zip(ids, kept.to_pylist(), strict=True) if k] == ["id0", "id2", "id4"]
+    assert verdicts == {"id1": {"why": "odd id1"}, "id3": {"why": "odd id3"}}
+    assert not list(scratch.iterdir())  # no scratch file is left to be read by another run

@@ -132,8 +132,9 @@ class ShardReader(PipelineStep):
 
 
 class Collector:
-    """Stands in for a datatrove writer: records the id of each document it gets, one per line.
-    datatrove deep-copies the pipeline for each rank, so state must live in a file."""
+    """Stands in for a datatrove writer: records each document it gets, one JSON line: its id
+    and its `doc.metadata` (where a filter records why it dropped the document). datatrove
+    deep-copies the pipeline for each rank, so state must live in a file."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -148,13 +149,18 @@ class Collector:
         return False
 
     def write(self, doc: Document, rank: int = 0) -> None:
-        self._fh.write(json.dumps(doc.id) + "\n")
+        self._fh.write(json.dumps([doc.id, doc.metadata.get(VERDICT_KEY)]) + "\n")
 
-    def read(self) -> list[str]:
+    def read(self) -> dict[str, object]:
+        """id -> what the filter recorded in doc.metadata[VERDICT_KEY] (None if nothing)."""
         if not Path(self.path).exists():
-            return []
+            return {}
         with open(self.path, encoding="utf-8") as fh:
-            return [json.loads(line) for line in fh]
+            return dict(json.loads(line) for line in fh)
+
+
+# A filter that wants its finding kept with a dropped row puts it here, JSON-serializable.
+VERDICT_KEY = "cosmoforge_verdict"
 
 
 class CollectStep(PipelineStep):
@@ -183,6 +189,41 @@ def run_rank(pipeline: list, rank: int, tasks: int, logging_dir: str | Path) -> 
         logging_dir=str(logging_dir),
         skip_completed=False,
     ).run()
+
+
+def split_by_filter(
+    shard: str | Path, step, rank: int, tasks: int, logging_dir: str | Path, scratch: Path
+) -> tuple[pa.Table, pa.Array, dict[str, object]]:
+    """Run one datatrove filter over a generation shard and split the shard by its verdict: the
+    shard's table, a mask of the rows it kept, and for each dropped row what the filter put in
+    `doc.metadata[VERDICT_KEY]`. The filter's `exclusion_writer` must be `Collector(scratch /
+    "dropped.jsonl")` (see `dropped_collector`); kept rows are collected after it. A shard
+    whose rows datatrove did not all see is an error, never a silently smaller release."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    kept = Collector(scratch / "kept.jsonl")
+    dropped = Collector(scratch / "dropped.jsonl")
+    try:
+        run_rank([ShardReader(shard), step, CollectStep(kept)], rank, tasks, logging_dir)
+        kept_ids, dropped_ids = kept.read(), dropped.read()
+    finally:
+        for collector in (kept, dropped):
+            Path(collector.path).unlink(missing_ok=True)
+    table = read_input_table(shard)
+    if len(kept_ids) + len(dropped_ids) != table.num_rows:
+        raise RuntimeError(
+            f"{shard}: datatrove saw {len(kept_ids) + len(dropped_ids)} of "
+            f"{table.num_rows} documents"
+        )
+    mask = pc.is_in(table.column("sample_id"), value_set=pa.array(list(kept_ids), pa.string()))
+    return table, mask, dropped_ids
+
+
+def dropped_collector(scratch: Path) -> Collector:
+    """The exclusion writer `split_by_filter` reads (emptied first: a scratch file may be left
+    by a killed job)."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    (scratch / "dropped.jsonl").unlink(missing_ok=True)
+    return Collector(scratch / "dropped.jsonl")
 
 
 @contextlib.contextmanager
@@ -250,20 +291,8 @@ def filter_shard(
     logging_dir: str | Path,
 ) -> dict:
     scratch = Path(logging_dir) / f"scratch-{rank:05d}"
-    scratch.mkdir(parents=True, exist_ok=True)
-    kept, removed = Collector(scratch / "kept.jsonl"), Collector(scratch / "removed.jsonl")
-    for collector in (kept, removed):
-        Path(collector.path).unlink(missing_ok=True)
-    step = MinhashDedupFilter(str(remove_dir), exclusion_writer=removed)
-    run_rank([ShardReader(shard), step, CollectStep(kept)], rank, tasks, logging_dir)
-    kept_docs, removed_docs = kept.read(), removed.read()
-    table = read_input_table(shard)
-    if len(kept_docs) + len(removed_docs) != table.num_rows:
-        raise RuntimeError(
-            f"{shard}: datatrove saw {len(kept_docs) + len(removed_docs)} of "
-            f"{table.num_rows} documents"
-        )
-    mask = pc.is_in(table.column("sample_id"), value_set=pa.array(kept_docs, pa.string()))
+    step = MinhashDedupFilter(str(remove_dir), exclusion_writer=dropped_collector(scratch))
+    table, mask, removed = split_by_filter(shard, step, rank, tasks, logging_dir, scratch)
     write_parquet(kept_out, table.filter(mask))
     # Cluster ids straight from the cluster stage's file, for kept and removed documents alike
     # (datatrove's filter loads none for a rank without removals).
@@ -278,9 +307,11 @@ def filter_shard(
     write_parquet(removed_out, removed_table)
     # Which document stayed in each duplicate cluster that has a member here.
     write_json(clusters_out, {str(c): ids[i] for i, c in cluster_of.items() if kept_rows[i]})
-    for collector in (kept, removed):
-        Path(collector.path).unlink(missing_ok=True)
-    return {"documents": table.num_rows, "kept": len(kept_docs), "removed": len(removed_docs)}
+    return {
+        "documents": table.num_rows,
+        "kept": table.num_rows - len(removed),
+        "removed": len(removed),
+    }
 
 
 def _cluster_ids(remove_dir: str | Path, rank: int) -> list[tuple[int, int]]:

@@ -11,19 +11,19 @@ from .index import BenchmarkIndex
 
 
 class BenchmarkDecontFilter(BaseFilter):
-    """Drops documents contaminated by any benchmark item; records every match as a JSON line
-    (datatrove deep-copies steps per rank, so results go to a file, not to an attribute)."""
+    """Drops documents contaminated by any benchmark item, each with its matches in
+    `doc.metadata` (dedup.VERDICT_KEY), which the exclusion writer records."""
 
     name = "🧼 benchmark decontamination (Cosmopedia rule)"
 
-    def __init__(
-        self, index_file: str, threshold: float, findings_file: str, batch_size: int = 512
-    ):
-        super().__init__(batch_size=batch_size)
-        self.index_file, self.threshold, self.findings_file = index_file, threshold, findings_file
+    def __init__(self, index_file: str, threshold: float, exclusion_writer, batch_size: int = 512):
+        super().__init__(exclusion_writer=exclusion_writer, batch_size=batch_size)
+        self.index_file, self.threshold = index_file, threshold
         self._index = None
 
     def filter_batch(self, batch) -> list[bool | tuple[bool, str]]:
+        from ..dedup import VERDICT_KEY
+
         if self._index is None:
             self._index = BenchmarkIndex.load(self.index_file)
         results = []
@@ -33,8 +33,7 @@ class BenchmarkDecontFilter(BaseFilter):
             if not found:
                 results.append(True)
                 continue
-            with open(self.findings_file, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"sample_id": doc.id, "matches": found}) + "\n")
+            doc.metadata[VERDICT_KEY] = found
             results.append((False, "contaminated"))
         return results
 
@@ -53,29 +52,14 @@ def decontaminate_shard(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ..dedup import ShardReader, run_rank
-    from ..io import read_input_table, write_parquet
+    from ..dedup import dropped_collector, split_by_filter
+    from ..io import write_parquet
 
     scratch = Path(logging_dir) / f"scratch-{Path(shard).parent.name}-{Path(shard).stem}"
-    scratch.mkdir(parents=True, exist_ok=True)
-    findings_path = scratch / "findings.jsonl"
-    findings_path.unlink(missing_ok=True)
-
-    run_rank(
-        [ShardReader(shard), BenchmarkDecontFilter(str(index_path), threshold, str(findings_path))],
-        0,
-        1,
-        logging_dir,
-    )
-    findings = {}
-    if findings_path.exists():
-        for line in findings_path.read_text(encoding="utf-8").splitlines():
-            record = json.loads(line)
-            findings[record["sample_id"]] = record["matches"]
-    table = read_input_table(shard)
-    dirty = pc.is_in(table.column("sample_id"), value_set=pa.array(list(findings), pa.string()))
-    write_parquet(clean_out, table.filter(pc.invert(dirty)))
-    contaminated = table.filter(dirty)
+    step = BenchmarkDecontFilter(str(index_path), threshold, dropped_collector(scratch))
+    table, kept, findings = split_by_filter(shard, step, 0, 1, logging_dir, scratch)
+    write_parquet(clean_out, table.filter(kept))
+    contaminated = table.filter(pc.invert(kept))
     contaminated = contaminated.append_column(
         "benchmark_matches",
         pa.array(
@@ -84,6 +68,4 @@ def decontaminate_shard(
         ),
     )
     write_parquet(contaminated_out, contaminated)
-    for extra in scratch.glob("*"):
-        extra.unlink()
     return {"documents": table.num_rows, "contaminated": contaminated.num_rows}
