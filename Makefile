@@ -54,8 +54,9 @@ lint: setup
 	snakefmt --check Snakefile workflow
 	snakemake --lint
 
+# The fast tier: no real model, no Snakemake subprocess, no Slurm (pyproject.toml's markers).
 unit: setup
-	pytest -m "not vllm and not slurm" -q
+	pytest -m "not model and not dryrun and not vllm and not slurm" -q
 
 # The Slurm tests need a running cluster: slurm-up installs Debian's slurm-wlm and munge (root)
 # and starts a one-node cluster; it is stopped again whatever the tests did.

@@ -13,6 +13,11 @@ from cosmoforge.config import validate_config  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
+    # Tiers: a test that uses the MiniLM embedder (directly or through a fixture) loads a real
+    # model; so does every vLLM test.
+    for item in items:
+        if "embedder" in item.fixturenames or "vllm" in item.keywords:
+            item.add_marker(pytest.mark.model)
     # The real-model tests are part of the suite, not optional extras: they are only left out
     # when a developer asks for it explicitly, and then pytest reports them as skipped.
     for marker, variable in (("vllm", "COSMOFORGE_SKIP_VLLM"), ("slurm", "COSMOFORGE_SKIP_SLURM")):

@@ -159,6 +159,7 @@ def test_missing_inputs_are_named_by_config_key(repo, default_config_raw):
     assert len(errors) == 3
 
 
+@pytest.mark.dryrun
 def test_a_mistyped_seed_path_stops_the_dry_run_even_with_old_results(repo, tmp_path):
     """Snakemake alone would drop the seeds job (its input is missing, its old output exists)
     and report success on the old seeds."""

@@ -15,6 +15,7 @@ from cosmoforge.config import load_config
 from cosmoforge.layout import Layout
 from tests.test_plan import snakemake_job_counts
 
+pytestmark = pytest.mark.dryrun
 CONFIGS = sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.yaml"))
 
 

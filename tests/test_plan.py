@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from cosmoforge.config import load_config
 from cosmoforge.plan import build_plan, format_plan, generate_runtime_minutes
 
@@ -24,6 +26,7 @@ def snakemake_job_counts(repo, *args) -> dict:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+@pytest.mark.dryrun
 def test_plan_matches_snakemake_dry_run_for_the_default(repo):
     config = load_config(repo / "config" / "config.yaml")
     plan = build_plan(config, repo)

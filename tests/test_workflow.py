@@ -6,7 +6,6 @@ converted model; a developer can leave them out with COSMOFORGE_SKIP_VLLM=1 (rep
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,12 +24,17 @@ pytestmark = pytest.mark.vllm
 RUN = "pytest-e2e"
 
 
-def snakemake(repo, *args, timeout=3600):
+def snakemake(repo, *args, timeout=3600, workdir=None):
+    """Snakemake with the local profile, in `workdir` (a temporary working folder made by
+    `e2e_workdir`) or in the checkout."""
     bin_dir = Path(sys.executable).parent
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    where = ["-s", str(repo / "Snakefile"), "--directory", str(workdir)] if workdir else []
     return subprocess.run(
-        [str(bin_dir / "snakemake"), "--workflow-profile", "profiles/local", "--cores", "2", *args],
-        cwd=repo,
+        [str(bin_dir / "snakemake"), "--workflow-profile", "profiles/local", "--cores", "2"]
+        + where
+        + list(args),
+        cwd=workdir or repo,
         env=env,
         capture_output=True,
         text=True,
@@ -38,14 +42,29 @@ def snakemake(repo, *args, timeout=3600):
     )
 
 
+def e2e_workdir(repo, folder: Path) -> Path:
+    """A working folder for a whole run outside the checkout: the checkout's config, prompts,
+    seeds, models and profiles linked in; results/ and logs/ are its own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config", "prompts", "resources", "profiles"):
+        (folder / name).symlink_to(repo / name)
+    return folder
+
+
 @pytest.fixture(scope="module")
-def e2e_run(repo):
-    shutil.rmtree(repo / "results" / RUN, ignore_errors=True)
-    shutil.rmtree(repo / "logs" / RUN, ignore_errors=True)
+def e2e_work(repo, tmp_path_factory):
+    return e2e_workdir(repo, tmp_path_factory.mktemp("e2e"))
+
+
+@pytest.fixture(scope="module")
+def e2e_run(repo, e2e_work):
     started = time.time()
-    proc = snakemake(repo, "--config", f"run_name={RUN}")
+    proc = snakemake(repo, "--config", f"run_name={RUN}", workdir=e2e_work)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return repo / "results" / RUN, time.time() - started
+    results = e2e_work / "results" / RUN
+    in_checkout = repo / "results" / RUN  # nothing of the run lands in the checkout
+    assert not in_checkout.exists() or in_checkout.stat().st_mtime < started
+    return results, time.time() - started
 
 
 def test_default_run_releases_all_eight_splits(e2e_run, repo):
@@ -187,8 +206,8 @@ def test_release_loads_with_datasets(e2e_run):
         assert loaded["train"].column_names[:6] == RELEASE_COLUMNS
 
 
-def test_rerun_after_success_has_nothing_to_do(e2e_run, repo):
-    proc = snakemake(repo, "-n", "--config", f"run_name={RUN}")
+def test_rerun_after_success_has_nothing_to_do(e2e_run, e2e_work, repo):
+    proc = snakemake(repo, "-n", "--config", f"run_name={RUN}", workdir=e2e_work)
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
