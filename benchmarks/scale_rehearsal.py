@@ -107,10 +107,11 @@ def rehearsal_config(work: Path, prompts: int, per_shard: int) -> dict:
     }
 
 
-def read_benchmarks(logs: Path) -> dict[str, list[dict]]:
-    """rule -> one dict per job (s, max_rss MB, cpu_time s) from Snakemake's benchmark files."""
+def read_timings(logs: Path) -> dict[str, list[dict]]:
+    """rule -> one dict per job (s, max_rss MB, cpu_time s) from Snakemake's `benchmark:`
+    files (logs/<run>/timings/)."""
     per_rule: dict[str, list[dict]] = defaultdict(list)
-    root = logs / "benchmarks"
+    root = logs / "timings"
     for tsv in root.rglob("*.tsv"):
         rule = tsv.relative_to(root).parts[0].removesuffix(".tsv")
         with open(tsv) as fh:
@@ -154,7 +155,7 @@ def run_dag(work: Path, prompts: int, per_shard: int, cores: int) -> dict:
         "shards": config["splits"]["web_samples_v1"]["shards"],
         "wall_s": wall,
         "synthetic_seeds_s": seeds_s,
-        "rules": read_benchmarks(work / "logs" / RUN),
+        "rules": read_timings(work / "logs" / RUN),
         "released_rows": stats["rows"],
         "mean_tokens": stats["tokens"] / max(stats["rows"], 1),
         "finish_shard_stages": dict(stage_seconds),

@@ -104,7 +104,7 @@ def schema_sections(schema: dict) -> dict[str, set[str]]:
         "topics",
         "dedup",
         "decontamination",
-        "cluster",
+        "slurm",
     ):
         sections[name] = nested_keys(props[name])
     engine = props["engine"]

@@ -58,7 +58,7 @@ def test_preset_plan_is_cosmopedia_scale_with_low_thousands_of_jobs(repo):
 
 def test_generation_time_limit_grows_with_the_shard():
     config = {
-        "cluster": {"tokens_per_s_per_gpu": 100, "engine_start_minutes": 5, "runtime_margin": 2.0},
+        "slurm": {"tokens_per_s_per_gpu": 100, "engine_start_minutes": 5, "runtime_margin": 2.0},
         "engine": {"tensor_parallel_size": 2},
     }
     # 6,000 prompts x 200 tokens / (100 tok/s x 2 GPUs) = 100 min, x 2 margin + 5 start.
@@ -111,9 +111,9 @@ def test_plan_shows_engine_start_up_as_a_share_of_generation_time(default_config
 
     config = default_config
     plan = build_plan(config, repo)
-    cluster = config["cluster"]
-    start = 60 * cluster["engine_start_minutes"] * sum(s["shards"] for s in plan["splits"].values())
-    decode = plan["expected_completion_tokens"] / cluster["tokens_per_s_per_gpu"]
+    slurm = config["slurm"]
+    start = 60 * slurm["engine_start_minutes"] * sum(s["shards"] for s in plan["splits"].values())
+    decode = plan["expected_completion_tokens"] / slurm["tokens_per_s_per_gpu"]
     assert plan["engine_start_share"] == round(start / (start + decode), 4)
     assert 0 < plan["engine_start_share"] < 1
 
@@ -122,10 +122,10 @@ def test_only_jobs_long_enough_ask_for_the_early_stop_signal(default_config):
     from cosmoforge.plan import stop_signal_seconds
 
     config = default_config
-    config["cluster"]["stop_signal_seconds"] = 300
+    config["slurm"]["stop_signal_seconds"] = 300
     # A 4-minute job (the CPU demo) would be stopped at once: Slurm may signal a minute early.
     assert stop_signal_seconds(config, 4) == 0
     assert stop_signal_seconds(config, 19) == 0 and stop_signal_seconds(config, 20) == 300
     assert stop_signal_seconds(config, 579) == 300
-    config["cluster"]["stop_signal_seconds"] = 0
+    config["slurm"]["stop_signal_seconds"] = 0
     assert stop_signal_seconds(config, 579) == 0

@@ -6,7 +6,7 @@ spread over its templates, deterministically) and generated through the same cod
 engine start-up, completion tokens per second per GPU, mean completion tokens per prompt by
 split and the share of texts cut at `max_tokens`, and writes `results/<run>/calibration.json`.
 When that file exists, `cosmoforge plan` and the generation jobs' Slurm time limits use the
-measured figures instead of `cluster.tokens_per_s_per_gpu` and `expected_completion_tokens`.
+measured figures instead of `slurm.tokens_per_s_per_gpu` and `expected_completion_tokens`.
 
 Throughput is measured at the probe's batch (all its prompts at once), so the engine is busier
 in a full shard; the measured rate is then a floor, which is the safe side for time limits.

@@ -39,8 +39,25 @@ def load_schema() -> dict:
         return yaml.safe_load(fh)
 
 
+# Sections renamed since the first release (old -> new, why): a config that still uses an old
+# name gets one line saying what to rename, not a schema error about an unknown key.
+RENAMED_KEYS = {
+    "cluster": (
+        "slurm",
+        "the Slurm resources section; 'cluster' also named the MinHash and k-means clusters",
+    ),
+}
+
+
+def check_renamed_keys(config: dict, source: str = "config") -> None:
+    for old, (new, why) in RENAMED_KEYS.items():
+        if isinstance(config, dict) and old in config:
+            raise ConfigError(f"{source}: '{old}' is now called '{new}' ({why}); rename it")
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """Validate ``config`` in place, filling defaults; raise ConfigError naming the key."""
+    check_renamed_keys(config, source)
     validator = _validator_with_defaults(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:

@@ -82,9 +82,9 @@ def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
     if cfg["max_seeds"] is not None and seeds > cfg["max_seeds"]:
         prompts = round(prompts * cfg["max_seeds"] / seeds)
         seeds = cfg["max_seeds"]
-    cluster = config["cluster"]
+    slurm = config["slurm"]
     sampling = {**config["sampling"], **cfg["sampling"]}
-    per_prompt = cluster["expected_completion_tokens"] or sampling["max_tokens"]
+    per_prompt = slurm["expected_completion_tokens"] or sampling["max_tokens"]
     tokens = prompts * per_prompt
     return {
         "seeds": seeds,
@@ -92,7 +92,7 @@ def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
         "shards": cfg["shards"],
         "prompts_per_shard": math.ceil(prompts / cfg["shards"]),
         "expected_completion_tokens": tokens,
-        "gpu_hours": tokens / cluster["tokens_per_s_per_gpu"] / 3600,
+        "gpu_hours": tokens / slurm["tokens_per_s_per_gpu"] / 3600,
     }
 
 
@@ -122,7 +122,7 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
     if cpu is not None and not layout.topic_splits:
         cpu = {rule: h for rule, h in cpu.items() if not rule.startswith("topics_")}
     gpus = config["engine"]["tensor_parallel_size"]
-    cluster = config["cluster"]
+    slurm = config["slurm"]
     slowest = max(splits.values(), key=lambda s: s["prompts_per_shard"])
     measured = _measured(config, splits, base_dir)
     return {
@@ -138,7 +138,7 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
         "expected_completion_tokens": sum(s["expected_completion_tokens"] for s in splits.values()),
         "gpu_hours": sum(s["gpu_hours"] for s in splits.values()),
         "gpus_per_generate_job": gpus,
-        "tokens_per_s_per_gpu": cluster["tokens_per_s_per_gpu"],
+        "tokens_per_s_per_gpu": slurm["tokens_per_s_per_gpu"],
         "engine_start_share": _start_share(config, splits),
         "longest_generate_job_minutes": generate_runtime_minutes(
             config,
@@ -151,11 +151,11 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
 def _start_share(config: dict, splits: dict) -> float:
     """Engine start-up as a share of the generation jobs' expected time (start-up plus decoding
     at the configured rate, no margin): what many small shards cost."""
-    cluster = config["cluster"]
+    slurm = config["slurm"]
     gpus = config["engine"]["tensor_parallel_size"]
-    start_s = 60 * cluster["engine_start_minutes"] * sum(s["shards"] for s in splits.values())
+    start_s = 60 * slurm["engine_start_minutes"] * sum(s["shards"] for s in splits.values())
     decode_s = sum(s["expected_completion_tokens"] for s in splits.values()) / (
-        cluster["tokens_per_s_per_gpu"] * gpus
+        slurm["tokens_per_s_per_gpu"] * gpus
     )
     return round(start_s / (start_s + decode_s), 4) if start_s + decode_s else 0.0
 
@@ -192,11 +192,11 @@ def generate_runtime_minutes(
 ) -> int:
     """Slurm time limit for one generation job: start-up plus expected decoding, with margin
     (at the calibrated rate when given, else the configured one)."""
-    cluster = config["cluster"]
+    slurm = config["slurm"]
     gpus = config["engine"]["tensor_parallel_size"]
-    rate = tokens_per_s_per_gpu or cluster["tokens_per_s_per_gpu"]
+    rate = tokens_per_s_per_gpu or slurm["tokens_per_s_per_gpu"]
     decode_s = shard_prompts * tokens_per_prompt / (rate * gpus)
-    minutes = cluster["engine_start_minutes"] + decode_s / 60 * cluster["runtime_margin"]
+    minutes = slurm["engine_start_minutes"] + decode_s / 60 * slurm["runtime_margin"]
     return max(1, math.ceil(minutes))
 
 
@@ -205,7 +205,7 @@ def stop_signal_seconds(config: dict, runtime_minutes: int) -> int:
     for jobs too short for it. Slurm may send the signal up to a minute early, so a margin
     above a quarter of the limit would stop short jobs that would have finished; those rely
     on the SIGTERM at the limit, which they handle the same way."""
-    margin = config["cluster"]["stop_signal_seconds"]
+    margin = config["slurm"]["stop_signal_seconds"]
     return margin if margin and runtime_minutes * 60 >= 4 * margin else 0
 
 
@@ -247,7 +247,7 @@ def format_plan(plan: dict) -> str:
         f"GPU-hours at {plan['tokens_per_s_per_gpu']:,} completion tokens/s per GPU, "
         f"{plan['gpus_per_generate_job']} GPU(s) per generation job; longest generation job "
         f"~{plan['longest_generate_job_minutes']:,} min (its Slurm time limit); engine "
-        f"start-up (cluster.engine_start_minutes) is ~{plan['engine_start_share']:.1%} of the "
+        f"start-up (slurm.engine_start_minutes) is ~{plan['engine_start_share']:.1%} of the "
         "generation jobs' time.",
         "",
     ]

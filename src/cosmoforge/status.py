@@ -62,7 +62,7 @@ def run_status(
     now = time.time() if now is None else now
     layout = Layout(config)
     gpus = config["engine"]["tensor_parallel_size"]
-    configured_rate = config["cluster"]["tokens_per_s_per_gpu"]
+    configured_rate = config["slurm"]["tokens_per_s_per_gpu"]
     splits = {}
     recent_tokens = 0
     for split in layout.splits:
@@ -116,7 +116,7 @@ def _totals(splits: dict, tokens_per_s: float, configured_rate: float, config: d
     rows = sum(s["rows"] for s in splits.values())
     prompts = sum(s["prompts"] for s in splits.values())
     tokens = sum(s["completion_tokens"] for s in splits.values())
-    expected = config["cluster"]["expected_completion_tokens"] or config["sampling"]["max_tokens"]
+    expected = config["slurm"]["expected_completion_tokens"] or config["sampling"]["max_tokens"]
     per_row = tokens / rows if rows else expected
     remaining_tokens = (prompts - rows) * per_row
     spent = sum(s["gpu_seconds"] for s in splits.values()) / 3600

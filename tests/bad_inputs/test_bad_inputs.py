@@ -324,6 +324,13 @@ CASES = [
         r"\('seeed' was unexpected\)",
     ),
     Case(
+        "config-renamed-section",
+        "config",
+        lambda t: config_file(t, lambda c: c.update(cluster=c.pop("slurm"))),
+        r"config.yaml: 'cluster' is now called 'slurm' \(the Slurm resources section; .*\); "
+        r"rename it",
+    ),
+    Case(
         "config-wrong-type",
         "config",
         lambda t: config_file(t, set_("seed", "abc")),

@@ -7,6 +7,15 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+# The workflow contract (paths, shards, ranks, settings, job counts), the config checks and the
+# planning helpers (time limits) are used here, in the Snakemake process, too.
+sys.path.insert(0, f"{workflow.basedir}/src")
+from cosmoforge.config import ConfigError, check_renamed_keys  # noqa: E402
+
+try:
+    check_renamed_keys(config)
+except ConfigError as exc:
+    raise WorkflowError(str(exc)) from None
 validate(config, schema="../schemas/config.schema.yaml")
 
 # Every rule runs `python -m cosmoforge` from this checkout, in the venv or in the rule's conda
@@ -16,10 +25,6 @@ os.environ.update(
         p for p in (f"{workflow.basedir}/src", os.environ.get("PYTHONPATH")) if p
     )
 )
-# The workflow contract (paths, shards, ranks, settings, job counts) and the planning helpers
-# (time limits) are used here, in the Snakemake process, too.
-sys.path.insert(0, f"{workflow.basedir}/src")
-
 from cosmoforge.config import check_inputs  # noqa: E402
 from cosmoforge.layout import (  # noqa: E402
     CARD_PLOTS,
@@ -39,7 +44,7 @@ RUN = L.run
 RESULTS = L.results
 LOGS = L.logs
 SPLITS = L.splits
-CLUSTER = config["cluster"]
+SLURM = config["slurm"]
 DEDUP = config["dedup"]
 SIG_BUCKETS = [f"{b:03d}" for b in range(DEDUP["num_buckets"])]
 DEDUP_WORKERS = [f"{w:02d}" for w in range(DEDUP["bucket_workers"])]
@@ -121,10 +126,10 @@ def release_file(wildcards):
 def cpu_resources():
     # Unset (None) values are left out of the sbatch call: the cluster's defaults apply.
     return {
-        "mem_mb": CLUSTER["cpu_mem_mb"],
-        "runtime": CLUSTER["cpu_runtime_minutes"],
-        "slurm_partition": CLUSTER["cpu_partition"],
-        "slurm_account": CLUSTER["account"],
+        "mem_mb": SLURM["cpu_mem_mb"],
+        "runtime": SLURM["cpu_runtime_minutes"],
+        "slurm_partition": SLURM["cpu_partition"],
+        "slurm_account": SLURM["account"],
     }
 
 
@@ -136,7 +141,7 @@ def serves_itself():
 def generate_threads():
     if not serves_itself():
         return 1  # an asyncio client: the server does the work
-    return CLUSTER["cpus_per_gpu"] * config["engine"]["tensor_parallel_size"]
+    return SLURM["cpus_per_gpu"] * config["engine"]["tensor_parallel_size"]
 
 
 def engine_resources(runtime):
@@ -144,16 +149,16 @@ def engine_resources(runtime):
     of them (locally one engine at a time: profiles/local caps vllm_engine at 1, since on CPU an
     engine binds every core). As a client of a server (engine.backend openai): a CPU job.
     """
-    account = {"runtime": runtime, "slurm_account": CLUSTER["account"]}
+    account = {"runtime": runtime, "slurm_account": SLURM["account"]}
     if not serves_itself():
         return cpu_resources() | account
     return account | {
         "vllm_engine": 1,
         "gpu": config["engine"]["tensor_parallel_size"],
-        "gpu_model": CLUSTER["gpu_model"],
-        "cpus_per_gpu": CLUSTER["cpus_per_gpu"],
-        "mem_mb": CLUSTER["generate_mem_mb"],
-        "slurm_partition": CLUSTER["gpu_partition"],
+        "gpu_model": SLURM["gpu_model"],
+        "cpus_per_gpu": SLURM["cpus_per_gpu"],
+        "mem_mb": SLURM["generate_mem_mb"],
+        "slurm_partition": SLURM["gpu_partition"],
     }
 
 
@@ -165,7 +170,7 @@ def planned_prompts_per_shard(split):
 
 
 def generate_slurm_extra(wildcards, input):
-    """SIGUSR1 cluster.stop_signal_seconds before the time limit, for jobs long enough."""
+    """SIGUSR1 slurm.stop_signal_seconds before the time limit, for jobs long enough."""
     from cosmoforge.plan import stop_signal_seconds
 
     seconds = stop_signal_seconds(config, generate_runtime(wildcards, input))
@@ -182,7 +187,7 @@ def generate_runtime(wildcards, input):
     measured_per_prompt, measured_rate = measured_split_rate(config, wildcards.split)
     per_prompt = (
         measured_per_prompt
-        or CLUSTER["expected_completion_tokens"]
+        or SLURM["expected_completion_tokens"]
         or L.generate_settings(wildcards.split)["sampling"]["max_tokens"]
     )
     shard_report = f"{input.prompts}/{wildcards.shard}.report.json"

@@ -10,7 +10,7 @@ rule benchmark_index:
     log:
         f"{LOGS}/decont/benchmark_index.log",
     benchmark:
-        f"{LOGS}/benchmarks/benchmark_index.tsv"
+        f"{LOGS}/timings/benchmark_index.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
@@ -31,7 +31,7 @@ rule contamination_report:
     log:
         f"{LOGS}/decont/report.log",
     benchmark:
-        f"{LOGS}/benchmarks/contamination_report.tsv"
+        f"{LOGS}/timings/contamination_report.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:

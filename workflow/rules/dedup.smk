@@ -13,7 +13,7 @@ rule dedup_signatures:
     log:
         f"{LOGS}/dedup/signatures/{{rank}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/dedup_signatures/{{rank}}.tsv"
+        f"{LOGS}/timings/dedup_signatures/{{rank}}.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
@@ -37,7 +37,7 @@ rule dedup_buckets:
     log:
         f"{LOGS}/dedup/buckets/{{bucket}}_{{worker}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/dedup_buckets/{{bucket}}_{{worker}}.tsv"
+        f"{LOGS}/timings/dedup_buckets/{{bucket}}_{{worker}}.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
@@ -67,7 +67,7 @@ rule dedup_cluster:
     log:
         f"{LOGS}/dedup/cluster.log",
     benchmark:
-        f"{LOGS}/benchmarks/dedup_cluster.tsv"
+        f"{LOGS}/timings/dedup_cluster.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
@@ -92,7 +92,7 @@ rule dedup_report:
     log:
         f"{LOGS}/dedup/report.log",
     benchmark:
-        f"{LOGS}/benchmarks/dedup_report.tsv"
+        f"{LOGS}/timings/dedup_report.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:

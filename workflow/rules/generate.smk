@@ -10,7 +10,7 @@ rule generate:
     log:
         f"{LOGS}/generate/{{split}}/{{shard}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/generate/{{split}}/{{shard}}.tsv"
+        f"{LOGS}/timings/generate/{{split}}/{{shard}}.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: generate_threads()
@@ -39,12 +39,12 @@ rule calibrate:
     log:
         f"{LOGS}/calibrate.log",
     benchmark:
-        f"{LOGS}/benchmarks/calibrate.tsv"
+        f"{LOGS}/timings/calibrate.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: generate_threads()
     resources:
-        **engine_resources(CLUSTER["engine_start_minutes"] + 60),
+        **engine_resources(SLURM["engine_start_minutes"] + 60),
     params:
         settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
         prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
@@ -65,12 +65,12 @@ rule canary:
     log:
         f"{LOGS}/canary.log",
     benchmark:
-        f"{LOGS}/benchmarks/canary.tsv"
+        f"{LOGS}/timings/canary.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: generate_threads()
     resources:
-        **engine_resources(CLUSTER["engine_start_minutes"] + 60),
+        **engine_resources(SLURM["engine_start_minutes"] + 60),
     params:
         settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
         prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),

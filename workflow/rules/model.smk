@@ -4,7 +4,7 @@ rule convert_model:
     log:
         f"{LOGS}/convert_model.log",
     benchmark:
-        f"{LOGS}/benchmarks/convert_model.tsv"
+        f"{LOGS}/timings/convert_model.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:

@@ -13,7 +13,7 @@ rule prompts:
     log:
         f"{LOGS}/prompts/{{split}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/prompts/{{split}}.tsv"
+        f"{LOGS}/timings/prompts/{{split}}.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:

@@ -24,7 +24,7 @@ for _split in SPLITS:
         log:
             f"{LOGS}/finish_shard/{_split}/{{shard}}.log",
         benchmark:
-            f"{LOGS}/benchmarks/finish_shard/{_split}/{{shard}}.tsv"
+            f"{LOGS}/timings/finish_shard/{_split}/{{shard}}.tsv"
         conda:
             "../../envs/cosmoforge.yaml"
         resources:
@@ -61,7 +61,7 @@ rule ledger:
     log:
         f"{LOGS}/ledger.log",
     benchmark:
-        f"{LOGS}/benchmarks/ledger.tsv"
+        f"{LOGS}/timings/ledger.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
@@ -91,7 +91,7 @@ rule card:
     log:
         f"{LOGS}/card.log",
     benchmark:
-        f"{LOGS}/benchmarks/card.tsv"
+        f"{LOGS}/timings/card.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:

@@ -7,7 +7,7 @@ rule seeds:
     log:
         f"{LOGS}/seeds/{{split}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/seeds/{{split}}.tsv"
+        f"{LOGS}/timings/seeds/{{split}}.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:

@@ -12,17 +12,17 @@ rule topics_embed:
     log:
         f"{LOGS}/topics/embed/{{split}}/{{shard}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/topics_embed/{{split}}/{{shard}}.tsv"
+        f"{LOGS}/timings/topics_embed/{{split}}/{{shard}}.tsv"
     conda:
         "../../envs/topics.yaml"
-    threads: CLUSTER["cpus_per_gpu"]
+    threads: SLURM["cpus_per_gpu"]
     resources:
-        gpu=CLUSTER["embed_gpus"],
-        gpu_model=CLUSTER["gpu_model"] if CLUSTER["embed_gpus"] else None,
-        mem_mb=CLUSTER["embed_mem_mb"],
-        runtime=CLUSTER["embed_runtime_minutes"],
-        slurm_partition=CLUSTER["gpu_partition" if CLUSTER["embed_gpus"] else "cpu_partition"],
-        slurm_account=CLUSTER["account"],
+        gpu=SLURM["embed_gpus"],
+        gpu_model=SLURM["gpu_model"] if SLURM["embed_gpus"] else None,
+        mem_mb=SLURM["embed_mem_mb"],
+        runtime=SLURM["embed_runtime_minutes"],
+        slurm_partition=SLURM["gpu_partition" if SLURM["embed_gpus"] else "cpu_partition"],
+        slurm_account=SLURM["account"],
     params:
         settings=as_json(TOPICS["embedding"]),
         shards=TOPICS["shards"],
@@ -42,7 +42,7 @@ rule topics_fit:
     log:
         f"{LOGS}/topics/fit.log",
     benchmark:
-        f"{LOGS}/benchmarks/topics_fit.tsv"
+        f"{LOGS}/timings/topics_fit.tsv"
     conda:
         "../../envs/topics.yaml"
     resources:
@@ -64,7 +64,7 @@ rule topics_assign:
     log:
         f"{LOGS}/topics/assign/{{split}}/{{shard}}.log",
     benchmark:
-        f"{LOGS}/benchmarks/topics_assign/{{split}}/{{shard}}.tsv"
+        f"{LOGS}/timings/topics_assign/{{split}}/{{shard}}.tsv"
     conda:
         "../../envs/topics.yaml"
     resources:
@@ -88,7 +88,7 @@ rule topics_label:
     log:
         f"{LOGS}/topics/label.log",
     benchmark:
-        f"{LOGS}/benchmarks/topics_label.tsv"
+        f"{LOGS}/timings/topics_label.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: generate_threads()
@@ -114,7 +114,7 @@ rule topics_decide:
     log:
         f"{LOGS}/topics/decide.log",
     benchmark:
-        f"{LOGS}/benchmarks/topics_decide.tsv"
+        f"{LOGS}/timings/topics_decide.tsv"
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
@@ -141,7 +141,7 @@ rule topics_report:
     log:
         f"{LOGS}/topics/report.log",
     benchmark:
-        f"{LOGS}/benchmarks/topics_report.tsv"
+        f"{LOGS}/timings/topics_report.tsv"
     conda:
         "../../envs/topics.yaml"
     resources:
