@@ -28,6 +28,17 @@ time.sleep(float(sys.argv[2]))
 """
 
 
+def serve_fake_server(monkeypatch, tmp_path, seconds: int) -> None:
+    """`cosmoforge serve` starts FAKE_SERVER for `seconds` instead of vllm serve."""
+    script = tmp_path / "server.py"
+    script.write_text(FAKE_SERVER)
+    monkeypatch.setattr(
+        serve,
+        "vllm_serve_command",
+        lambda config, host, port: [sys.executable, str(script), str(port), str(seconds)],
+    )
+
+
 @pytest.fixture
 def config(repo, tmp_path):
     model = tmp_path / "model"
@@ -79,13 +90,7 @@ def test_the_overlay_is_a_valid_config_that_sends_generation_to_the_server(repo,
 
 
 def test_the_overlay_exists_exactly_while_the_server_answers(config, tmp_path, monkeypatch):
-    script = tmp_path / "server.py"
-    script.write_text(FAKE_SERVER)
-    monkeypatch.setattr(
-        serve,
-        "vllm_serve_command",
-        lambda config, host, port: [sys.executable, str(script), str(port), "4"],
-    )
+    serve_fake_server(monkeypatch, tmp_path, seconds=4)
     overlay = tmp_path / "server.yaml"
     seen = []
 
@@ -137,13 +142,7 @@ def test_sigterm_stops_the_server_and_takes_the_overlay_away(config, tmp_path, m
     import os
     import signal
 
-    script = tmp_path / "server.py"
-    script.write_text(FAKE_SERVER)
-    monkeypatch.setattr(
-        serve,
-        "vllm_serve_command",
-        lambda config, host, port: [sys.executable, str(script), str(port), "120"],
-    )
+    serve_fake_server(monkeypatch, tmp_path, seconds=120)
     overlay = tmp_path / "server.yaml"
     seen = []
 
