@@ -142,8 +142,9 @@ def test_split_by_filter_gives_the_kept_mask_and_each_dropped_rows_verdict(tmp_p
     path = tmp_path / "g.parquet"
     shard(path, "stories", [f"text number {i}" for i in range(5)], "id")
     scratch = tmp_path / "scratch"
-    step = DropsOdd(exclusion_writer=dedup.dropped_collector(scratch))
-    read, kept, verdicts = dedup.split_by_filter(path, step, 0, 1, tmp_path / "logs", scratch)
+    read, kept, verdicts = dedup.split_by_filter(
+        path, lambda dropped: DropsOdd(exclusion_writer=dropped), 0, 1, tmp_path / "logs", scratch
+    )
     ids = read.column("sample_id").to_pylist()
     assert [i for i, k in zip(ids, kept.to_pylist(), strict=True) if k] == ["id0", "id2", "id4"]
     assert verdicts == {"id1": {"why": "odd id1"}, "id3": {"why": "odd id3"}}

@@ -192,18 +192,21 @@ def run_rank(pipeline: list, rank: int, tasks: int, logging_dir: str | Path) -> 
 
 
 def split_by_filter(
-    shard: str | Path, step, rank: int, tasks: int, logging_dir: str | Path, scratch: Path
+    shard: str | Path, make_filter, rank: int, tasks: int, logging_dir: str | Path, scratch: Path
 ) -> tuple[pa.Table, pa.Array, dict[str, object]]:
     """Run one datatrove filter over a generation shard and split the shard by its verdict: the
     shard's table, a mask of the rows it kept, and for each dropped row what the filter put in
-    `doc.metadata[VERDICT_KEY]`. The filter's `exclusion_writer` must be `Collector(scratch /
-    "dropped.jsonl")` (see `dropped_collector`); kept rows are collected after it. A shard
-    whose rows datatrove did not all see is an error, never a silently smaller release."""
+    `doc.metadata[VERDICT_KEY]`. `make_filter(exclusion_writer)` builds the filter around the
+    collector of dropped rows. A shard whose rows datatrove did not all see is an error, never
+    a silently smaller release."""
     scratch.mkdir(parents=True, exist_ok=True)
     kept = Collector(scratch / "kept.jsonl")
     dropped = Collector(scratch / "dropped.jsonl")
+    for collector in (kept, dropped):  # a killed job may have left one behind
+        Path(collector.path).unlink(missing_ok=True)
     try:
-        run_rank([ShardReader(shard), step, CollectStep(kept)], rank, tasks, logging_dir)
+        pipeline = [ShardReader(shard), make_filter(dropped), CollectStep(kept)]
+        run_rank(pipeline, rank, tasks, logging_dir)
         kept_ids, dropped_ids = kept.read(), dropped.read()
     finally:
         for collector in (kept, dropped):
@@ -216,14 +219,6 @@ def split_by_filter(
         )
     mask = pc.is_in(table.column("sample_id"), value_set=pa.array(list(kept_ids), pa.string()))
     return table, mask, dropped_ids
-
-
-def dropped_collector(scratch: Path) -> Collector:
-    """The exclusion writer `split_by_filter` reads (emptied first: a scratch file may be left
-    by a killed job)."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    (scratch / "dropped.jsonl").unlink(missing_ok=True)
-    return Collector(scratch / "dropped.jsonl")
 
 
 @contextlib.contextmanager
@@ -291,8 +286,14 @@ def filter_shard(
     logging_dir: str | Path,
 ) -> dict:
     scratch = Path(logging_dir) / f"scratch-{rank:05d}"
-    step = MinhashDedupFilter(str(remove_dir), exclusion_writer=dropped_collector(scratch))
-    table, mask, removed = split_by_filter(shard, step, rank, tasks, logging_dir, scratch)
+    table, mask, removed = split_by_filter(
+        shard,
+        lambda dropped: MinhashDedupFilter(str(remove_dir), exclusion_writer=dropped),
+        rank,
+        tasks,
+        logging_dir,
+        scratch,
+    )
     write_parquet(kept_out, table.filter(mask))
     # Cluster ids straight from the cluster stage's file, for kept and removed documents alike
     # (datatrove's filter loads none for a rank without removals).

@@ -52,12 +52,18 @@ def decontaminate_shard(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from ..dedup import dropped_collector, split_by_filter
+    from ..dedup import split_by_filter
     from ..io import write_parquet
 
     scratch = Path(logging_dir) / f"scratch-{Path(shard).parent.name}-{Path(shard).stem}"
-    step = BenchmarkDecontFilter(str(index_path), threshold, dropped_collector(scratch))
-    table, kept, findings = split_by_filter(shard, step, 0, 1, logging_dir, scratch)
+    table, kept, findings = split_by_filter(
+        shard,
+        lambda dropped: BenchmarkDecontFilter(str(index_path), threshold, dropped),
+        0,
+        1,
+        logging_dir,
+        scratch,
+    )
     write_parquet(clean_out, table.filter(kept))
     contaminated = table.filter(pc.invert(kept))
     contaminated = contaminated.append_column(
