@@ -106,10 +106,10 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
     assert "## Deduplication" in card and "## Decontamination" in card
     assert "## Quality flags" in card and "## Diversity" in card
     check_topics(results, card)
-    check_ledger(repo, results, stats)
+    check_ledger(results, stats)
 
 
-def check_ledger(repo, results, stats):
+def check_ledger(results, stats):
     """Every prompt of the run is in the ledger exactly once; its fates agree with the release;
     `cosmoforge explain` shows one."""
     ledger = pq.read_table(results / "ledger.parquet")
@@ -134,7 +134,7 @@ def check_ledger(repo, results, stats):
             "--run-name",
             RUN,
         ],
-        cwd=repo,
+        cwd=results.parent.parent,  # the run's working folder: results/<run> is relative to it
         capture_output=True,
         text=True,
     )
