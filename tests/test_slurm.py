@@ -7,7 +7,6 @@ accounting daemon) and short polling intervals.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -17,13 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from cosmoforge import SPLITS
-from tests.test_workflow import accounted_rows, released_split
+from tests.test_workflow import accounted_rows, e2e_workdir, released_split
 
 pytestmark = pytest.mark.slurm
 RUN = "pytest-slurm"
 
 
-def slurm_snakemake_cmd(repo):
+def slurm_snakemake_cmd(repo, workdir):
+    """The run of `repo`'s workflow in `workdir` (made by e2e_workdir): its results/ and logs/
+    are the working folder's, not the checkout's."""
     bin_dir = Path(sys.executable).parent
     return [
         "timeout",
@@ -31,6 +32,10 @@ def slurm_snakemake_cmd(repo):
         "30",
         "2400",  # snakemake can ignore SIGTERM while polling
         str(bin_dir / "snakemake"),
+        "-s",
+        str(repo / "Snakefile"),
+        "--directory",
+        str(workdir),
         "--profile",
         "profiles/slurm",
         "--slurm-status-command",
@@ -41,7 +46,7 @@ def slurm_snakemake_cmd(repo):
         "5",
         "--configfile",
         "config/config.yaml",
-        "tests/slurm/config.yaml",
+        str(repo / "tests" / "slurm" / "config.yaml"),
         "--config",
         f"run_name={RUN}",
     ]
@@ -72,13 +77,17 @@ def cluster():
 
 def test_profile_run_survives_a_cancelled_generation_job(repo, cluster, tmp_path):
     """End to end on Slurm; scancel a generation job mid-shard; rerun; nothing lost or doubled."""
-    shutil.rmtree(repo / "results" / RUN, ignore_errors=True)
-    shutil.rmtree(repo / "logs" / RUN, ignore_errors=True)
-    results = repo / "results" / RUN
+    started = time.time()
+    work = e2e_workdir(repo, tmp_path / "work")
+    results = work / "results" / RUN
     first_log = tmp_path / "first.log"
     with open(first_log, "w") as log:
         first = subprocess.Popen(
-            slurm_snakemake_cmd(repo), cwd=repo, env=env(), stdout=log, stderr=subprocess.STDOUT
+            slurm_snakemake_cmd(repo, work),
+            cwd=work,
+            env=env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     cancelled = None
     deadline = time.time() + 1500
@@ -104,7 +113,7 @@ def test_profile_run_survives_a_cancelled_generation_job(repo, cluster, tmp_path
     first.wait(timeout=1800)
     assert "CANCELLED" in first_log.read_text()
     second = subprocess.run(
-        slurm_snakemake_cmd(repo), cwd=repo, env=env(), capture_output=True, text=True
+        slurm_snakemake_cmd(repo, work), cwd=work, env=env(), capture_output=True, text=True
     )
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-2000:]
     shard_output = parts_dir.with_name(parts_dir.name.removesuffix(".parts"))
@@ -117,7 +126,9 @@ def test_profile_run_survives_a_cancelled_generation_job(repo, cluster, tmp_path
     assert (results / "release" / "README.md").is_file()
     assert not list(results.rglob("*.parts"))
     # Slurm's per-job logs are kept where the profile puts them.
-    assert list((repo / "logs" / "slurm").rglob("*.log"))
+    assert list((work / "logs" / "slurm").rglob("*.log"))
+    in_checkout = repo / "results" / RUN  # nothing of the run lands in the checkout
+    assert not in_checkout.exists() or in_checkout.stat().st_mtime < started
 
 
 def many_prompts(repo, path, copies=20):
