@@ -49,8 +49,8 @@ status: setup
 	python -m cosmoforge status $(if $(CONFIG),--config $(CONFIG),) $(if $(WATCH),--watch $(WATCH),)
 
 lint: setup
-	ruff check src tests benchmarks
-	ruff format --check src tests benchmarks
+	ruff check src tests measure
+	ruff format --check src tests measure
 	snakefmt --check Snakefile workflow
 	snakemake --lint
 
@@ -70,4 +70,4 @@ slurm-down:
 	tests/slurm/cluster.sh stop
 
 clean:
-	rm -rf results logs benchmarks/out .snakemake
+	rm -rf results logs measure/out .snakemake

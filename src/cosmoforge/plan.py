@@ -271,7 +271,7 @@ def format_plan(plan: dict) -> str:
         cpu = plan["cpu_core_hours"]
         lines += [
             f"CPU side: {sum(cpu.values()):,.1f} core-hours at the rates measured by "
-            "benchmarks/scale_rehearsal.py (resources/cpu_rates.json; rerun it on your nodes):",
+            "measure/scale_rehearsal.py (resources/cpu_rates.json; rerun it on your nodes):",
             "  " + ", ".join(f"{rule} {hours:,.1f}" for rule, hours in cpu.items()),
             "",
         ]

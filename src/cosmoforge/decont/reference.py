@@ -1,6 +1,6 @@
 """Cosmopedia's original decontamination rule, in one place: the oracle of the tests (which
 check that cosmoforge removes a superset of what it removes) and the baseline of
-benchmarks/decont_speed.py.
+measure/decont_speed.py.
 
 The rule as decontaminate.py has it: the *last* item owning each n-gram, the *first* hit of a
 document, then difflib. The first hit is taken in text order here (upstream: set order, which

@@ -47,7 +47,7 @@ def greedy_kmeans_pp(vectors: np.ndarray, k: int, rng: np.random.Generator) -> n
     """Greedy k-means++ seeding (as scikit-learn's): each new centre is the best of a few
     candidates drawn in proportion to squared distance. faiss seeds k-means with random points,
     which merges clusters: on 100k vectors around 145 centres it reached an adjusted Rand index
-    of 0.82 where this seeding reaches 1.0 (benchmarks/topics_speed.py)."""
+    of 0.82 where this seeding reaches 1.0 (measure/topics_speed.py)."""
     n = len(vectors)
     trials = 2 + int(np.log(k))
     chosen = [int(rng.integers(n))]

@@ -3,7 +3,7 @@
 The preset's local seed files are stand-ins here (empty files in a scratch work directory:
 the plan then sizes those splits by `expected_seeds`), so the DAG can be built on any machine.
 
-    .venv/bin/python benchmarks/dryrun_preset.py [--profile profiles/slurm]
+    .venv/bin/python measure/dryrun_preset.py [--profile profiles/slurm]
 """
 
 from __future__ import annotations

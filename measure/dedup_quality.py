@@ -5,7 +5,7 @@ Planted pairs: a random base document and a copy with a given share of its words
 their true 5-gram Jaccard decides the bucket. Everything else in the corpus is unrelated. The
 stages run exactly as the workflow runs them (cosmoforge.dedup, one datatrove rank per call).
 
-    .venv/bin/python benchmarks/dedup_quality.py [--docs 4000] [--pairs-per-rate 30]
+    .venv/bin/python measure/dedup_quality.py [--docs 4000] [--pairs-per-rate 30]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ filter, a dict of 10-gram tuples keeping the last owner, the first hit per docum
 difflib.SequenceMatcher. Both see the same documents: random prose-like text
 with benchmark items planted verbatim and with 5% of their words edited.
 
-    .venv/bin/python benchmarks/decont_speed.py [--docs 10000] [--items 10000] [--repeats 5]
+    .venv/bin/python measure/decont_speed.py [--docs 10000] [--items 10000] [--repeats 5]
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ config's model and engine settings, generates the same prompt file through cosmo
 Prints completion tok/s of each (engine start-up excluded) and the ratio endpoint / offline:
 where the in-flight limit stops mattering is where the server saturates.
 
-    .venv/bin/python benchmarks/endpoint_throughput.py [--in-flight 1 4 16 64] [--max-tokens 96]
+    .venv/bin/python measure/endpoint_throughput.py [--in-flight 1 4 16 64] [--max-tokens 96]
 """
 
 from __future__ import annotations

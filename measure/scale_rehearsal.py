@@ -11,7 +11,7 @@ peak at the largest size to its peak at the smallest; core-hours of the CPU side
 prompts; and an extrapolation to the Cosmopedia preset. It writes the measured per-prompt rates
 to resources/cpu_rates.json, which `cosmoforge plan` uses for the CPU side.
 
-    .venv/bin/python benchmarks/scale_rehearsal.py --prompts 100000 1000000
+    .venv/bin/python measure/scale_rehearsal.py --prompts 100000 1000000
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def run_dag(work: Path, prompts: int, per_shard: int, cores: int) -> dict:
 
 def peak_rss_mb(pid: int) -> float:
     """The process's own peak RSS (VmHWM belongs to its address space; the kernel's rusage
-    maxrss would carry this benchmark's own RSS over the fork)."""
+    maxrss would carry this script's own RSS over the fork)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -369,7 +369,7 @@ def main() -> None:
     args.rates_out.write_text(
         json.dumps(
             {
-                "measured_by": "benchmarks/scale_rehearsal.py",
+                "measured_by": "measure/scale_rehearsal.py",
                 "prompts": largest["prompts"],
                 "prompts_per_shard": args.prompts_per_shard,
                 "rules": rates,

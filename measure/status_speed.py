@@ -2,7 +2,7 @@
 half the shards done, 40 running with 20 checkpoint parts each, the rest pending. Synthetic
 files in a temporary folder; prints the seconds of one status read (goal: <= 2 s).
 
-    .venv/bin/python benchmarks/status_speed.py
+    .venv/bin/python measure/status_speed.py
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ seeds (`engine.per_request_seeds`): on GPUs a seeded request makes vLLM sample r
 request instead of in its batched (FlashInfer) kernels. Run it on a GPU node with your model
 (`--config`) to see that cost there.
 
-    .venv/bin/python benchmarks/generate_throughput.py [--splits stories wikihow] [--repeats 2]
-    .venv/bin/python benchmarks/generate_throughput.py --compare seeding [--config my.yaml]
+    .venv/bin/python measure/generate_throughput.py [--splits stories wikihow] [--repeats 2]
+    .venv/bin/python measure/generate_throughput.py --compare seeding [--config my.yaml]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@
    Reported: seconds, inertia (sum of squared distances to the nearest centroid) and, on the
    synthetic set, the adjusted Rand index against the true centres.
 
-    python benchmarks/topics_speed.py [--texts 2000] [--points 100000] [--k 145]
+    python measure/topics_speed.py [--texts 2000] [--points 100000] [--k 145]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
 - a jsonl source broken at row 5,000,000 under `on_bad_row: error`: the message, and that
   nothing was written.
 
-    .venv/bin/python benchmarks/stage_speed.py [--seeds 200000] [--broken-row 5000000]
+    .venv/bin/python measure/stage_speed.py [--seeds 200000] [--broken-row 5000000]
 """
 
 from __future__ import annotations
