@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--prompts", nargs="+", type=int, default=[100000, 1000000])
     parser.add_argument("--prompts-per-shard", type=int, default=20000)
     parser.add_argument("--cores", type=int, default=2)
-    parser.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "out" / "rehearsal")
+    parser.add_argument("--workdir", type=Path, default=REPO / "measure" / "out" / "rehearsal")
     parser.add_argument("--skip-topics", action="store_true")
     parser.add_argument("--rates-out", type=Path, default=REPO / "resources" / "cpu_rates.json")
     args = parser.parse_args()
