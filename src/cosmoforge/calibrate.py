@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .declare import GENERATION_SETTINGS, Command, path_arg
 from .errors import CosmoforgeError
 from .generate import generate_shard
 from .io import stable_hash, write_json
@@ -140,3 +141,42 @@ def load_calibration(path: str | Path) -> dict | None:
             "rerun `make calibrate`"
         ) from exc
     return data
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def split_prompt_files(items: list[str]) -> dict[str, list[Path]]:
+    """SPLIT=DIR arguments: each split's prompt shard files."""
+    return {
+        split: sorted(Path(folder).glob("[0-9]*.parquet"))
+        for split, _, folder in (item.partition("=") for item in items)
+    }
+
+
+# The arguments of the commands that run a probe of the run's prompts (calibrate, canary).
+PROBE_ARGUMENTS = {
+    "--prompts-dirs": {"required": True, "nargs": "+", "metavar": "SPLIT=DIR"},
+    "--settings": {**GENERATION_SETTINGS, "help": "as for generate"},
+}
+
+
+def _calibrate_command(args) -> None:
+    result = calibrate(
+        split_prompt_files(args.prompts_dirs), args.settings, args.out, prompts=args.prompts
+    )
+    print(json.dumps(result, indent=2))
+
+
+COMMANDS = (
+    Command(
+        "calibrate",
+        "measure tok/s and tokens per prompt on a probe of the run's prompts",
+        _calibrate_command,
+        {
+            **PROBE_ARGUMENTS,
+            "--prompts": {"type": int, "default": 256, "help": "probe size (all splits together)"},
+            "--out": path_arg("results/<run>/calibration.json"),
+        },
+    ),
+)

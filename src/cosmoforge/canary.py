@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .calibrate import generate_probe, prompts_by_template
+from .calibrate import PROBE_ARGUMENTS, generate_probe, prompts_by_template, split_prompt_files
+from .declare import Command, config_value_arg, json_arg, path_arg, settings_arg
 from .errors import CosmoforgeError
 from .io import write_json, write_text
 from .prompts import PROMPT_SCHEMA
@@ -120,3 +121,39 @@ def format_canary(report: dict) -> str:
             f"opening '{e['top_opening'] or '-'}': {e['verdict']}"
         )
     return "\n".join(lines) + "\n"
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _canary_command(args) -> None:
+    report = run_canary(
+        split_prompt_files(args.prompts_dirs),
+        args.settings,
+        args.quality,
+        args.min_token_length,
+        args.out_dir,
+        per_template=args.per_template,
+        target_words=args.target_words,
+    )
+    print(format_canary(report), end="")
+
+
+COMMANDS = (
+    Command(
+        "canary",
+        "a few prompts per template through the model, with a quality verdict",
+        _canary_command,
+        {
+            **PROBE_ARGUMENTS,
+            "--quality": {"required": True, "type": settings_arg("quality")},
+            "--min-token-length": {
+                "required": True,
+                "type": config_value_arg("release.min_token_length", int),
+            },
+            "--target-words": {"type": json_arg, "help": 'JSON: {"split": words asked for}'},
+            "--per-template": {"type": int, "default": 3},
+            "--out-dir": path_arg("results/<run>/canary"),
+        },
+    ),
+)

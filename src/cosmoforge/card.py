@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import shutil
 from collections import Counter
 from pathlib import Path
 
+import jinja2
 import pyarrow.parquet as pq
 import yaml
 
+from .declare import Command, declared, json_arg, path_arg, paths_arg
+from .errors import CosmoforgeError
 from .io import atomic_path, write_json, write_text
 from .quality import FLAGS, merge_diversity
 from .release import split_totals
@@ -83,11 +87,13 @@ def build_card(
     benchmarks: str | Path | None = None,
     topics_report: str | Path | None = None,
     ledger: str | Path | None = None,
+    stage_sections: dict[str, str | Path] | None = None,
 ) -> dict:
     """The card (README.md, rendered from card.md.j2), its plots and stats.json, from the stage
     reports and the release shards' statistics: no released text is read, so the card costs
     the same at any scale. Each section's figures come from one function below; the template
-    holds all of the prose."""
+    holds all of the prose. `stage_sections`: name -> file of the sections other stages declare
+    (`CardSection`), rendered after the fixed ones."""
     out_readme = Path(out_readme)
     plots = out_readme.parent / "plots"
     shard_stats: dict[str, list[dict]] = {}
@@ -111,6 +117,7 @@ def build_card(
         "contamination": contamination_section(
             _read_optional(contamination), _read_optional(benchmarks)
         ),
+        "stage_sections": declared_sections(stage_sections or {}),
     }
     for column, counts in sections["distributions"].items():
         _bar_plot(counts, f"{column} per split", plots / f"{column}.png")
@@ -123,6 +130,27 @@ def build_card(
     write_json(out_stats, stats)
     write_text(out_readme, render_card(sections, settings))
     return stats
+
+
+def declared_sections(files: dict[str, str | Path]) -> list[dict]:
+    """Each stage section's title, figures and Markdown, in the order given."""
+    where = declared("CardSection")
+    out = []
+    for name, path in files.items():
+        if name not in where:
+            raise CosmoforgeError(
+                f"--section {name}: no stage declares a card section of that name "
+                f"(declared: {', '.join(sorted(where)) or 'none'})"
+            )
+        section = next(
+            c for c in importlib.import_module(where[name]).CARD_SECTIONS if c.name == name
+        )
+        figures = section.figures(Path(path))
+        text = jinja2.Template(section.template, undefined=jinja2.StrictUndefined).render(
+            figures=figures
+        )
+        out.append({"name": name, "title": section.title, "figures": figures, "text": text})
+    return out
 
 
 def _read_optional(path: str | Path | None) -> dict | None:
@@ -278,6 +306,8 @@ def card_stats(sections: dict) -> dict:
             "kept_clusters": topics["kept_clusters"],
             "seeds_per_split": topics["seeds_per_split"],
         }
+    if sections["stage_sections"]:
+        stats["sections"] = {s["name"]: s["figures"] for s in sections["stage_sections"]}
     return stats
 
 
@@ -291,8 +321,6 @@ def _markdown_cell(value, limit: int | None = None) -> str:
 
 @functools.cache
 def _card_template():
-    import jinja2
-
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(Path(__file__).parent),
         trim_blocks=True,
@@ -354,3 +382,51 @@ def ledger_fates(path: str | Path) -> dict[str, dict[str, int]]:
     for row in sorted(counts, key=lambda r: (r["split"], r["fate"])):
         fates.setdefault(row["split"], {})[row["fate"]] = row["fate_count"]
     return fates
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _card_command(args) -> None:
+    build_card(
+        args.release_stats,
+        args.seed_reports,
+        args.generation_stats,
+        args.settings,
+        args.out,
+        args.stats,
+        dedup_report=args.dedup_report,
+        contamination=args.contamination,
+        benchmarks=args.benchmarks,
+        topics_report=args.topics_report,
+        ledger=args.ledger,
+        stage_sections=dict(item.split("=", 1) for item in args.section),
+    )
+
+
+COMMANDS = (
+    Command(
+        "card",
+        "write the dataset card, statistics and plots",
+        _card_command,
+        {
+            "--release-stats": paths_arg("every shard's statistics"),
+            "--seed-reports": paths_arg("every split's seed report"),
+            "--generation-stats": paths_arg("every shard's generation statistics"),
+            "--settings": {"required": True, "type": json_arg, "help": "the card's settings"},
+            "--dedup-report": {"type": Path},
+            "--contamination": {"type": Path},
+            "--benchmarks": {"type": Path},
+            "--topics-report": {"type": Path, "help": "topics/report/report.json"},
+            "--ledger": {"type": Path, "help": "ledger.parquet: the fate of every prompt"},
+            "--section": {
+                "action": "append",
+                "default": [],
+                "metavar": "NAME=PATH",
+                "help": "a stage's declared card section (CardSection) and the file it reads",
+            },
+            "--out": path_arg("the card (README.md)"),
+            "--stats": path_arg("the card's figures (stats.json)"),
+        },
+    ),
+)

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .declare import BASE_DIR, Command, path_arg
 from .errors import ConfigError, yaml_error_line
 from .seeds import KINDS
 
@@ -189,3 +190,24 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
         if missing(template):
             errors.append(f"config: topics.label.template: no such file {template}")
     return errors
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _check_command(args) -> None:
+    config = load_config(args.config)
+    missing = check_inputs(config, args.base_dir)
+    if missing:
+        raise ConfigError(f"{len(missing)} configured input(s) missing:\n  " + "\n  ".join(missing))
+    print(f"{args.config}: valid; {len(config['splits'])} split(s), every configured input exists")
+
+
+COMMANDS = (
+    Command(
+        "check",
+        "validate a config and check that its seed, template and benchmark files exist",
+        _check_command,
+        {"--config": path_arg("the config file"), **BASE_DIR},
+    ),
+)

@@ -42,6 +42,7 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
+from .declare import Command, count_arg, path_arg, paths_arg, settings_arg
 from .io import atomic_path, read_input_table, write_json, write_parquet
 
 
@@ -378,3 +379,85 @@ def dedup_report(
     }
     write_json(out_report, report)
     return report
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _dedup_command(args) -> None:
+    p = args.settings
+    if args.stage == "signatures":
+        signatures(args.shard, args.rank, args.tasks, args.out_dir, p, args.logging_dir)
+    elif args.stage == "buckets":
+        buckets(args.in_dir, args.rank, args.out_dir, p, args.logging_dir)
+    elif args.stage == "cluster":
+        cluster(args.in_dir, args.out_dir, p, args.logging_dir)
+    elif args.stage == "filter":
+        filter_shard(
+            args.shard,
+            args.rank,
+            args.tasks,
+            args.in_dir,
+            args.kept,
+            args.removed,
+            args.stayed,
+            args.logging_dir,
+        )
+
+
+def _dedup_report_command(args) -> None:
+    dedup_report(args.removed, args.stayed, args.generated, args.settings, args.out, args.report)
+
+
+_RANK = {"required": True, "type": count_arg}
+COMMANDS = (
+    Command(
+        "dedup",
+        "one datatrove MinHash stage, one rank",
+        _dedup_command,
+        {
+            "--settings": {
+                "required": True,
+                "type": settings_arg("dedup"),
+                "help": "the dedup section",
+            },
+            "--logging-dir": path_arg("datatrove's logs"),
+        },
+        stages={
+            "signatures": {
+                "--shard": path_arg("the generation shard"),
+                "--rank": _RANK,
+                "--tasks": _RANK,
+                "--out-dir": path_arg(),
+            },
+            "buckets": {
+                "--rank": _RANK,
+                "--in-dir": path_arg("the signatures folder"),
+                "--out-dir": path_arg(),
+            },
+            "cluster": {"--in-dir": path_arg("the buckets folder"), "--out-dir": path_arg()},
+            "filter": {
+                "--shard": path_arg("the generation shard"),
+                "--rank": _RANK,
+                "--tasks": _RANK,
+                "--in-dir": path_arg("the clusters folder"),
+                "--kept": path_arg("the shard's kept rows (parquet)"),
+                "--removed": path_arg("its removed rows, with the one kept"),
+                "--stayed": path_arg("cluster ids of the kept rows (JSON)"),
+            },
+        },
+    ),
+    Command(
+        "dedup-report",
+        "removed documents with the one kept; rates",
+        _dedup_report_command,
+        {
+            "--removed": paths_arg(),
+            "--stayed": paths_arg("dedup/stayed/*.json"),
+            "--generated": paths_arg(),
+            "--settings": {"required": True, "type": settings_arg("dedup")},
+            "--out": path_arg("removed.parquet"),
+            "--report": path_arg("report.json"),
+        },
+    ),
+)

@@ -28,6 +28,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .declare import GENERATION_SETTINGS, Command, path_arg
 from .engines import ENGINES, Completion, Request
 from .errors import CosmoforgeError
 from .io import derive_seed, write_json, write_parquet
@@ -353,3 +354,25 @@ def _row(prompt: dict, completion: Completion, common: dict, sampling: dict, see
         request_seed=seeds[completion.sample_id],
     )
     return row
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _generate_command(args) -> None:
+    generate_shard(args.prompts, args.out, args.settings, stats_path=args.stats)
+
+
+COMMANDS = (
+    Command(
+        "generate",
+        "generate one prompt shard with the configured engine (resumable)",
+        _generate_command,
+        {
+            "--prompts": path_arg("the shard's prompt file"),
+            "--out": path_arg("the generated shard (parquet)"),
+            "--stats": path_arg("the shard's generation statistics (JSON)"),
+            "--settings": GENERATION_SETTINGS,
+        },
+    ),
+)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .declare import BASE_DIR, RUN_CONFIG, Command, json_arg, path_arg, run_config
 from .errors import CosmoforgeError
 from .io import atomic_path, read_input_table
 from .layout import Layout
@@ -141,3 +142,38 @@ def explain(config: dict, sample_id: str, base_dir: str | Path = ".") -> str:
             row["text"] or "",
         ]
     )
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _ledger_command(args) -> None:
+    from .config import validate_config
+
+    config = validate_config(args.settings, source="--settings")
+    counts = write_ledger(config, args.stayed, args.out)
+    print(json.dumps(counts, indent=2))
+
+
+def _explain_command(args) -> None:
+    print(explain(run_config(args), args.sample_id, args.base_dir))
+
+
+COMMANDS = (
+    Command(
+        "ledger",
+        "one row per prompt with its final fate (ledger.parquet)",
+        _ledger_command,
+        {
+            "--settings": {"required": True, "type": json_arg, "help": "the whole config (JSON)"},
+            "--stayed": {"nargs": "*", "default": [], "type": Path, "help": "dedup/stayed/*.json"},
+            "--out": path_arg("ledger.parquet"),
+        },
+    ),
+    Command(
+        "explain",
+        "prompt, text, provenance and fate of one sample",
+        _explain_command,
+        {"sample_id": {}, **RUN_CONFIG, **BASE_DIR},
+    ),
+)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from .declare import Command, path_arg
 from .errors import CosmoforgeError
 from .io import sha256_file
 
@@ -92,3 +93,24 @@ def check_model_path(path: str) -> None:
         raise CosmoforgeError(
             f"model.path: no model folder at {path} (a local path; a hub id has the form org/name)"
         )
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _convert_model_command(args) -> None:
+    convert_gguf(args.package, args.file, args.out)
+
+
+COMMANDS = (
+    Command(
+        "convert-model",
+        "convert a GGUF shipped in a package to an HF folder",
+        _convert_model_command,
+        {
+            "--package": {"required": True, "help": "the Python package that ships the GGUF"},
+            "--file": {"required": True, "help": "the GGUF's file name in it"},
+            "--out": path_arg("the HF model folder to write"),
+        },
+    ),
+)

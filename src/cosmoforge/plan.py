@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from .config import clustered_splits
+from .declare import BASE_DIR, RUN_CONFIG, Command, run_config
 from .errors import ConfigError
 from .layout import Layout
 from .prompts import ROUTES
@@ -287,3 +288,21 @@ def format_plan(plan: dict) -> str:
 
 def plan_json(plan: dict) -> str:
     return json.dumps(plan, indent=2, sort_keys=True)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _plan_command(args) -> None:
+    plan = build_plan(run_config(args), args.base_dir)
+    print(plan_json(plan) if args.json else format_plan(plan))
+
+
+COMMANDS = (
+    Command(
+        "plan",
+        "jobs, prompts, tokens and GPU-hours of a config",
+        _plan_command,
+        {**RUN_CONFIG, **BASE_DIR, "--json": {"action": "store_true"}},
+    ),
+)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from .declare import SPLIT, Command, path_arg, settings_arg
 from .errors import TemplateError, TopicError
 from .io import (
     atomic_path,
@@ -582,3 +583,49 @@ def prompts_stage(
     )
     write_json(report_path, report)
     return report
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _prompts_command(args) -> None:
+    prompts_stage(
+        args.split,
+        args.seeds,
+        args.settings,
+        args.prompts_dir,
+        args.out_dir,
+        args.report,
+        topic_assignments=args.topic_assignments,
+        topic_decisions=args.topic_decisions,
+    )
+
+
+COMMANDS = (
+    Command(
+        "prompts",
+        "render a split's prompts, one file per shard",
+        _prompts_command,
+        {
+            "--split": SPLIT,
+            "--seeds": path_arg("the split's seed parquet"),
+            "--prompts-dir": path_arg("the template folder"),
+            "--topic-assignments": {"nargs": "+", "type": Path, "help": "web splits: clusters"},
+            "--topic-decisions": {"type": Path, "help": "web splits: the decisions file"},
+            "--settings": {
+                "required": True,
+                "type": settings_arg(
+                    seed="seed",
+                    shards="splits.*.shards",
+                    extract_chars="splits.*.extract_chars",
+                    topic_probability="splits.*.topic_probability",
+                    templates="splits.*.templates",
+                ),
+                "help": 'JSON: {"seed", "shards", "extract_chars", "topic_probability", '
+                '"templates", "target_words"}',
+            },
+            "--out-dir": path_arg("<shard>.parquet and .report.json go here"),
+            "--report": path_arg("the split's report (JSON)"),
+        },
+    ),
+)

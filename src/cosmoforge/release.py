@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .declare import SPLIT, Command, config_value_arg, path_arg, settings_arg
 from .generate import GENERATION_SCHEMA
 from .io import atomic_path, iter_parquet, reading, write_json, write_parquet
 from .quality import FLAGS, Diversity, QualityFlags, TextKeys, default_quality
@@ -201,3 +202,44 @@ def split_totals(shard_stats: list[dict]) -> dict:
         "truncated_kept": sum(s["truncated_kept"] for s in shard_stats),
         "tokens": sum(s["tokens"] for s in shard_stats),
     }
+
+
+# --- command line ------------------------------------------------------------------------------
+
+# The release step's own arguments, which finish-shard passes on.
+RELEASE_ARGUMENTS = {
+    "--min-token-length": {
+        "required": True,
+        "type": config_value_arg("release.min_token_length", int),
+    },
+    "--drop-truncated": {"action": "store_true"},
+    "--quality": {"type": settings_arg("quality"), "help": "the config's quality section (JSON)"},
+}
+
+
+def _release_command(args) -> None:
+    release_shard(
+        args.split,
+        args.shard,
+        args.out,
+        args.stats,
+        args.min_token_length,
+        drop_truncated=args.drop_truncated,
+        quality=args.quality,
+    )
+
+
+COMMANDS = (
+    Command(
+        "release",
+        "count tokens, filter and write one shard's release file",
+        _release_command,
+        {
+            "--split": SPLIT,
+            "--shard": path_arg("the decontaminated shard"),
+            "--out": path_arg("release/<split>/train-*-of-*.parquet"),
+            "--stats": path_arg("the shard's statistics (JSON)"),
+            **RELEASE_ARGUMENTS,
+        },
+    ),
+)

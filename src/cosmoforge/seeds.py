@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import xxhash
 
+from .declare import SPLIT, Command, path_arg, settings_arg
 from .errors import SeedError
 from .io import atomic_path, iter_parquet, stable_hash, write_json
 
@@ -704,3 +705,33 @@ def seeds_stage(split: str, settings: dict, out: str | Path, report_path: str | 
             for example in source["examples"]:
                 log.warning("  %s", example)
     return report
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _seeds_command(args) -> None:
+    seeds_stage(args.split, args.settings, args.out, args.report)
+
+
+COMMANDS = (
+    Command(
+        "seeds",
+        "read, validate and normalize a split's seed sources",
+        _seeds_command,
+        {
+            "--split": SPLIT,
+            "--settings": {
+                "required": True,
+                "type": settings_arg(
+                    sources="splits.*.sources",
+                    on_bad_row="seeds.on_bad_row",
+                    max_seeds="splits.*.max_seeds",
+                ),
+                "help": 'JSON: {"sources": [...], "on_bad_row": "skip", "max_seeds": null}',
+            },
+            "--out": path_arg("the split's seed parquet"),
+            "--report": path_arg("the split's seed report (JSON)"),
+        },
+    ),
+)

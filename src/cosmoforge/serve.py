@@ -28,6 +28,7 @@ from pathlib import Path
 
 import yaml
 
+from .declare import RUN_CONFIG, Command, path_arg, run_config
 from .engines import engine_env
 from .errors import CosmoforgeError
 from .io import atomic_path
@@ -181,3 +182,35 @@ def serve(
                 os.killpg(server.pid, signal.SIGKILL)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _serve_command(args) -> None:
+    status = serve(run_config(args), args.overlay, args.log, port=args.port, host=args.host)
+    if status:
+        raise CosmoforgeError(f"vllm serve stopped with status {status}; see {args.log}")
+
+
+COMMANDS = (
+    Command(
+        "serve",
+        "run vllm serve with the run's model for engine.backend openai (a job of its own)",
+        _serve_command,
+        {
+            **RUN_CONFIG,
+            "--overlay": path_arg("config overlay written when up"),
+            "--log": path_arg("the server's own output"),
+            "--port": {"type": int, "help": "default: a free port"},
+            "--host": {"help": "address the clients use (default: this node's name)"},
+        },
+        description=(
+            "Starts vllm serve with the config's model and engine settings, waits until it "
+            "answers, then writes OVERLAY (engine.backend: openai, base_url on this node) and "
+            "runs until stopped. Run the workflow with --configfile CONFIG OVERLAY. On Slurm: "
+            "sbatch --gpus=N --wrap 'srun python -m cosmoforge serve --config CONFIG --overlay "
+            "results/server.yaml --log logs/serve.log'."
+        ),
+    ),
+)

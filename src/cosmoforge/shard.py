@@ -14,10 +14,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from .declare import SPLIT, Command, config_value_arg, count_arg, path_arg
 from .decont import decontaminate_shard
 from .dedup import filter_shard
 from .io import write_json
-from .release import release_shard
+from .release import RELEASE_ARGUMENTS, release_shard
 
 
 def finish_shard(
@@ -80,3 +81,58 @@ def finish_shard(
     )
     write_json(outputs["stats"], stats)
     return stats
+
+
+# --- command line ------------------------------------------------------------------------------
+
+OUTPUTS = {
+    "deduped": "the shard after dedup",
+    "removed": "its near-duplicates",
+    "stayed": "JSON: which document stayed in each duplicate cluster",
+    "clean": "the shard after decontamination",
+    "contaminated": "its contaminated rows with their matches",
+    "release": "release/<split>/train-*-of-*.parquet",
+    "stats": "the release file's statistics (JSON)",
+    "left_out": "the rows the release step left out, with the reason (parquet)",
+}
+
+
+def _finish_shard_command(args) -> None:
+    finish_shard(
+        args.split,
+        args.generated,
+        rank=args.rank,
+        tasks=args.tasks,
+        clusters_dir=args.clusters,
+        index=args.index,
+        threshold=args.threshold,
+        min_token_length=args.min_token_length,
+        drop_truncated=args.drop_truncated,
+        quality=args.quality,
+        outputs={name: getattr(args, name) for name in OUTPUTS},
+        logging_dir=args.logging_dir,
+    )
+
+
+COMMANDS = (
+    Command(
+        "finish-shard",
+        "one shard after the dedup barrier: dedup filter, decontaminate, release, in one job",
+        _finish_shard_command,
+        {
+            "--split": SPLIT,
+            "--generated": path_arg("the generation shard"),
+            "--rank": {"required": True, "type": count_arg, "help": "its dedup rank"},
+            "--tasks": {"required": True, "type": count_arg, "help": "dedup ranks in the run"},
+            "--clusters": path_arg("dedup/clusters folder"),
+            "--index": path_arg("the benchmark n-gram index"),
+            "--threshold": {
+                "required": True,
+                "type": config_value_arg("decontamination.threshold", float),
+            },
+            **RELEASE_ARGUMENTS,
+            **{f"--{name.replace('_', '-')}": path_arg(what) for name, what in OUTPUTS.items()},
+            "--logging-dir": path_arg("datatrove's logs"),
+        },
+    ),
+)

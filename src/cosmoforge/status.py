@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from .declare import RUN_CONFIG, Command, run_config
 from .generate import parts_dir
 from .layout import Layout
 from .plan import estimate_split
@@ -192,3 +193,37 @@ def format_status(status: dict) -> str:
         "them)",
     ]
     return "\n".join(lines)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _status_command(args) -> None:
+    config = run_config(args)
+    while True:
+        status = run_status(config, args.base_dir)
+        text = json.dumps(status, indent=2) if args.json else format_status(status)
+        if not args.watch:
+            print(text)
+            return
+        # Redraw in place: cursor home, clear the screen.
+        print(
+            "\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + str(args.config) + "\n" + text,
+            flush=True,
+        )
+        time.sleep(args.watch)
+
+
+COMMANDS = (
+    Command(
+        "status",
+        "progress of a run from its files: shards, rows, tok/s, ETA, GPU-hours",
+        _status_command,
+        {
+            **RUN_CONFIG,
+            "--base-dir": {"default": ".", "type": Path, "help": "where results/ is"},
+            "--json": {"action": "store_true"},
+            "--watch": {"type": float, "metavar": "SECONDS", "help": "refresh every SECONDS"},
+        },
+    ),
+)

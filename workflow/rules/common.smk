@@ -283,3 +283,12 @@ def topic_card_inputs(wildcards):
 
 def card_plots():
     return list(CARD_PLOTS) + (list(TOPIC_PLOTS) if TOPIC_SPLITS else [])
+
+
+# Card sections declared by later stages (cosmoforge.declare.CardSection): name -> the file
+# the section reads. A stage's rule file adds its entry; the card rule takes them all.
+CARD_SECTION_FILES = {}
+
+
+def card_section_arguments(wildcards):
+    return " ".join(f"--section {name}={path}" for name, path in CARD_SECTION_FILES.items())

@@ -84,6 +84,7 @@ rule card:
         benchmarks=f"{RESULTS}/decont/benchmarks.json",
         topics=topic_card_inputs,
         ledger=f"{RESULTS}/ledger.parquet",
+        sections=lambda wildcards: list(CARD_SECTION_FILES.values()),
     output:
         card=f"{RESULTS}/release/README.md",
         stats=f"{RESULTS}/release/stats.json",
@@ -101,9 +102,11 @@ rule card:
         topics=lambda wildcards, input: (
             f"--topics-report {input.topics[0]}" if input.topics else ""
         ),
+        sections=card_section_arguments,
     shell:
         "python -m cosmoforge card --release-stats {input.release_stats}"
         " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
         " --dedup-report {input.dedup_report} --contamination {input.contamination}"
         " --benchmarks {input.benchmarks} {params.topics} --ledger {input.ledger}"
-        " --settings {params.settings:q} --out {output.card} --stats {output.stats} > {log} 2>&1"
+        " {params.sections} --settings {params.settings:q} --out {output.card}"
+        " --stats {output.stats} > {log} 2>&1"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..declare import Command, path_arg, settings_arg
 from ..errors import BenchmarkError
 from .benchmarks import BENCHMARKS, BenchmarkItem, load_benchmark
 from .ngrams import (
@@ -142,3 +143,33 @@ def build_index(sources: dict[str, dict], n: int) -> tuple[BenchmarkIndex, dict]
             "fields": BENCHMARKS[name].doc,
         }
     return BenchmarkIndex(items, n), report
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _benchmark_index_command(args) -> None:
+    from ..io import write_json
+
+    s = args.settings
+    index, report = build_index(s["benchmarks"], s["ngram"])
+    write_json(args.report, report)
+    index.save(args.out)
+
+
+COMMANDS = (
+    Command(
+        "benchmark-index",
+        "n-gram index of the benchmark items",
+        _benchmark_index_command,
+        {
+            "--settings": {
+                "required": True,
+                "type": settings_arg("decontamination"),
+                "help": "the decontamination section",
+            },
+            "--out": path_arg("the index file"),
+            "--report": path_arg("what was indexed (JSON)"),
+        },
+    ),
+)

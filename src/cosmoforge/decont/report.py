@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..declare import Command, json_arg, path_arg, paths_arg
+
 
 def contamination_report(
     contaminated_files: list[str | Path],
@@ -45,3 +47,36 @@ def contamination_report(
     }
     write_json(out_json, report)
     return report
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _contamination_report_command(args) -> None:
+    from .benchmarks import BENCHMARKS
+
+    s = args.settings
+    benchmarks = sorted(s["benchmarks"]) or sorted(BENCHMARKS)
+    contamination_report(
+        args.contaminated,
+        s["groups"],
+        benchmarks,
+        {"ngram": s["ngram"], "threshold": s["threshold"]},
+        args.out_csv,
+        args.out_json,
+    )
+
+
+COMMANDS = (
+    Command(
+        "contamination-report",
+        "the contamination table",
+        _contamination_report_command,
+        {
+            "--contaminated": paths_arg("every shard's contaminated rows"),
+            "--settings": {"required": True, "type": json_arg},
+            "--out-csv": path_arg(),
+            "--out-json": path_arg(),
+        },
+    ),
+)

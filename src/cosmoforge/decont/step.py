@@ -7,6 +7,7 @@ from pathlib import Path
 
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from ..declare import Command, config_value_arg, path_arg
 from .index import BenchmarkIndex
 
 
@@ -75,3 +76,32 @@ def decontaminate_shard(
     )
     write_parquet(contaminated_out, contaminated)
     return {"documents": table.num_rows, "contaminated": contaminated.num_rows}
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _decontaminate_command(args) -> None:
+    decontaminate_shard(
+        args.shard, args.index, args.threshold, args.out, args.contaminated, args.logging_dir
+    )
+
+
+COMMANDS = (
+    Command(
+        "decontaminate",
+        "drop documents contaminated by benchmark items",
+        _decontaminate_command,
+        {
+            "--shard": path_arg("the shard after dedup"),
+            "--index": path_arg("the benchmark n-gram index"),
+            "--threshold": {
+                "required": True,
+                "type": config_value_arg("decontamination.threshold", float),
+            },
+            "--out": path_arg("the clean shard"),
+            "--contaminated": path_arg("its contaminated rows with their matches"),
+            "--logging-dir": path_arg("datatrove's logs"),
+        },
+    ),
+)

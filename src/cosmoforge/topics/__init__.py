@@ -17,6 +17,9 @@ One module per stage: embed, kmeans (fit and assign), label, decide, report; com
 names they share.
 """
 
+from pathlib import Path
+
+from ..declare import SPLIT, Command, count_arg, json_arg, path_arg, paths_arg
 from .common import (
     ASSIGNMENT_SCHEMA,
     DECISIONS,
@@ -108,3 +111,77 @@ __all__ = [
     "web_rows",
     "write_embeddings",
 ]
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _topics_command(args) -> None:
+    s = args.settings
+    if args.stage == "embed":
+        embed_shard(args.seeds[0], args.split, args.shard, args.shards, s, args.out)
+    elif args.stage == "fit":
+        fit_kmeans(args.embeddings, s, args.out, args.fit_report, args.map_sample)
+    elif args.stage == "assign":
+        assign_shard(args.embeddings[0], args.centroids, args.out)
+    elif args.stage == "label":
+        seeds = dict(item.split("=", 1) for item in args.split_seeds)
+        label_clusters(args.assignments, seeds, s["k"], s, args.out)
+    elif args.stage == "decide":
+        decide(args.labels, s, args.out)
+    elif args.stage == "report":
+        topics_report(
+            args.decisions,
+            args.labels,
+            args.assignments,
+            args.map_sample,
+            args.centroids,
+            args.fit_report,
+            s,
+            args.out_dir,
+        )
+
+
+COMMANDS = (
+    Command(
+        "topics",
+        "topic clustering of web seeds, one stage",
+        _topics_command,
+        {"--settings": {"required": True, "type": json_arg, "help": "the stage's settings"}},
+        stages={
+            "embed": {
+                "--split": SPLIT,
+                "--seeds": path_arg("the split's seeds", nargs=1),
+                "--shard": {"required": True, "type": count_arg},
+                "--shards": {"required": True, "type": int},
+                "--out": path_arg(),
+            },
+            "fit": {
+                "--embeddings": paths_arg(),
+                "--out": path_arg("centroids.npy"),
+                "--fit-report": path_arg("the fit report to write (JSON)"),
+                "--map-sample": {"type": Path, "help": "the 2-D map's sample to write"},
+            },
+            "assign": {
+                "--embeddings": path_arg(nargs=1),
+                "--centroids": path_arg(),
+                "--out": path_arg(),
+            },
+            "label": {
+                "--assignments": paths_arg(),
+                "--split-seeds": {"required": True, "nargs": "+", "metavar": "SPLIT=PATH"},
+                "--out": path_arg(),
+            },
+            "decide": {"--labels": path_arg(), "--out": path_arg()},
+            "report": {
+                "--decisions": path_arg(),
+                "--labels": path_arg(),
+                "--assignments": paths_arg(),
+                "--map-sample": path_arg(),
+                "--centroids": path_arg(),
+                "--fit-report": path_arg("the fit report (JSON) of topics fit"),
+                "--out-dir": path_arg("the report folder"),
+            },
+        },
+    ),
+)
