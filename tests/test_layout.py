@@ -50,3 +50,17 @@ def test_local_rules_match_the_snakefile(repo):
     snakefile = (repo / "Snakefile").read_text()
     block = re.search(r"^localrules:\n((?:    \w+,\n)+)", snakefile, re.M).group(1)
     assert tuple(re.findall(r"(\w+),", block)) == LOCAL_RULES
+
+
+def test_a_new_rule_runs_once_per_run_unless_counted_apart(tmp_path):
+    # A post-generation stage's rule needs no entry in the layout: every rule the .smk files
+    # name is a per-run rule unless it is per split, per shard, counted apart or on demand.
+    from cosmoforge.layout import ON_DEMAND_RULES, per_run_rules, workflow_rules
+
+    (tmp_path / "a.smk").write_text(
+        "rule seeds:\n    shell: 'x'\n\nrule toy_words:\n    shell: 'y'\n"
+    )
+    (tmp_path / "b.smk").write_text("rule canary:\n    shell: 'z'\n# rule not_a_rule:\n")
+    assert workflow_rules(tmp_path) == ["canary", "seeds", "toy_words"]
+    assert per_run_rules(tmp_path) == ["toy_words"]
+    assert "canary" in ON_DEMAND_RULES

@@ -10,23 +10,48 @@ order, and an overlay that names one split must not renumber them.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from . import SPLITS
-from .config import clustered_splits, split_extract_chars, split_sampling
+from .config import REPO_ROOT, clustered_splits, split_extract_chars, split_sampling
 from .prompts import target_words
 
-# Rules that run once per split, once per generation shard, and once per run.
+# Rules that run once per split and once per generation shard. Every other rule of
+# workflow/rules/ runs once per run, unless it is counted apart below or made only on demand.
 PER_SPLIT_RULES = ("seeds", "prompts")
 PER_SHARD_RULES = ("generate", "dedup_signatures")
-PER_RUN_RULES = (
-    "dedup_cluster",
-    "dedup_report",
-    "benchmark_index",
-    "contamination_report",
-    "ledger",
-    "card",
+TOPIC_RULES = (
+    "topics_embed",
+    "topics_assign",
+    "topics_fit",
+    "topics_label",
+    "topics_decide",
+    "topics_report",
 )
+COUNTED_APART = ("convert_model", "dedup_buckets", *TOPIC_RULES)
+# Made only when asked for (`make calibrate`, `make canary`), never by a run.
+ON_DEMAND_RULES = ("calibrate", "canary")
+RULES_DIR = REPO_ROOT / "workflow" / "rules"
+
+
+def workflow_rules(rules_dir: Path = RULES_DIR) -> list[str]:
+    """The named rules of the workflow's .smk files (`rule NAME:` lines), sorted."""
+    return sorted(
+        {
+            name
+            for path in rules_dir.glob("*.smk")
+            for name in re.findall(r"^rule (\w+):", path.read_text(encoding="utf-8"), re.M)
+        }
+    )
+
+
+def per_run_rules(rules_dir: Path = RULES_DIR) -> list[str]:
+    """The rules that run once per run: a new post-generation stage needs no entry here."""
+    counted = {*PER_SPLIT_RULES, *PER_SHARD_RULES, *COUNTED_APART, *ON_DEMAND_RULES}
+    return [rule for rule in workflow_rules(rules_dir) if rule not in counted]
+
+
 CARD_PLOTS = ("format", "audience", "seed_data", "token_length")
 
 
@@ -176,7 +201,7 @@ class Layout:
         jobs.update({rule: shards for rule in PER_SHARD_RULES})
         # one rule per split (its shard count is in the release file names)
         jobs.update({f"finish_shard_{s}": self.shard_count(s) for s in self.splits})
-        jobs.update({rule: 1 for rule in PER_RUN_RULES})
+        jobs.update({rule: 1 for rule in per_run_rules()})
         jobs["dedup_buckets"] = config["dedup"]["num_buckets"] * config["dedup"]["bucket_workers"]
         if self.topic_splits:
             topic_shards = len(self.topic_splits) * len(self.topic_shards)
