@@ -1,7 +1,8 @@
 """Speed of the split-level stages on one core, and the exact duplicate-id set at 10M ids.
 
 - seeds: rows/s reading, validating and writing synthetic FineWeb-like web seeds (~3,000
-  characters) from parquet and from jsonl, with peak RSS;
+  characters) from parquet, from the same file as a `datasets` source and from jsonl, with
+  peak RSS;
 - prompts: prompts/s of the prompts job (one web template, extracts of 1,000 characters);
 - the duplicate-id set (`cosmoforge.seeds.IdHashSet`) at 10M ids: seconds and bytes per id;
 - a jsonl source broken at row 5,000,000 under `on_bad_row: error`: the message, and that
@@ -60,8 +61,14 @@ def main() -> None:
             for batch in pq.ParquetFile(work / "web.parquet").iter_batches(batch_size=20000):
                 for row in batch.to_pylist():
                     fh.write(json.dumps(row) + "\n")
-        for fmt in ("parquet", "jsonl"):
+        # The same file as a `datasets` source (format hf, the preset's web splits), read from a
+        # local folder: what the stage does per row once the hub's bytes have arrived.
+        (work / "hf").mkdir()
+        (work / "hf" / "train-00000.parquet").symlink_to(work / "web.parquet")
+        for fmt in ("parquet", "hf", "jsonl"):
             source = {"name": "web", "kind": "web", "format": fmt, "path": str(work / f"web.{fmt}")}
+            if fmt == "hf":
+                source = {"name": "web", "kind": "web", "format": "hf", "dataset": str(work / "hf")}
             result = run(
                 "import json, time\n"
                 "from cosmoforge.seeds import write_split_seeds\n"

@@ -222,6 +222,31 @@ def test_batch_wise_reading_equals_a_whole_read(tmp_path, batch_rows):
     assert jsonl_table.column("topic").equals(pq_table.column("topic"))
 
 
+@pytest.mark.parametrize("batch_rows", [7, 64])
+def test_a_datasets_source_is_read_as_arrow_batches_like_parquet(tmp_path, batch_rows):
+    """format hf streams the dataset as Arrow batches of the kind's columns: the same seeds,
+    report and bad-row messages (by row number) as the same rows in a parquet file."""
+    good = [r for r in mixed_rows(300) if isinstance(r, dict) and isinstance(r["text"], str)]
+    rows = [{**r, "language_score": 0.5} for r in good]  # a column the kind does not read
+    folder = tmp_path / "dataset"
+    folder.mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), folder / "train-00000.parquet")
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "web.parquet")
+    hf = {"name": "web", "kind": "web", "format": "hf", "dataset": str(folder)}
+    local = {**web_source(tmp_path / "web.parquet"), "format": "parquet"}
+    from_hub, hub_report = read_split_seeds("web_samples_v1", [hf], batch_rows=batch_rows)
+    from_file, file_report = read_split_seeds("web_samples_v1", [local], batch_rows=batch_rows)
+    assert from_hub.drop_columns(["row"]).equals(from_file.drop_columns(["row"]))
+    assert from_hub.column("row").equals(from_file.column("row"))
+    hub_source, file_source = hub_report["sources"][0], file_report["sources"][0]
+    assert hub_source["skipped_by_reason"] == file_source["skipped_by_reason"]
+    assert hub_source["skipped_by_reason"]["empty_field"] > 0
+    where = str(tmp_path / "web.parquet")
+    assert [m.replace(f"hf:{folder}", where) for m in hub_source["examples"]] == (
+        file_source["examples"]
+    )
+
+
 @pytest.mark.parametrize("batch_rows", [1, 4, 64])
 def test_jsonl_column_wise_and_row_wise_checks_agree(tmp_path, monkeypatch, batch_rows):
     """Batches of plain string rows are checked column-wise; the result equals the row-by-row

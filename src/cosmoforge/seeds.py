@@ -148,7 +148,10 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
         yield from enumerate(csv.DictReader(fh), start=1)
 
 
-def _hf_rows(source: dict) -> Iterator[tuple[int, Any]]:
+def _hf_batches(source: dict, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """A hub (or local `datasets`) source streamed as Arrow batches of the kind's columns:
+    iterating it as Python dicts costs ~10x more (measured: 38k vs 364k rows/s on web-like
+    rows), and the batches are then checked column-wise like parquet."""
     import datasets  # optional dependency: only for hub sources
 
     ds = datasets.load_dataset(
@@ -157,7 +160,15 @@ def _hf_rows(source: dict) -> Iterator[tuple[int, Any]]:
         split=source.get("dataset_split", "train"),
         streaming=True,
     )
-    yield from enumerate(ds, start=1)
+    kind, fields = source["kind"], source.get("fields", {})
+    wanted = [fields.get(name, name) for name in KINDS[kind][0] + KINDS[kind][1]]
+    if ds.column_names:  # known features: leave the other columns unread
+        ds = ds.select_columns([c for c in wanted if c in ds.column_names])
+    first = 1
+    for table in ds.with_format("arrow").iter(batch_size=batch_rows):
+        for batch in table.combine_chunks().to_batches():
+            yield first, batch
+            first += batch.num_rows
 
 
 def _parquet_batches(path: Path, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
@@ -450,25 +461,27 @@ def _read_source(source: dict, out: _SplitWriter, report: SourceReport, base_dir
     kind, fields = source["kind"], source.get("fields", {})
     location = report.location
     names = KINDS[kind][0] + KINDS[kind][1]
-    if source["format"] == "parquet":
-        for first, batch in _parquet_batches(source_path(source, base_dir), batch_rows):
+    if source["format"] in ("parquet", "hf"):
+        batches = (
+            _hf_batches(source, batch_rows)
+            if source["format"] == "hf"
+            else _parquet_batches(source_path(source, base_dir), batch_rows)
+        )
+        for first, batch in batches:
             if out.full:
                 return
             rows = np.arange(first, first + batch.num_rows)
             _write_arrow_batch(source, out, report, batch, rows)
         return
-    if source["format"] == "hf":
-        rows = _hf_rows(source)
-    else:
-        reader = _json_lines if source["format"] == "jsonl" else _csv_rows
-        rows = reader(source_path(source, base_dir))
+    reader = _json_lines if source["format"] == "jsonl" else _csv_rows
+    rows = reader(source_path(source, base_dir))
     for batch in _batched(rows, batch_rows):
         if out.full:
             return
         # JSON and CSV rows hold only str, None, numbers, bools, lists and dicts: where a
         # batch's values are all strings or missing, it is checked column-wise like parquet
         # (~2x faster); otherwise row by row, which names each bad row exactly.
-        strings = _string_batch(batch, kind, fields) if source["format"] != "hf" else None
+        strings = _string_batch(batch, kind, fields)
         if strings is not None:
             numbers = np.fromiter((row_no for row_no, _ in batch), np.int64, len(batch))
             _write_arrow_batch(source, out, report, strings, numbers)
