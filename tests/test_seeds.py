@@ -249,8 +249,8 @@ def test_a_datasets_source_is_read_as_arrow_batches_like_parquet(tmp_path, batch
 
 @pytest.mark.parametrize("batch_rows", [1, 4, 64])
 def test_jsonl_column_wise_and_row_wise_checks_agree(tmp_path, monkeypatch, batch_rows):
-    """Batches of plain string rows are checked column-wise; the result equals the row-by-row
-    check's, bad rows, odd whitespace and numeric ids included."""
+    """Chunks of plain string rows are parsed by Arrow and checked column-wise; the result
+    equals the row-by-row check's, bad rows, odd whitespace and numeric ids included."""
     odd = [
         {"id": 7, "text": "an integer id"},
         {"id": "ws", "text": "\x1f\u3000 \x85"},  # blank by Python's str.strip
@@ -267,6 +267,7 @@ def test_jsonl_column_wise_and_row_wise_checks_agree(tmp_path, monkeypatch, batc
     path = tmp_path / "web.jsonl"
     write_jsonl(path, rows)
     column_wise = read_split_seeds("web_samples_v1", [web_source(path)], batch_rows=batch_rows)
+    monkeypatch.setattr(seeds_module, "_arrow_json_batch", lambda *args: None)
     monkeypatch.setattr(seeds_module, "_string_batch", lambda *args: None)
     row_wise = read_split_seeds("web_samples_v1", [web_source(path)], batch_rows=batch_rows)
     assert column_wise[0].equals(row_wise[0])
@@ -274,6 +275,29 @@ def test_jsonl_column_wise_and_row_wise_checks_agree(tmp_path, monkeypatch, batc
     ids = column_wise[0].column("seed_id").to_pylist()
     assert {"web:7", "web:nul", "web:crlf", "web:unicode"} <= set(ids)
     assert not {"web:ws", "web:nested", "web:surrogate"} & set(ids)
+
+
+def test_jsonl_chunks_of_plain_rows_never_parse_row_by_row(tmp_path, monkeypatch):
+    """Arrow parses a chunk whose values are all strings (or missing); only a chunk holding
+    an odd row (here a number) goes row by row, and its row numbers stay the file's lines."""
+    parsed_rows = []
+    parsed_lines = seeds_module._parsed_lines
+
+    def spy(chunk, first):
+        parsed_rows.append((first, len(chunk)))
+        return parsed_lines(chunk, first)
+
+    monkeypatch.setattr(seeds_module, "_parsed_lines", spy)
+    rows = [{"id": f"s{i}", "text": f"extract {i}", "url": None} for i in range(40)]
+    rows[25]["text"] = 25
+    path = tmp_path / "web.jsonl"
+    write_jsonl(path, rows)
+    table, report = read_split_seeds("web_samples_v1", [web_source(path)], batch_rows=10)
+    assert parsed_rows == [(21, 10)]  # lines 21-30: the chunk with the number in line 26
+    assert table.num_rows == 39
+    assert report["sources"][0]["examples"] == [
+        f"{path}: row 26, field 'text': field 'text' is int, expected string"
+    ]
 
 
 def test_duplicate_detection_is_exact_under_hash_collisions(tmp_path, monkeypatch):
