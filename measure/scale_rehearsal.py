@@ -5,8 +5,9 @@ mean length): this measures everything but the model. Topic clustering is measur
 DAG: its fit and assign stages run at full size on synthetic unit vectors, its embedding on a few
 hundred real texts (its cost is per text, so it is extrapolated).
 
-Every rule writes a Snakemake `benchmark:` file; this script prints, per rule and size: jobs,
-total wall time, summed CPU time and the largest peak RSS of one job; the ratio of each rule's
+Every rule writes a Snakemake `benchmark:` file; this script takes each job's figures from an
+exact record instead (USAGE_SHIM below says why) and prints, per rule and size: jobs, total wall
+time, summed CPU time and the largest peak RSS of one job; the ratio of each rule's
 peak at the largest size to its peak at the smallest; core-hours of the CPU side per million
 prompts; and an extrapolation to the Cosmopedia preset. It writes the measured per-prompt rates
 to resources/cpu_rates.json, which `cosmoforge plan` uses for the CPU side.
@@ -17,7 +18,6 @@ to resources/cpu_rates.json, which `cosmoforge plan` uses for the CPU side.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -107,22 +107,40 @@ def rehearsal_config(work: Path, prompts: int, per_shard: int) -> dict:
     }
 
 
-def read_timings(logs: Path) -> dict[str, list[dict]]:
-    """rule -> one dict per job (s, max_rss MB, cpu_time s) from Snakemake's `benchmark:`
-    files (logs/<run>/timings/)."""
+# Every job's `python` is this shim, which runs the real interpreter as its child and records
+# the child's exact CPU time and peak RSS (wait4's rusage, descendants included). Snakemake's
+# `benchmark:` files sample the job every 0.5 s for 15 s and then every 30 s, so a 30-second job
+# has its last half unseen: its CPU time and peak were undercounted by about half here.
+USAGE_SHIM = """#!{python}
+import json, os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv({python!r}, [{python!r}, *sys.argv[1:]])
+_, status, usage = os.wait4(pid, 0)
+with open(os.environ["REHEARSAL_USAGE"], "a") as fh:
+    fh.write(json.dumps({{"argv": sys.argv[1:5], "s": time.perf_counter() - started,
+                         "cpu_time": usage.ru_utime + usage.ru_stime,
+                         "max_rss": usage.ru_maxrss / 1024}}) + "\\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def job_rule(argv: list[str]) -> str:
+    """The rule of a `python -m cosmoforge COMMAND [STAGE]` job."""
+    command = argv[2]
+    if command in ("dedup", "topics"):
+        return f"{command}_{argv[3]}"
+    return command.replace("-", "_")
+
+
+def read_usage(path: Path) -> dict[str, list[dict]]:
+    """rule -> one dict per job (s, max_rss MB, cpu_time s) from the shim's records."""
     per_rule: dict[str, list[dict]] = defaultdict(list)
-    root = logs / "timings"
-    for tsv in root.rglob("*.tsv"):
-        rule = tsv.relative_to(root).parts[0].removesuffix(".tsv")
-        with open(tsv) as fh:
-            for row in csv.DictReader(fh, delimiter="\t"):
-                per_rule[rule].append(
-                    {
-                        "s": float(row["s"]),
-                        "max_rss": float(row["max_rss"]) if row["max_rss"] != "NA" else 0.0,
-                        "cpu_time": float(row["cpu_time"]) if row["cpu_time"] != "NA" else 0.0,
-                    }
-                )
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        if record["argv"][:2] == ["-m", "cosmoforge"]:
+            per_rule[job_rule(record["argv"])].append(record)
     return per_rule
 
 
@@ -137,7 +155,17 @@ def run_dag(work: Path, prompts: int, per_shard: int, cores: int) -> dict:
     (work / "config").mkdir()
     config = rehearsal_config(work, prompts, per_shard)
     (work / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    shim = work / "bin" / "python"
+    shim.parent.mkdir()
+    shim.write_text(USAGE_SHIM.format(python=str(BIN / "python")))
+    shim.chmod(0o755)
+    usage = work / "usage.jsonl"
+    env = {
+        **os.environ,
+        "PATH": f"{shim.parent}:{BIN}:{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "REHEARSAL_USAGE": str(usage),
+    }
     cmd = [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory", str(work)]
     cmd += ["--cores", str(cores), "--resources", "vllm_engine=1", "--quiet", "rules"]
     started = time.perf_counter()
@@ -155,7 +183,7 @@ def run_dag(work: Path, prompts: int, per_shard: int, cores: int) -> dict:
         "shards": config["splits"]["web_samples_v1"]["shards"],
         "wall_s": wall,
         "synthetic_seeds_s": seeds_s,
-        "rules": read_timings(work / "logs" / RUN),
+        "rules": read_usage(usage),
         "released_rows": stats["rows"],
         "mean_tokens": stats["tokens"] / max(stats["rows"], 1),
         "finish_shard_stages": dict(stage_seconds),
