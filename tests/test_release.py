@@ -125,6 +125,15 @@ def test_token_length_excludes_bos():
     assert count_tokens([]) == []
 
 
+# The run settings the card reads (Layout.card_settings' shape), for the card tests.
+CARD_SETTINGS = {
+    "run_name": "t",
+    "model": {"name": "m", "path": "p"},
+    "engine": {"dtype": "auto"},
+    "sampling": {"wikihow": {"temperature": 0.6}},
+}
+
+
 def test_card_is_built_from_shard_statistics(tmp_path):
     release_dir = tmp_path / "release"
     stats_files = []
@@ -153,12 +162,7 @@ def test_card_is_built_from_shard_statistics(tmp_path):
             {"completion_tokens": 100, "generate_s": 2.0, "engine_start_s": 1.0, "resumed_rows": 0}
         )
     )
-    settings = {
-        "run_name": "t",
-        "model": {"name": "m", "path": "p"},
-        "engine": {"dtype": "auto"},
-        "sampling": {"wikihow": {"temperature": 0.6}},
-    }
+    settings = CARD_SETTINGS
     readme = release_dir / "README.md"
     stats = build_card(
         stats_files, [seeds_report], [gen_stats], settings, readme, release_dir / "stats.json"
@@ -296,12 +300,7 @@ def test_the_card_renders_every_section_from_the_stage_reports(tmp_path):
         ),
         ledger,
     )
-    settings = {
-        "run_name": "t",
-        "model": {"name": "m", "path": "p"},
-        "engine": {"dtype": "auto"},
-        "sampling": {"wikihow": {"temperature": 0.6}},
-    }
+    settings = CARD_SETTINGS
     stats = build_card(
         [stats_file],
         [seeds],
@@ -384,12 +383,7 @@ def test_a_stage_declared_card_section_reaches_the_card_and_its_stats(tmp_path, 
     )
     toy = tmp_path / "toy.json"
     toy.write_text(json.dumps({"words": 1234, "splits": ["wikihow", "stories"]}))
-    settings = {
-        "run_name": "t",
-        "model": {"name": "m", "path": "p"},
-        "engine": {"dtype": "auto"},
-        "sampling": {"wikihow": {"temperature": 0.6}},
-    }
+    settings = CARD_SETTINGS
     readme = release_dir / "README.md"
     args = [[stats_file], [seeds], [gen], settings, readme, release_dir / "stats.json"]
     stats = build_card(*args, stage_sections={"toy": toy})
