@@ -142,14 +142,19 @@ def _topics_command(args) -> None:
         )
 
 
+def _settings(shape: str) -> dict:
+    return {"required": True, "type": json_arg, "help": f"JSON: {shape}"}
+
+
 COMMANDS = (
     Command(
         "topics",
         "topic clustering of web seeds, one stage",
         _topics_command,
-        {"--settings": {"required": True, "type": json_arg, "help": "the stage's settings"}},
+        {},
         stages={
             "embed": {
+                "--settings": _settings("the topics.embedding section"),
                 "--split": SPLIT,
                 "--seeds": path_arg("the split's seeds", nargs=1),
                 "--shard": {"required": True, "type": count_arg},
@@ -157,23 +162,34 @@ COMMANDS = (
                 "--out": path_arg(),
             },
             "fit": {
+                "--settings": _settings('the topics.kmeans section with the run\'s "seed"'),
                 "--embeddings": paths_arg(),
                 "--out": path_arg("centroids.npy"),
                 "--fit-report": path_arg("the fit report to write (JSON)"),
                 "--map-sample": {"type": Path, "help": "the 2-D map's sample to write"},
             },
             "assign": {
+                "--settings": _settings("{} (assign has none)"),
                 "--embeddings": path_arg(nargs=1),
                 "--centroids": path_arg(),
                 "--out": path_arg(),
             },
             "label": {
+                "--settings": _settings(
+                    'topics.label\'s keys with "seed", "k", "model", "engine" (snakemake -n -p '
+                    "prints the exact JSON)"
+                ),
                 "--assignments": paths_arg(),
                 "--split-seeds": {"required": True, "nargs": "+", "metavar": "SPLIT=PATH"},
                 "--out": path_arg(),
             },
-            "decide": {"--labels": path_arg(), "--out": path_arg()},
+            "decide": {
+                "--settings": _settings("the topics.decisions section"),
+                "--labels": path_arg(),
+                "--out": path_arg(),
+            },
             "report": {
+                "--settings": _settings('{"min_score", "embedding_model"}'),
                 "--decisions": path_arg(),
                 "--labels": path_arg(),
                 "--assignments": paths_arg(),
