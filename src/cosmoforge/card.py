@@ -413,7 +413,11 @@ COMMANDS = (
             "--release-stats": paths_arg("every shard's statistics"),
             "--seed-reports": paths_arg("every split's seed report"),
             "--generation-stats": paths_arg("every shard's generation statistics"),
-            "--settings": {"required": True, "type": json_arg, "help": "the card's settings"},
+            "--settings": {
+                "required": True,
+                "type": json_arg,
+                "help": 'JSON: {"run_name", "model", "engine", "sampling": {split: ...}}',
+            },
             "--dedup-report": {"type": Path},
             "--contamination": {"type": Path},
             "--benchmarks": {"type": Path},

@@ -455,7 +455,11 @@ COMMANDS = (
             "--removed": paths_arg(),
             "--stayed": paths_arg("dedup/stayed/*.json"),
             "--generated": paths_arg(),
-            "--settings": {"required": True, "type": settings_arg("dedup")},
+            "--settings": {
+                "required": True,
+                "type": settings_arg("dedup"),
+                "help": "the dedup section",
+            },
             "--out": path_arg("removed.parquet"),
             "--report": path_arg("report.json"),
         },

@@ -74,7 +74,11 @@ COMMANDS = (
         _contamination_report_command,
         {
             "--contaminated": paths_arg("every shard's contaminated rows"),
-            "--settings": {"required": True, "type": json_arg},
+            "--settings": {
+                "required": True,
+                "type": json_arg,
+                "help": 'JSON: {"benchmarks", "groups", "ngram", "threshold"}',
+            },
             "--out-csv": path_arg(),
             "--out-json": path_arg(),
         },
