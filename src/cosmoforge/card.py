@@ -134,6 +134,8 @@ def build_card(
 
 def declared_sections(files: dict[str, str | Path]) -> list[dict]:
     """Each stage section's title, figures and Markdown, in the order given."""
+    if not files:
+        return []
     where = declared("CardSection")
     out = []
     for name, path in files.items():

@@ -173,7 +173,7 @@ def _arrow_json_batch(chunk: list[bytes], columns: list[str]) -> pa.RecordBatch 
         return None
     if table.num_rows != len(chunk):  # a blank line was skipped: row numbers would shift
         return None
-    return table.select(columns).combine_chunks().to_batches()[0]
+    return table.combine_chunks().to_batches()[0]  # the schema's columns, in order
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
