@@ -32,7 +32,7 @@ dry-run: setup
 	snakemake --workflow-profile profiles/local -n $(SNAKEMAKE_ARGS)
 
 plan: setup
-	python -m cosmoforge plan $(if $(CONFIG),--config $(CONFIG),)
+	python -m cosmoforge plan $(if $(CONFIG),--configfile $(CONFIG),)
 
 # Measure this node and model on a probe of the run's prompts (results/<run>/calibration.json):
 # make calibrate [SNAKEMAKE_ARGS="--configfile my.yaml"]
@@ -46,7 +46,7 @@ canary: setup
 
 # Progress of a run (safe while Snakemake runs): make status CONFIG=... [WATCH=30]
 status: setup
-	python -m cosmoforge status $(if $(CONFIG),--config $(CONFIG),) $(if $(WATCH),--watch $(WATCH),)
+	python -m cosmoforge status $(if $(CONFIG),--configfile $(CONFIG),) $(if $(WATCH),--watch $(WATCH),)
 
 lint: setup
 	ruff check src tests measure
@@ -56,7 +56,7 @@ lint: setup
 
 # The fast tier: no real model, no Snakemake subprocess, no Slurm (pyproject.toml's markers).
 unit: setup
-	pytest -m "not model and not dryrun and not vllm and not slurm" -q
+	pytest -m "not model and not dryrun and not workflow and not vllm and not slurm" -q
 
 # The Slurm tests need a running cluster: slurm-up installs Debian's slurm-wlm and munge (root)
 # and starts a one-node cluster; it is stopped again whatever the tests did.

@@ -4,8 +4,8 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-
-configfile: "config/config.yaml"
+# No `configfile:` line: common.smk resolves the config (the embedded default
+# config/config.yaml only when no --configfile is given; see config/README.md).
 
 
 include: "workflow/rules/common.smk"

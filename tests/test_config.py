@@ -1,4 +1,5 @@
 import copy
+import json
 import re
 
 import pytest
@@ -116,7 +117,9 @@ def schema_sections(schema: dict) -> dict[str, set[str]]:
 def test_config_readme_documents_every_key(repo):
     """config/README.md has a row for every key of the schema, in that key's own section (so a
     deleted row fails even for a key named like one in another section: name, path, seed)."""
-    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(
+        (repo / "src" / "cosmoforge" / "schemas" / "config.schema.yaml").read_text()
+    )
     rows = readme_rows((repo / "config" / "README.md").read_text())
     missing = {
         section: sorted(keys - rows.get(section, set()))
@@ -127,7 +130,9 @@ def test_config_readme_documents_every_key(repo):
 
 
 def test_a_deleted_row_of_a_generic_key_is_noticed(repo):
-    schema = yaml.safe_load((repo / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    schema = yaml.safe_load(
+        (repo / "src" / "cosmoforge" / "schemas" / "config.schema.yaml").read_text()
+    )
     readme = (repo / "config" / "README.md").read_text()
     model = readme.index("## `model`")
     row = readme.index("| `path` |", model)  # model.path; `path` is also a source key
@@ -186,4 +191,119 @@ def test_a_mistyped_seed_path_stops_the_dry_run_even_with_old_results(repo, tmp_
     assert (
         "config: splits.wikihow.sources[0].path: no such file "
         "resources/seeds/wikihow_titels.jsonl" in proc.stdout + proc.stderr
+    )
+
+
+# --- one resolution for Snakemake and every command -----------------------------------------
+
+
+def test_no_file_means_the_embedded_default_and_a_file_given_never_inherits_it(repo, tmp_path):
+    from cosmoforge.config import resolve_config
+
+    demo = resolve_config([], None, repo)
+    assert demo["splits"]["stanford"]["max_seeds"] == 3 and demo["sampling"]["max_tokens"] == 192
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(
+        "splits:\n  wikihow:\n    sources:\n      - {name: w, kind: wikihow, format: jsonl,"
+        " path: my/titles.jsonl}\nmodel: {name: m, path: models/m}\n"
+    )
+    config = resolve_config([mine], None, repo)
+    assert list(config["splits"]) == ["wikihow"]  # no demo split merged in
+    assert config["splits"]["wikihow"]["max_seeds"] == "all"
+    assert config["sampling"]["max_tokens"] == 2500 and config["release"]["min_token_length"] == 150
+    assert config["topics"]["kmeans"]["k"] == 145
+    assert config["engine"]["env"] == {} and config["engine"]["extra_args"] == {}
+
+
+def test_files_merge_in_order_then_config_entries(repo, tmp_path):
+    from cosmoforge.config import resolve_config
+
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("sampling: {max_tokens: 300, top_k: 10}\nsplits: {wikihow: {shards: 3}}\n")
+    second.write_text("sampling: {max_tokens: 400}\n")
+    config = resolve_config(
+        [repo / "config" / "config.yaml", first, second], {"run_name": "x"}, repo
+    )
+    assert config["sampling"]["max_tokens"] == 400 and config["sampling"]["top_k"] == 10
+    assert config["splits"]["wikihow"]["shards"] == 3
+    assert config["splits"]["wikihow"]["sources"]  # merged key by key with the demo's split
+    assert config["run_name"] == "x"
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        ["run_name=try2", "seed=7", "ratio=0.25", "flag=True", "off=False", "empty="],
+        ["engine={backend: fake, tensor_parallel_size: 2}", "splits={wikihow: {shards: 3}}"],
+        ["seed=nan", "name=with spaces", "list=[1, 2]", "quoted='a'"],
+    ],
+)
+def test_config_entries_are_read_as_snakemake_reads_them(entries):
+    from snakemake.cli import parse_config
+
+    from cosmoforge.config import parse_config_args
+
+    ours, theirs = parse_config_args(entries), parse_config(entries)
+    assert json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
+
+
+@pytest.mark.parametrize("entry", ["x=1", "1st=2", "novalue"])
+def test_config_entries_snakemake_refuses_are_refused(entry):
+    from snakemake.cli import parse_config
+
+    from cosmoforge.config import parse_config_args
+
+    with pytest.raises(ValueError):
+        parse_config([entry])
+    with pytest.raises(ConfigError, match=f"--config {entry}: "):
+        parse_config_args([entry])
+
+
+def test_a_key_given_twice_in_a_file_is_refused_with_its_line(tmp_path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("sampling:\n  max_tokens: 100\n  top_p: 0.9\n  max_tokens: 200\n")
+    with pytest.raises(
+        ConfigError, match=r"twice.yaml: line 4, column 3: .*'max_tokens' is given twice"
+    ):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("decontamination: {threshold: .nan}", "decontamination.threshold"),
+        ("sampling: {temperature: .inf}", "sampling.temperature"),
+        ("slurm: {tokens_per_s_per_gpu: -.inf}", "slurm.tokens_per_s_per_gpu"),
+    ],
+)
+def test_numbers_must_be_finite(repo, tmp_path, text, key):
+    from cosmoforge.config import check_setting, resolve_config
+
+    path = tmp_path / "overlay.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=f"{key}: must be a finite number"):
+        resolve_config([repo / "config" / "config.yaml", path], None, repo)
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        check_setting("decontamination.threshold", float("nan"))
+
+
+def test_config_command_prints_what_snakemake_would_resolve(repo, capsys):
+    from cosmoforge.cli import main
+
+    preset = str(repo / "config" / "presets" / "cosmopedia.yaml")
+    assert main(["config", "--configfile", preset, "--config", "run_name=mine"]) == 0
+    printed = capsys.readouterr().out
+    resolved = yaml.safe_load(printed)
+    assert resolved["run_name"] == "mine" and resolved["splits"]["stanford"]["max_seeds"] == "all"
+    assert "VLLM_CPU" not in printed and printed.startswith("# resolved from")
+    # check and plan take the same arguments (and the old --config FILE form).
+    assert (
+        main(
+            ["check", "--configfile", str(repo / "config" / "config.yaml"), "--base-dir", str(repo)]
+        )
+        == 0
+    )
+    assert (
+        main(["plan", "--config", str(repo / "config" / "config.yaml"), "--base-dir", str(repo)])
+        == 0
     )

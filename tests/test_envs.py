@@ -1,7 +1,12 @@
-"""The rule-level conda envs pin the same versions as the project's own dependency list."""
+"""The rule-level conda envs: they pin the versions of the project's own dependency list, and
+each provides what its rules' commands import (tests/envs_closure.py, tests/env_guard/)."""
 
+import json
 import re
+from pathlib import Path
 
+import pyarrow.parquet as pq
+import pytest
 import yaml
 
 
@@ -50,3 +55,96 @@ def test_pyproject_floor_versions_admit_the_pins(repo):
             have = tuple(int(x) for x in required[name].split(".")[:2])
             want = tuple(int(x) for x in floor.split(".")[:2])
             assert have >= want, f"{name}: pinned {required[name]} below pyproject's >={floor}"
+
+
+# --- each rule's env runs its command ------------------------------------------------------
+
+
+def rule_env_table(repo) -> dict[str, dict]:
+    """ "COMMAND STAGE" (or "COMMAND") -> the rule's env file and the modules it provides."""
+    from tests.envs_closure import env_modules, rule_commands
+
+    table = {}
+    for rule, env, command, stage in rule_commands(repo / "workflow" / "rules"):
+        assert env and command, f"rule {rule}: no conda env or no cosmoforge command"
+        key = f"{command} {stage}" if stage else command
+        modules = sorted(env_modules(repo / "envs" / env))
+        assert table.setdefault(key, {"env": env, "modules": modules})["env"] == env, key
+    return table
+
+
+def missing_at_import(repo, env_dir) -> dict[str, list[str]]:
+    """rule -> the third-party modules its command's module imports that its env lacks."""
+    from cosmoforge.declare import declared
+    from tests.envs_closure import env_modules, import_closure, rule_commands
+
+    where = declared("Command")
+    missing = {}
+    for rule, env, command, _ in rule_commands(repo / "workflow" / "rules"):
+        lacking = import_closure(where[command]) - env_modules(env_dir / env)
+        if lacking:
+            missing[rule] = sorted(lacking)
+    return missing
+
+
+def test_each_rule_env_provides_what_its_command_imports(repo):
+    assert missing_at_import(repo, repo / "envs") == {}
+
+
+def test_the_env_check_sees_a_module_missing_from_an_env(repo, tmp_path):
+    """The check cannot pass while an env lacks a module: xxhash taken out of the generation
+    env (as it was) is named for every rule of that env."""
+    for env in (repo / "envs").glob("*.yaml"):
+        text = env.read_text()
+        if env.name == "generate.yaml":
+            text = "\n".join(line for line in text.splitlines() if "xxhash" not in line)
+        (tmp_path / env.name).write_text(text)
+    missing = missing_at_import(repo, tmp_path)
+    assert missing and all(m == ["xxhash"] for m in missing.values())
+    assert {"generate", "calibrate", "canary", "topics_label"} <= set(missing)
+
+
+def test_envs_install_the_package_instead_of_editing_pythonpath(repo):
+    for env in (repo / "envs").glob("*.yaml"):
+        script = repo / "envs" / f"{env.stem}.post-deploy.sh"
+        assert script.is_file(), f"{env.name} has no post-deploy script installing cosmoforge"
+        assert "pip install" in script.read_text() and "-e ." in script.read_text()
+    for path in [repo / "Snakefile", *(repo / "workflow" / "rules").glob("*.smk")]:
+        text = path.read_text()
+        assert "PYTHONPATH" not in text and "sys.path" not in text, path.name
+
+
+@pytest.mark.workflow
+def test_the_whole_dag_runs_with_each_job_limited_to_its_rule_env(repo, tmp_path):
+    """The whole DAG with the fake engine, every `cosmoforge` job seeing only the modules its
+    rule's conda env provides (tests/env_guard): what a job imports on the path it really takes,
+    lazily imported modules included. Then the release, ledger and card agree, and a rerun has
+    nothing to do."""
+    from tests.helpers import snakemake, workdir
+
+    work = workdir(tmp_path / "work")
+    guard = tmp_path / "guard.json"
+    guard.write_text(json.dumps(rule_env_table(repo)))
+    overlay = repo / "tests" / "overlays" / "fake_engine.yaml"
+    args = ["--workflow-profile", "profiles/local", "--cores", "2"]
+    args += ["--configfile", "config/config.yaml", str(overlay)]
+    env = {"COSMOFORGE_ENV_GUARD": str(guard), "PYTHONPATH": str(repo / "tests" / "env_guard")}
+    proc = snakemake(work, *args, env=env, timeout=900)
+    refused = Path(f"{guard}.refused")
+    assert proc.returncode == 0, (
+        proc.stderr[-3000:] + "\nrefused:\n" + (refused.read_text() if refused.exists() else "")
+    )
+    results = work / "results" / "fake-engine"
+    stats = json.loads((results / "release" / "stats.json").read_text())
+    released = sum(
+        pq.ParquetFile(p).metadata.num_rows for p in (results / "release").glob("*/*.parquet")
+    )
+    ledger = pq.read_table(results / "ledger.parquet", columns=["fate"]).column("fate").to_pylist()
+    prompts = sum(
+        pq.ParquetFile(p).metadata.num_rows for p in (results / "prompts").glob("*/*.parquet")
+    )
+    assert released == stats["rows"] == ledger.count("released") > 0
+    assert len(ledger) == prompts  # every prompt has a fate
+    assert f"{stats['rows']:,}" in (results / "release" / "README.md").read_text()
+    again = snakemake(work, *args, "-n", env=env)
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr

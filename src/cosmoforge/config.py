@@ -1,24 +1,159 @@
-"""Load and validate the workflow config outside Snakemake (CLI, tests, benchmarks).
+"""The one way a run's config is resolved: by Snakemake (workflow/rules/common.smk), by every
+cosmoforge command that reads a run's config (check, plan, status, explain, serve, config), by the
+tests and by the benchmarks.
 
-The same JSON schema is used by the Snakefile's ``validate``; defaults are filled in the same way
-(recursively, as snakemake.utils.validate(set_default=True) does).
+Resolution, in this order (later wins; mappings merge key by key, anything else is replaced):
+
+1. the schema's defaults (schemas/config.schema.yaml, shipped in the package);
+2. the config files given (Snakemake's ``--configfile A B``, cosmoforge's ``--configfile``), in
+   the order given; with none, the embedded default ``config/config.yaml`` (the CPU demo);
+3. ``--config KEY=VALUE`` entries, parsed the way Snakemake parses them.
+
+A file given is never merged over the embedded default: the preset and a user's own file get the
+schema's defaults for every key they leave out, not the demo's caps and CPU engine settings.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from .declare import BASE_DIR, Command, path_arg
+from .declare import BASE_DIR, RUN_CONFIG, Command, config_source, run_config
 from .errors import ConfigError, yaml_error_line
 from .seeds import KINDS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SCHEMA_PATH = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
+# The config of a run that names no config file: the CPU demo on the bundled seeds.
+EMBEDDED_DEFAULT = Path("config") / "config.yaml"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _mapping_without_repeats(loader, node, deep=False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            mark = key_node.start_mark
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"key {key!r} is given twice in one mapping (first on line {seen[key] + 1}); "
+                "keep one",
+                mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_repeats
+)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """One config file as a mapping; ConfigError names the file (and line, for bad YAML)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a config file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.load(fh, Loader=_UniqueKeyLoader)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; save the config as UTF-8") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(yaml_error_line(path, exc)) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config file holds a mapping of keys, not a {type(data).__name__}"
+        )
+    return data
+
+
+def _snakemake_bool(text: str) -> bool:
+    if text == "True":
+        return True
+    if text == "False":
+        return False
+    raise ValueError(text)
+
+
+# Snakemake's `--config KEY=VALUE` (snakemake.cli.parse_config): KEY is a top-level identifier,
+# VALUE the first of int, float, True/False, YAML read without type resolution (so nested
+# values stay strings), str that parses. tests/test_config.py compares the two on examples.
+_CONFIG_KEY = re.compile(r"[a-zA-Z_][\w-]*\w$")
+_VALUE_PARSERS = (
+    int,
+    float,
+    _snakemake_bool,
+    lambda s: yaml.load(s, Loader=yaml.loader.BaseLoader),
+    str,
+)
+
+
+def parse_config_args(entries: Iterable[str]) -> dict:
+    """`--config` entries (KEY=VALUE) as Snakemake reads them."""
+    overrides: dict = {}
+    for entry in entries:
+        key, sep, text = entry.partition("=")
+        if not sep:
+            raise ConfigError(f"--config {entry}: expected KEY=VALUE")
+        if not _CONFIG_KEY.match(key):
+            raise ConfigError(
+                f"--config {entry}: the key must be a top-level config key (Snakemake takes "
+                "two or more letters, digits, _ or -, starting with a letter or _)"
+            )
+        if text == "":
+            overrides[key] = None
+            continue
+        for parse in _VALUE_PARSERS:
+            try:
+                value = parse(text)
+            except Exception:  # noqa: BLE001 - Snakemake tries each parser the same way
+                continue
+            if not callable(value):
+                break
+        overrides[key] = value
+    return overrides
+
+
+def resolve_config(
+    files: Sequence[str | Path] = (),
+    overrides: dict | None = None,
+    base_dir: str | Path = ".",
+) -> dict:
+    """The validated config of a run: the schema's defaults, then `files` in order (the
+    embedded default when there are none), then `overrides` (already parsed --config values).
+
+    Relative file paths start at `base_dir` (Snakemake's working directory).
+    """
+    base = Path(base_dir)
+    paths = [Path(f) if Path(f).is_absolute() else base / f for f in files]
+    if not paths:
+        paths = [base / EMBEDDED_DEFAULT]
+    merged: dict = {}
+    for path in paths:
+        merged = deep_merge(merged, read_config_file(path))
+    if overrides:
+        merged = deep_merge(merged, dict(overrides))
+    source = " + ".join(str(f) for f in (files or [EMBEDDED_DEFAULT]))
+    if overrides:
+        source += " + --config"
+    return validate_config(merged, source=source)
 
 
 def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
@@ -56,16 +191,35 @@ def check_renamed_keys(config: dict, source: str = "config") -> None:
             raise ConfigError(f"{source}: '{old}' is now called '{new}' ({why}); rename it")
 
 
+def non_finite_keys(value: Any, key: str = "") -> list[str]:
+    """Dotted keys holding NaN or an infinity. JSON Schema's `number` admits them, and a NaN
+    threshold compares false with everything: decontamination would silently find nothing."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [key or "<top level>"]
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return []
+    return [
+        k
+        for name, sub in items
+        for k in non_finite_keys(sub, f"{key}.{name}" if key else str(name))
+    ]
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """Validate ``config`` in place, filling defaults; raise ConfigError naming the key."""
     check_renamed_keys(config, source)
-    validator = _validator_with_defaults(load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
+    lines = [f"{source}: {key}: must be a finite number" for key in non_finite_keys(config)]
+    if not lines:
+        validator = _validator_with_defaults(load_schema())
+        errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
         for err in errors:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
             lines.append(f"{source}: {key}: {err.message}")
+    if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config
 
@@ -90,6 +244,9 @@ def schema_for(key: str) -> dict:
 
 def check_setting(key: str, value: Any) -> None:
     """Check one value with the config schema's rule for `key`; ConfigError names the key."""
+    bad = non_finite_keys(value, key)
+    if bad:
+        raise ConfigError(f"{bad[0]}: must be a finite number")
     schema = schema_for(key)
     validator = jsonschema.validators.validator_for(schema)(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
@@ -99,17 +256,8 @@ def check_setting(key: str, value: Any) -> None:
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict:
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            config = yaml.safe_load(fh) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(yaml_error_line(path, exc)) from exc
-    if overrides:
-        config = deep_merge(config, overrides)
-    return validate_config(config, source=str(path))
+    """One config file resolved on the schema's defaults (resolve_config with one file)."""
+    return resolve_config([path], overrides)
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -196,11 +344,20 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
 
 
 def _check_command(args) -> None:
-    config = load_config(args.config)
+    config = run_config(args)
     missing = check_inputs(config, args.base_dir)
     if missing:
         raise ConfigError(f"{len(missing)} configured input(s) missing:\n  " + "\n  ".join(missing))
-    print(f"{args.config}: valid; {len(config['splits'])} split(s), every configured input exists")
+    print(
+        f"{config_source(args)}: valid; {len(config['splits'])} split(s), every configured "
+        "input exists"
+    )
+
+
+def _config_command(args) -> None:
+    config = run_config(args)
+    print(f"# resolved from {config_source(args)} on the schema's defaults", flush=True)
+    print(yaml.safe_dump(config, sort_keys=False, width=100), end="")
 
 
 COMMANDS = (
@@ -208,6 +365,12 @@ COMMANDS = (
         "check",
         "validate a config and check that its seed, template and benchmark files exist",
         _check_command,
-        {"--config": path_arg("the config file"), **BASE_DIR},
+        {**RUN_CONFIG, **BASE_DIR},
+    ),
+    Command(
+        "config",
+        "print the resolved config: the schema's defaults, the files in order, --config on top",
+        _config_command,
+        {**RUN_CONFIG, **BASE_DIR},
     ),
 )

@@ -155,16 +155,45 @@ GENERATION_SETTINGS = {
     "help": 'JSON: {"seed", "model": {...}, "engine": {...}, "sampling": {...}}',
 }
 
-# The commands that read a run's config rather than settings handed over by a rule.
+# The commands that read a run's config take it as Snakemake does (cosmoforge.config
+# resolve_config): so `cosmoforge plan --configfile A B --config run_name=x` describes exactly
+# what `snakemake --configfile A B --config run_name=x` runs.
 RUN_CONFIG = {
-    "--config": {"default": "config/config.yaml", "type": Path},
+    "--configfile": {
+        "nargs": "+",
+        "type": Path,
+        "default": [],
+        "metavar": "FILE",
+        "help": "config files, merged in order on the schema's defaults (as snakemake "
+        "--configfile); none: the embedded default config/config.yaml",
+    },
+    "--config": {
+        "nargs": "+",
+        "default": [],
+        "metavar": "KEY=VALUE",
+        "help": "overrides on top of the files, read as snakemake --config reads them; an entry "
+        "without '=' is a config file (taken after --configfile's)",
+    },
     "--run-name": {"help": "overrides the config's run_name"},
 }
 BASE_DIR = {"--base-dir": {"default": ".", "type": Path, "help": "where relative paths start"}}
 
 
 def run_config(args) -> dict:
-    """The validated config of `--config`, with `--run-name` if given."""
-    from .config import load_config
+    """The resolved config of `--configfile`/`--config` (and `--run-name`), as Snakemake would
+    resolve the same arguments."""
+    from .config import parse_config_args, resolve_config
 
-    return load_config(args.config, {"run_name": args.run_name} if args.run_name else None)
+    files = [*args.configfile, *(Path(c) for c in args.config if "=" not in c)]
+    overrides = parse_config_args(c for c in args.config if "=" in c)
+    if args.run_name:
+        overrides["run_name"] = args.run_name
+    return resolve_config(
+        [f.absolute() for f in files], overrides, getattr(args, "base_dir", Path("."))
+    )
+
+
+def config_source(args) -> str:
+    """The config files of `args`, for messages: 'preset.yaml + my.yaml'."""
+    files = [str(f) for f in args.configfile] + [c for c in args.config if "=" not in c]
+    return " + ".join(files) if files else "config/config.yaml"

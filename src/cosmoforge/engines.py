@@ -96,8 +96,9 @@ class VllmEngine:
         }
         if engine.get("max_model_len"):
             kwargs["max_model_len"] = engine["max_model_len"]
-        if engine.get("max_num_seqs"):
-            kwargs["max_num_seqs"] = engine["max_num_seqs"]
+        for key in ("max_num_seqs", "max_num_batched_tokens"):
+            if engine.get(key):
+                kwargs[key] = engine[key]
         kwargs.update(engine.get("extra_args", {}))
         self.per_request_seeds = engine.get("per_request_seeds", True)
         self.llm = LLM(**kwargs)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import SPLITS
 from .config import REPO_ROOT, clustered_splits, split_extract_chars, split_sampling
+from .errors import ConfigError
 from .prompts import target_words
 
 # Rules that run once per split and once per generation shard. Every other rule of
@@ -32,10 +33,21 @@ TOPIC_RULES = (
 COUNTED_APART = ("convert_model", "dedup_buckets", *TOPIC_RULES)
 # Made only when asked for (`make calibrate`, `make canary`), never by a run.
 ON_DEMAND_RULES = ("calibrate", "canary")
-RULES_DIR = REPO_ROOT / "workflow" / "rules"
 
 
-def workflow_rules(rules_dir: Path = RULES_DIR) -> list[str]:
+def rules_dir(base_dir: str | Path = ".") -> Path:
+    """workflow/rules of the checkout the run works in (`base_dir`), else of the checkout this
+    package is installed from (an editable install)."""
+    for candidate in (Path(base_dir) / "workflow" / "rules", REPO_ROOT / "workflow" / "rules"):
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(
+        f"no workflow/rules under {Path(base_dir).resolve()}: job counts come from the workflow's "
+        "rule files; run from the checkout or pass --base-dir"
+    )
+
+
+def workflow_rules(rules_dir: Path) -> list[str]:
     """The named rules of the workflow's .smk files (`rule NAME:` lines), sorted."""
     return sorted(
         {
@@ -46,13 +58,19 @@ def workflow_rules(rules_dir: Path = RULES_DIR) -> list[str]:
     )
 
 
-def per_run_rules(rules_dir: Path = RULES_DIR) -> list[str]:
+def per_run_rules(rules_dir: Path) -> list[str]:
     """The rules that run once per run: a new post-generation stage needs no entry here."""
     counted = {*PER_SPLIT_RULES, *PER_SHARD_RULES, *COUNTED_APART, *ON_DEMAND_RULES}
     return [rule for rule in workflow_rules(rules_dir) if rule not in counted]
 
 
 CARD_PLOTS = ("format", "audience", "seed_data", "token_length")
+
+
+def converts_model(config: dict) -> bool:
+    """Whether the run converts its model from a packaged GGUF: only when its own jobs load the
+    model with vLLM. A server's clients (backend openai) and the fake engine load none."""
+    return bool(config["model"]["gguf"]) and config["engine"]["backend"] == "vllm"
 
 
 def ordered_splits(config: dict) -> list[str]:
@@ -201,7 +219,7 @@ class Layout:
         jobs.update({rule: shards for rule in PER_SHARD_RULES})
         # one rule per split (its shard count is in the release file names)
         jobs.update({f"finish_shard_{s}": self.shard_count(s) for s in self.splits})
-        jobs.update({rule: 1 for rule in per_run_rules()})
+        jobs.update({rule: 1 for rule in per_run_rules(rules_dir(base_dir))})
         jobs["dedup_buckets"] = config["dedup"]["num_buckets"] * config["dedup"]["bucket_workers"]
         if self.topic_splits:
             topic_shards = len(self.topic_splits) * len(self.topic_shards)
@@ -210,9 +228,7 @@ class Layout:
         jobs["all"] = 1
         model_path = Path(config["model"]["path"])
         model_path = model_path if model_path.is_absolute() else Path(base_dir) / model_path
-        # A server's clients (engine.backend openai) load no model of their own.
-        needs_model = config["model"]["gguf"] and config["engine"]["backend"] != "openai"
-        jobs["convert_model"] = int(bool(needs_model) and not model_path.exists())
+        jobs["convert_model"] = int(converts_model(config) and not model_path.exists())
         return jobs
 
     def cluster_jobs(self, base_dir: str | Path = ".") -> int:

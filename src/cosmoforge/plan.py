@@ -20,7 +20,7 @@ from .declare import BASE_DIR, RUN_CONFIG, Command, run_config
 from .errors import ConfigError
 from .layout import Layout
 from .prompts import ROUTES
-from .seeds import source_location
+from .seeds import seed_cap, source_location
 from .templates import load_templates
 
 
@@ -71,24 +71,27 @@ def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
         prompts += round(rows * templates_per_seed(source["kind"]))
     per_seed_all = {s["kind"]: templates_per_seed(s["kind"]) for s in cfg["sources"]}
     mean_per_seed = sum(per_seed_all.values()) / len(per_seed_all)
+    cap = seed_cap(cfg["max_seeds"])
     if unknown:
-        if cfg.get("expected_seeds") is None and cfg["max_seeds"] is None:
+        if cfg.get("expected_seeds") is None and cap is None:
             raise ConfigError(
                 f"splits.{split}: cannot size {', '.join(unknown)} from the config; "
                 "set expected_seeds (or max_seeds) for planning"
             )
-        extra = cfg.get("expected_seeds") or cfg["max_seeds"]
+        extra = cfg.get("expected_seeds") or cap
         seeds += extra
         prompts += round(extra * mean_per_seed)
-    if cfg["max_seeds"] is not None and seeds > cfg["max_seeds"]:
-        prompts = round(prompts * cfg["max_seeds"] / seeds)
-        seeds = cfg["max_seeds"]
+    if cap is not None and seeds > cap:
+        prompts = round(prompts * cap / seeds)
+        seeds = cap
     slurm = config["slurm"]
     sampling = {**config["sampling"], **cfg["sampling"]}
     per_prompt = slurm["expected_completion_tokens"] or sampling["max_tokens"]
     tokens = prompts * per_prompt
     return {
         "seeds": seeds,
+        "max_seeds": cfg["max_seeds"],
+        "max_tokens": sampling["max_tokens"],
         "prompts": prompts,
         "shards": cfg["shards"],
         "prompts_per_shard": math.ceil(prompts / cfg["shards"]),
@@ -139,6 +142,7 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
         "expected_completion_tokens": sum(s["expected_completion_tokens"] for s in splits.values()),
         "gpu_hours": sum(s["gpu_hours"] for s in splits.values()),
         "gpus_per_generate_job": gpus,
+        "engine": config["engine"],
         "tokens_per_s_per_gpu": slurm["tokens_per_s_per_gpu"],
         "engine_start_share": _start_share(config, splits),
         "longest_generate_job_minutes": generate_runtime_minutes(
@@ -245,6 +249,13 @@ def format_plan(plan: dict) -> str:
         f"{'total':<16}{'':>10}{plan['prompts']:>12,}{'':>8}{'':>11}"
         f"{plan['expected_completion_tokens']:>16,}{plan['gpu_hours']:>11,.1f}",
         "",
+        engine_line(plan["engine"]),
+        "caps: "
+        + ", ".join(
+            f"{split} max_seeds {s['max_seeds']}, max_tokens {s['max_tokens']}"
+            for split, s in plan["splits"].items()
+        ),
+        "",
         f"GPU-hours at {plan['tokens_per_s_per_gpu']:,} completion tokens/s per GPU, "
         f"{plan['gpus_per_generate_job']} GPU(s) per generation job; longest generation job "
         f"~{plan['longest_generate_job_minutes']:,} min (its Slurm time limit); engine "
@@ -284,6 +295,41 @@ def format_plan(plan: dict) -> str:
         "dedup_filter + decontaminate + release_shard; local rules run on the submitting node)"
     )
     return "\n".join(lines)
+
+
+def engine_line(engine: dict) -> str:
+    """The generation jobs' engine settings in one line (every key that reaches vLLM)."""
+    keys = (
+        "tensor_parallel_size",
+        "dtype",
+        "max_model_len",
+        "enforce_eager",
+        "gpu_memory_utilization",
+        "enable_prefix_caching",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+    )
+    parts = [f"{key} {engine[key]}" for key in keys]
+    parts.append(f"extra_args {json.dumps(engine['extra_args'], sort_keys=True)}")
+    parts.append(f"env {json.dumps(sorted(engine['env']))}")
+    return f"engine: {engine['backend']}, " + ", ".join(parts)
+
+
+def dry_run_lines(config: dict, base_dir: str | Path = ".") -> list[str]:
+    """What a dry run prints before its jobs: per split the seeds, cap, prompts, shards and
+    max_tokens its jobs get, and the generation engine's settings."""
+    try:
+        plan = build_plan(config, base_dir)
+    except ConfigError as exc:
+        return [f"plan: not available ({exc})"]
+    lines = [f"plan for run '{plan['run_name']}' (cosmoforge plan prints the whole of it):"]
+    for split, s in plan["splits"].items():
+        lines.append(
+            f"  {split}: {s['seeds']:,} seeds (max_seeds {s['max_seeds']}) -> "
+            f"{s['prompts']:,} prompts in {s['shards']} shard(s), max_tokens {s['max_tokens']}"
+        )
+    lines.append("  " + engine_line(plan["engine"]))
+    return lines
 
 
 def plan_json(plan: dict) -> str:

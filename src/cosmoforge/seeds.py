@@ -73,6 +73,11 @@ BATCH_ROWS = 4096
 SEED_FILE_OPTIONS = {"compression": "snappy", "use_dictionary": ["source", "kind"]}
 
 
+def seed_cap(max_seeds: int | str | None) -> int | None:
+    """A split's `max_seeds` as a number, or None for `all` (every seed)."""
+    return None if max_seeds in ("all", None) else int(max_seeds)
+
+
 @dataclass
 class SourceReport:
     name: str
@@ -757,7 +762,7 @@ def seeds_stage(split: str, settings: dict, out: str | Path, report_path: str | 
         out,
         report_path,
         on_bad_row=settings.get("on_bad_row", "skip"),
-        max_seeds=settings.get("max_seeds"),
+        max_seeds=seed_cap(settings.get("max_seeds", "all")),
     )
     for source in report["sources"]:
         if source["rows_skipped"]:
@@ -793,7 +798,7 @@ COMMANDS = (
                     on_bad_row="seeds.on_bad_row",
                     max_seeds="splits.*.max_seeds",
                 ),
-                "help": 'JSON: {"sources": [...], "on_bad_row": "skip", "max_seeds": null}',
+                "help": 'JSON: {"sources": [...], "on_bad_row": "skip", "max_seeds": "all"}',
             },
             "--out": path_arg("the split's seed parquet"),
             "--report": path_arg("the split's seed report (JSON)"),

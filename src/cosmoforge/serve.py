@@ -74,6 +74,7 @@ def vllm_serve_command(config: dict, host: str, port: int) -> list[str]:
         "enable_prefix_caching": engine["enable_prefix_caching"],
         "max_model_len": engine.get("max_model_len"),
         "max_num_seqs": engine.get("max_num_seqs"),
+        "max_num_batched_tokens": engine.get("max_num_batched_tokens"),
         "seed": 0,
         **engine.get("extra_args", {}),
     }

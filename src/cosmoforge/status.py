@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from .declare import RUN_CONFIG, Command, run_config
+from .declare import RUN_CONFIG, Command, config_source, run_config
 from .generate import parts_dir
 from .layout import Layout
 from .plan import estimate_split
@@ -208,7 +208,7 @@ def _status_command(args) -> None:
             return
         # Redraw in place: cursor home, clear the screen.
         print(
-            "\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + str(args.config) + "\n" + text,
+            "\x1b[H\x1b[2J" + time.strftime("%H:%M:%S ") + config_source(args) + "\n" + text,
             flush=True,
         )
         time.sleep(args.watch)

@@ -76,7 +76,7 @@ def config_file(tmp: Path, edit: Callable[[dict], None] | None = None, text: str
 
 
 def seeds_args(tmp: Path, source: dict, split="wikihow", on_bad_row="error") -> list[str]:
-    settings = {"sources": [source], "on_bad_row": on_bad_row, "max_seeds": None}
+    settings = {"sources": [source], "on_bad_row": on_bad_row, "max_seeds": "all"}
     return ["seeds", "--split", split, "--settings", json.dumps(settings)] + [
         "--out",
         str(tmp / "out" / "seeds.parquet"),

@@ -5,33 +5,30 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The workflow contract (paths, shards, ranks, settings, job counts), the config checks and the
-# planning helpers (time limits) are used here, in the Snakemake process, too.
-sys.path.insert(0, f"{workflow.basedir}/src")
-from cosmoforge.config import ConfigError, check_renamed_keys  # noqa: E402
-
+# planning helpers (time limits) come from the installed cosmoforge package (`make setup`
+# installs it; so does every rule's conda env), the same code the jobs run.
 try:
-    check_renamed_keys(config)
+    from cosmoforge.config import ConfigError, check_inputs, resolve_config
+    from cosmoforge.layout import CARD_PLOTS, Layout, as_json, converts_model
+    from cosmoforge.topics import PLOTS as TOPIC_PLOTS
+except ImportError as exc:
+    raise WorkflowError(
+        f"cosmoforge cannot be imported ({exc}): install it into the environment that runs "
+        "snakemake (`make setup` does; or `pip install .` from this checkout)"
+    ) from None
+
+# One resolution for Snakemake and every cosmoforge command (cosmoforge.config): the schema's
+# defaults, then the --configfile files in order (config/config.yaml, the CPU demo, only when
+# none is given), then --config. The Snakefile has no `configfile:` line on purpose: Snakemake
+# would merge every --configfile over it, and the preset would inherit the demo's caps.
+try:
+    _resolved = resolve_config(workflow.overwrite_configfiles, workflow.config_settings.config)
 except ConfigError as exc:
     raise WorkflowError(str(exc)) from None
-validate(config, schema="../schemas/config.schema.yaml")
-
-# Every rule runs `python -m cosmoforge` from this checkout, in the venv or in the rule's conda
-# env alike, so the envs carry only third-party dependencies. Local and Slurm jobs inherit it.
-os.environ.update(
-    PYTHONPATH=os.pathsep.join(
-        p for p in (f"{workflow.basedir}/src", os.environ.get("PYTHONPATH")) if p
-    )
-)
-from cosmoforge.config import check_inputs  # noqa: E402
-from cosmoforge.layout import (  # noqa: E402
-    CARD_PLOTS,
-    Layout,
-    as_json,
-)
-from cosmoforge.topics import PLOTS as TOPIC_PLOTS  # noqa: E402
+config.clear()
+config.update(_resolved)
 
 # A mistyped or missing input stops here, before Snakemake could reuse results made from the old
 # one (it drops a job whose input is missing if the job's old output still exists).
@@ -39,8 +36,14 @@ _missing = check_inputs(config)
 if _missing:
     raise WorkflowError(f"{len(_missing)} configured input(s) missing:\n" + "\n".join(_missing))
 
+# A run (and a dry run) says first what its jobs will get, from the same plan `cosmoforge plan`
+# prints; the jobs' own Snakemake processes (Slurm job steps) stay quiet.
+if workflow.is_main_process:
+    from cosmoforge.plan import dry_run_lines
+
+    print("\n".join(dry_run_lines(config)), file=sys.stderr)
+
 L = Layout(config)
-RUN = L.run
 RESULTS = L.results
 LOGS = L.logs
 SPLITS = L.splits
@@ -85,11 +88,8 @@ def seed_files(wildcards):
 
 
 def model_input(wildcards):
-    # A model converted by this workflow is an input of generation; a hub id is not a file,
-    # and a job that sends its prompts to a server (engine.backend openai) loads no model.
-    if config["engine"]["backend"] == "openai":
-        return []
-    return [config["model"]["path"]] if config["model"]["gguf"] else []
+    # A model converted by this workflow is an input of generation; a hub id is not a file.
+    return [config["model"]["path"]] if converts_model(config) else []
 
 
 def shard_of_rank(wildcards):

@@ -6,7 +6,7 @@ rule convert_model:
     benchmark:
         f"{LOGS}/timings/convert_model.tsv"
     conda:
-        "../../envs/cosmoforge.yaml"
+        "../../envs/convert.yaml"
     resources:
         **cpu_resources(),
     params:

@@ -1,0 +1,1 @@
+cosmoforge.post-deploy.sh
