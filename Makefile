@@ -11,7 +11,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 SNAKEMAKE_ARGS ?=
 
-.PHONY: setup run dry-run plan calibrate canary status test lint unit slurm-up slurm-down clean
+.PHONY: setup run dry-run plan calibrate canary status test test-all rehearse lint unit slurm-up slurm-down clean
 
 setup: $(STAMP)
 
@@ -61,6 +61,15 @@ unit: setup
 # The Slurm tests need a running cluster: slurm-up installs Debian's slurm-wlm and munge (root)
 # and starts a one-node cluster; it is stopped again whatever the tests did.
 test: lint slurm-up
+	pytest -v --durations=15 -m "not rehearsal"; status=$$?; tests/slurm/cluster.sh stop; exit $$status
+
+# The production rehearsal: the unmodified Cosmopedia preset through profiles/slurm on the local
+# cluster, with one printed overlay for what cannot exist here (tests/test_rehearsal.py).
+rehearse: setup slurm-up
+	pytest -v -s -m rehearsal; status=$$?; tests/slurm/cluster.sh stop; exit $$status
+
+# Every tier, the rehearsal included: run it before calling an issue done.
+test-all: lint slurm-up
 	pytest -v --durations=15; status=$$?; tests/slurm/cluster.sh stop; exit $$status
 
 slurm-up:

@@ -307,3 +307,16 @@ def test_config_command_prints_what_snakemake_would_resolve(repo, capsys):
         main(["plan", "--config", str(repo / "config" / "config.yaml"), "--base-dir", str(repo)])
         == 0
     )
+
+
+def test_a_splits_sampling_has_the_rules_of_the_global_one(default_config_raw):
+    config = copy.deepcopy(default_config_raw)
+    config["splits"]["wikihow"]["sampling"] = {"temprature": 0.9, "max_tokens": -5}
+    with pytest.raises(ConfigError) as err:
+        validate_config(config, source="my.yaml")
+    message = str(err.value)
+    assert "my.yaml: splits.wikihow.sampling: Additional properties are not allowed" in message
+    assert "my.yaml: splits.wikihow.sampling.max_tokens: -5 is less than the minimum of 1" in message
+    config["splits"]["wikihow"]["sampling"] = {"max_tokens": 64}
+    resolved = validate_config(config)
+    assert resolved["splits"]["wikihow"]["sampling"] == {"max_tokens": 64}  # no defaults added

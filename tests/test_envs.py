@@ -148,3 +148,39 @@ def test_the_whole_dag_runs_with_each_job_limited_to_its_rule_env(repo, tmp_path
     assert f"{stats['rows']:,}" in (results / "release" / "README.md").read_text()
     again = snakemake(work, *args, "-n", env=env)
     assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_a_non_editable_install_works_from_the_checkout(repo, tmp_path):
+    """`pip install .` (not -e): the schema and templates ship as package data, so check, plan
+    and config work with the package's own copy, run from the checkout as Snakemake runs them."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+        + ["--target", str(site), str(repo)],
+        check=True,
+        capture_output=True,
+    )
+    assert (site / "cosmoforge" / "schemas" / "config.schema.yaml").is_file()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    preset = "config/presets/cosmopedia.yaml"
+    for args in (["check"], ["plan", "--configfile", preset], ["config", "--configfile", preset]):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import cosmoforge, sys; print(cosmoforge.__file__);"
+                "from cosmoforge.cli import main; sys.exit(main(sys.argv[1:]))",
+                *args,
+            ],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.startswith(str(site)), proc.stdout[:200]  # the installed copy ran
+    assert "stanford" in proc.stdout and "max_seeds: all" in proc.stdout

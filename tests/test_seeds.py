@@ -369,3 +369,17 @@ def test_no_usable_rows_still_writes_the_report_with_reasons(tmp_path):
         write_split_seeds("wikihow", [source], out, report)
     assert not out.exists()
     assert json.loads(report.read_text())["sources"][0]["skipped_by_reason"] == {"missing_field": 1}
+
+
+def test_one_column_may_feed_two_fields_of_a_datasets_source(tmp_path):
+    """The preset's AutoMathText maps `id` onto the `url` column, which also fills `url`: the
+    column is read once and feeds both fields (it was selected twice, which datasets refuses)."""
+    folder = tmp_path / "automathtext"
+    folder.mkdir()
+    rows = [{"text": f"a worked example number {n}", "url": f"https://x.org/{n}"} for n in range(5)]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "train-00000.parquet")
+    source = {"name": "amt", "kind": "auto_math_text", "format": "hf", "dataset": str(folder)}
+    table, report = read_split_seeds("auto_math_text", [{**source, "fields": {"id": "url"}}])
+    assert table.num_rows == 5 and report["seeds"] == 5
+    assert table.column("url").to_pylist() == [r["url"] for r in rows]
+    assert table.column("seed_id").to_pylist() == [f"amt:{r['url']}" for r in rows]

@@ -24,21 +24,30 @@ from .seeds import seed_cap, source_location
 from .templates import load_templates
 
 
-def _local_rows(source: dict, base_dir: Path) -> int | None:
-    if source["format"] == "hf":
-        return None
-    path = Path(source["path"])
-    path = path if path.is_absolute() else base_dir / path
-    if not path.is_file():
-        return None
-    if source["format"] == "parquet":
+def _file_rows(path: Path, file_format: str) -> int | None:
+    if file_format == "parquet":
         try:
             return pq.ParquetFile(path).metadata.num_rows
         except (OSError, ValueError):  # unreadable here: the seeds rule reports it properly
             return None
     with open(path, "rb") as fh:
         lines = sum(1 for line in fh if line.strip())
-    return lines - 1 if source["format"] == "csv" else lines
+    return lines - 1 if file_format == "csv" else lines
+
+
+def _local_rows(source: dict, base_dir: Path) -> int | None:
+    """Rows of a local seed file, or of a local `datasets` folder of parquet or JSON-lines data
+    files (format hf); None for a hub dataset or anything unreadable here."""
+    where = source["dataset"] if source["format"] == "hf" else source["path"]
+    path = Path(where) if Path(where).is_absolute() else base_dir / where
+    if source["format"] != "hf":
+        return _file_rows(path, source["format"]) if path.is_file() else None
+    if not path.is_dir():
+        return None
+    files = [(f, "parquet") for f in sorted(path.rglob("*.parquet"))]
+    files += [(f, "jsonl") for f in sorted(path.rglob("*.jsonl"))]
+    rows = [_file_rows(f, kind) for f, kind in files]
+    return sum(rows) if rows and None not in rows else None
 
 
 def _routed_templates_per_seed(templates) -> float:

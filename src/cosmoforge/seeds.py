@@ -202,7 +202,8 @@ def _hf_batches(source: dict, batch_rows: int) -> Iterator[tuple[int, pa.RecordB
         streaming=True,
     )
     kind, fields = source["kind"], source.get("fields", {})
-    wanted = [fields.get(name, name) for name in KINDS[kind][0] + KINDS[kind][1]]
+    # One column may feed two fields (the preset's AutoMathText: id and url both from `url`).
+    wanted = list(dict.fromkeys(fields.get(name, name) for name in KINDS[kind][0] + KINDS[kind][1]))
     if ds.column_names:  # known features: leave the other columns unread
         ds = ds.select_columns([c for c in wanted if c in ds.column_names])
     first = 1

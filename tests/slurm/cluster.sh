@@ -2,7 +2,8 @@
 # A real one-node Slurm cluster on this machine, for the Slurm tests (needs root).
 #   tests/slurm/cluster.sh start   install slurm-wlm + munge if missing, configure, start, wait idle
 #   tests/slurm/cluster.sh stop    stop the daemons
-# The node advertises one fake GPU (gres backed by /dev/null) so GPU jobs are scheduled; the
+# The node advertises two fake GPUs (gres backed by /dev/null and /dev/zero) so GPU jobs are scheduled, the
+# preset's 2-GPU generation jobs included; the
 # generation jobs then run vLLM's CPU build inside them. Accounting is off, so Snakemake's
 # Slurm plugin must poll with squeue (profiles/slurm sets that), and MinJobAge keeps finished
 # jobs visible to squeue long enough.
@@ -50,13 +51,14 @@ SlurmctldPidFile=/run/slurmctld.pid
 SlurmdPidFile=/run/slurmd.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
-NodeName=${host} CPUs=${cpus} RealMemory=${mem_mb} Gres=gpu:1 State=UNKNOWN
+NodeName=${host} CPUs=${cpus} RealMemory=${mem_mb} Gres=gpu:2 State=UNKNOWN
 PartitionName=cpu Nodes=${host} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=${host} MaxTime=INFINITE State=UP
 CONF
     cat > /etc/slurm/gres.conf <<CONF
 AutoDetect=off
 NodeName=${host} Name=gpu File=/dev/null
+NodeName=${host} Name=gpu File=/dev/zero
 CONF
     pgrep -x slurmctld >/dev/null || slurmctld
     pgrep -x slurmd >/dev/null || slurmd

@@ -30,18 +30,19 @@ except ConfigError as exc:
 config.clear()
 config.update(_resolved)
 
+# A run (and a dry run) says first what its jobs will get, from the same plan `cosmoforge plan`
+# prints, even when a missing input stops it below; the jobs' own Snakemake processes (Slurm job
+# steps) stay quiet.
+if workflow.is_main_process:
+    from cosmoforge.plan import dry_run_lines
+
+    print("\n".join(dry_run_lines(config)), file=sys.stderr)
+
 # A mistyped or missing input stops here, before Snakemake could reuse results made from the old
 # one (it drops a job whose input is missing if the job's old output still exists).
 _missing = check_inputs(config)
 if _missing:
     raise WorkflowError(f"{len(_missing)} configured input(s) missing:\n" + "\n".join(_missing))
-
-# A run (and a dry run) says first what its jobs will get, from the same plan `cosmoforge plan`
-# prints; the jobs' own Snakemake processes (Slurm job steps) stay quiet.
-if workflow.is_main_process:
-    from cosmoforge.plan import dry_run_lines
-
-    print("\n".join(dry_run_lines(config)), file=sys.stderr)
 
 L = Layout(config)
 RESULTS = L.results

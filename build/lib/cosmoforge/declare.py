@@ -1,0 +1,199 @@
+"""How a stage module declares its command line and its section of the dataset card.
+
+A stage module lists its commands in `COMMANDS` (a tuple of `Command`) and, if the card shows
+its figures, its sections in `CARD_SECTIONS` (a tuple of `CardSection`). Nothing else has to
+name them: `cosmoforge.cli` and `cosmoforge.card` find the declarations by reading the
+package's source (`declared`), so a command starts by importing only its own module.
+
+Argument specs are `argparse.add_argument` keyword arguments keyed by flag (a key without
+leading dashes is positional). The types below check a value with the config schema's rule for
+the key it comes from, so a stage run by hand accepts exactly what a config would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import SPLITS
+from .errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `cosmoforge NAME` command: `run(args)` gets the parsed arguments.
+
+    `stages`: a command of several stages (`dedup signatures`, `topics fit`, ...), each with
+    exactly its own arguments beside the shared `arguments`; `args.stage` names the one run.
+    """
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], None]
+    arguments: dict[str, dict] = field(default_factory=dict)
+    description: str | None = None
+    stages: dict[str, dict[str, dict]] | None = None
+
+
+@dataclass(frozen=True)
+class CardSection:
+    """A section of the dataset card made from one file of the run (`--section NAME=PATH`).
+
+    `figures(path)` reads the file and returns the section's figures (a JSON-able dict, kept in
+    the card's stats.json under `sections`); `template` is the section's Markdown, a Jinja2
+    template given `figures`.
+    """
+
+    name: str
+    title: str
+    figures: Callable[[Path], dict]
+    template: str
+
+
+# A declaration starts with its name as a string literal: `Command("seeds", ...)`.
+_DECLARATION = {
+    kind: re.compile(rf"\b{kind}\(\s*\"([a-z][a-z0-9_-]*)\"") for kind in ("Command", "CardSection")
+}
+
+
+def declared(kind: str) -> dict[str, str]:
+    """Name -> module of every `Command` or `CardSection` declared in the package, found by
+    reading the modules' source (a few milliseconds) instead of importing all of them (about a
+    second, numba and datatrove included)."""
+    found: dict[str, str] = {}
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        if path.name == "declare.py":
+            continue
+        module = ".".join(("cosmoforge", *path.relative_to(PACKAGE_DIR).with_suffix("").parts))
+        module = module.removesuffix(".__init__")
+        for name in _DECLARATION[kind].findall(path.read_text(encoding="utf-8")):
+            if name in found:
+                raise RuntimeError(f"{kind} {name!r} is declared in {found[name]} and {module}")
+            found[name] = module
+    return found
+
+
+# --- argument types ----------------------------------------------------------------------------
+
+
+def json_arg(value: str):
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {exc}") from exc
+
+
+def _checked(key: str, value):
+    from .config import check_setting
+
+    try:
+        check_setting(key, value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (the config schema's rule)") from None
+    return value
+
+
+def config_value_arg(key: str, convert: Callable):
+    """One value, checked by the schema's rule of config key `key`."""
+
+    def parse(text: str):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {convert.__name__}: {text!r}") from None
+        return _checked(key, value)
+
+    return parse
+
+
+def settings_arg(section: str | None = None, **keys: str):
+    """JSON settings: the whole of a config `section`, or each listed field by its key."""
+
+    def parse(text: str) -> dict:
+        value = json_arg(text)
+        if section is not None:
+            return _checked(section, value)
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError("expected a JSON object")
+        for name, key in keys.items():
+            if name in value:
+                _checked(key, value[name])
+        return value
+
+    return parse
+
+
+def count_arg(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def path_arg(help: str | None = None, **spec) -> dict:
+    """A required path argument."""
+    return {"required": True, "type": Path, **({"help": help} if help else {}), **spec}
+
+
+def paths_arg(help: str | None = None, **spec) -> dict:
+    """A required list of paths."""
+    return path_arg(help, nargs="+", **spec)
+
+
+SPLIT = {"required": True, "choices": SPLITS}
+
+# The generation settings of generate, calibrate and canary.
+GENERATION_SETTINGS = {
+    "required": True,
+    "type": settings_arg(seed="seed", model="model", engine="engine", sampling="sampling"),
+    "help": 'JSON: {"seed", "model": {...}, "engine": {...}, "sampling": {...}}',
+}
+
+# The commands that read a run's config take it as Snakemake does (cosmoforge.config
+# resolve_config): so `cosmoforge plan --configfile A B --config run_name=x` describes exactly
+# what `snakemake --configfile A B --config run_name=x` runs.
+RUN_CONFIG = {
+    "--configfile": {
+        "nargs": "+",
+        "type": Path,
+        "default": [],
+        "metavar": "FILE",
+        "help": "config files, merged in order on the schema's defaults (as snakemake "
+        "--configfile); none: the embedded default config/config.yaml",
+    },
+    "--config": {
+        "nargs": "+",
+        "default": [],
+        "metavar": "KEY=VALUE",
+        "help": "overrides on top of the files, read as snakemake --config reads them; an entry "
+        "without '=' is a config file (taken after --configfile's)",
+    },
+    "--run-name": {"help": "overrides the config's run_name"},
+}
+BASE_DIR = {"--base-dir": {"default": ".", "type": Path, "help": "where relative paths start"}}
+
+
+def run_config(args) -> dict:
+    """The resolved config of `--configfile`/`--config` (and `--run-name`), as Snakemake would
+    resolve the same arguments."""
+    from .config import parse_config_args, resolve_config
+
+    files = [*args.configfile, *(Path(c) for c in args.config if "=" not in c)]
+    overrides = parse_config_args(c for c in args.config if "=" in c)
+    if args.run_name:
+        overrides["run_name"] = args.run_name
+    return resolve_config(
+        [f.absolute() for f in files], overrides, getattr(args, "base_dir", Path("."))
+    )
+
+
+def config_source(args) -> str:
+    """The config files of `args`, for messages: 'preset.yaml + my.yaml'."""
+    files = [str(f) for f in args.configfile] + [c for c in args.config if "=" not in c]
+    return " + ".join(files) if files else "config/config.yaml"
