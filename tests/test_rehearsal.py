@@ -239,5 +239,5 @@ def test_the_preset_rehearsed_on_slurm(repo, tmp_path, capsys):
     )
     assert rows.num_rows == stats["rows"] == ledger.count("released") > 0
     assert len(ledger) == prompts
-    assert f"{stats['rows']:,}" in (release / "README.md").read_text()
+    assert f"Run `rehearsal`: {stats['rows']} rows" in (release / "README.md").read_text()
     print(f"rehearsal: {prompts:,} prompts, {stats['rows']:,} rows released")
