@@ -228,7 +228,6 @@ class FakeEngine:
                 n,
             )
 
-
     @staticmethod
     def _structured(request: Request, rng: random.Random) -> Completion:
         """An answer drawn from the request's regex, as vLLM's structured outputs would hold
