@@ -321,3 +321,57 @@ def test_a_splits_sampling_has_the_rules_of_the_global_one(default_config_raw):
     config["splits"]["wikihow"]["sampling"] = {"max_tokens": 64}
     resolved = validate_config(config)
     assert resolved["splits"]["wikihow"]["sampling"] == {"max_tokens": 64}  # no defaults added
+
+
+def test_files_of_another_shard_count_are_named_before_a_run(repo, tmp_path):
+    from cosmoforge.layout import stale_shard_files
+
+    config = load_config(repo / "config" / "config.yaml")
+    release = tmp_path / "results" / "default" / "release" / "wikihow"
+    release.mkdir(parents=True)
+    (release / "train-00000-of-00001.parquet").write_bytes(b"x")
+    assert stale_shard_files(config, tmp_path) == []  # the current count: nothing stale
+    config["splits"]["wikihow"]["shards"] = 2
+    generated = tmp_path / "results" / "default" / "generated" / "wikihow"
+    generated.mkdir(parents=True)
+    (generated / "00001.parquet").write_bytes(b"x")  # index 1 exists with 2 shards: current
+    (generated / "00002.stats.json").write_bytes(b"x")  # index 2 does not
+    [line] = stale_shard_files(config, tmp_path)
+    assert line.startswith(
+        "config: splits.wikihow.shards: results/default/release/wikihow/"
+        "train-00000-of-00001.parquet (and 1 more) belong to another shard count than 2"
+    )
+    assert line.endswith(
+        "remove results/default/generated/wikihow results/default/release/wikihow "
+        "to make the split again"
+    )
+
+
+@pytest.mark.dryrun
+def test_a_changed_shard_count_stops_the_run_before_it_mixes_releases(repo, tmp_path):
+    from tests.helpers import snakemake, workdir
+
+    work = workdir(tmp_path)
+    old = work / "results" / "default" / "release" / "wikihow" / "train-00000-of-00001.parquet"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"PAR1")
+    (work / "two.yaml").write_text("splits: {wikihow: {shards: 2}}\n")
+    proc = snakemake(work, "-n", "--configfile", "config/config.yaml", "two.yaml")
+    assert proc.returncode != 0
+    assert (
+        "config: splits.wikihow.shards: results/default/release/wikihow/"
+        in proc.stdout + proc.stderr
+    )
+    assert old.exists()  # nothing removed behind the user's back
+
+
+@pytest.mark.dryrun
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "/tmp/x", "my run"])
+def test_a_run_name_that_is_not_one_folder_stops_snakemake(repo, tmp_path, name):
+    from tests.helpers import snakemake, workdir
+
+    work = workdir(tmp_path)
+    proc = snakemake(work, "-n", "--config", f"run_name={name}")
+    assert proc.returncode != 0
+    assert f"run_name: {name!r} must be one folder name" in proc.stdout + proc.stderr
+    assert not (work / "results").exists()

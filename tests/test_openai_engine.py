@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from cosmoforge.errors import CosmoforgeError
-from cosmoforge.generate import GENERATION_SCHEMA, generate_shard, parts_dir
+from cosmoforge.generate import GENERATION_SCHEMA, GenerationFailed, generate_shard, parts_dir
 from tests.test_generate import SETTINGS, prompt_file  # noqa: F401 (fixture)
 
 SECRET = "sk-test-0123456789abcdef"
@@ -64,6 +64,18 @@ class FaultyServer:
                     fault = server.faults.pop(0) if server.faults else "ok"
                     server.log.append((time.monotonic(), prompt, fault))
                     server.headers.append(self.headers.get("Authorization", ""))
+                if fault == "401":
+                    return self.reply(401, {"error": "bad key"})
+                if fault == "notjson":
+                    data = b"<html>proxy error</html>"
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    return self.wfile.write(data)
+                if fault == "surrogate":
+                    body = {"model": "fake/model", "usage": {}}
+                    body["choices"] = [{"message": {"content": "odd \ud800 text\x00"}}]
+                    return self.reply(200, body)
                 if fault == "429":
                     return self.reply(429, {"error": "slow down"}, [("Retry-After", "1")])
                 if fault == "500":
@@ -148,6 +160,7 @@ def test_a_request_failing_every_retry_is_an_error_row_not_an_empty_text(prompt_
     server = FaultyServer(["500"] * 3)
     try:
         settings = openai_settings(server.url, max_in_flight=1, max_retries=2)
+        settings["engine"]["max_error_share"] = 0.5  # one error row is allowed here
         stats = generate_shard(prompts_path, tmp_path / "g.parquet", settings, tmp_path / "s.json")
     finally:
         server.close()
@@ -295,3 +308,54 @@ def test_a_shard_through_a_real_vllm_server(repo, small_model, prompt_file, tmp_
     assert {r["engine"] for r in produced} == {"openai"}
     assert {r["engine_version"] for r in produced} == {vllm.__version__}
     assert stats["rows"] == len(rows)
+
+
+def test_a_shard_of_engine_errors_is_not_done_and_the_rerun_generates_it(prompt_file, tmp_path):  # noqa: F811
+    prompts_path, rows = prompt_file
+    out, stats_file = tmp_path / "g.parquet", tmp_path / "s.json"
+    server = FaultyServer(["500"] * (3 * len(rows)))
+    try:
+        settings = openai_settings(server.url, max_in_flight=2, max_retries=2)
+        with pytest.raises(GenerationFailed) as failed:
+            generate_shard(prompts_path, out, settings, stats_file)
+    finally:
+        server.close()
+    message = str(failed.value)
+    assert f"{len(rows)} of {len(rows)} rows are engine errors from the server {server.url}" in (
+        message
+    )
+    assert "first: openai: HTTP 500" in message and "\n" not in message
+    assert not out.exists() and not stats_file.exists()  # nothing looks complete
+    fixed = FaultyServer()
+    try:
+        stats = generate_shard(prompts_path, out, openai_settings(fixed.url), stats_file)
+    finally:
+        fixed.close()
+    assert stats["errors"] == 0 and pq.read_table(out).num_rows == len(rows)
+
+
+def test_a_refused_key_stops_the_job_at_once(prompt_file, tmp_path):  # noqa: F811
+    prompts_path, rows = prompt_file
+    server = FaultyServer(["401"] * (10 * len(rows)))
+    try:
+        settings = openai_settings(server.url, max_in_flight=1, max_retries=4)
+        with pytest.raises(CosmoforgeError, match=r"refused a request \(HTTP 401\); check the key"):
+            generate_shard(prompts_path, tmp_path / "g.parquet", settings)
+    finally:
+        server.close()
+    assert len(server.log) == 1  # no retry, no further request
+    assert SECRET not in str(server.log)
+
+
+def test_odd_server_output_becomes_a_row_not_a_crash(prompt_file, tmp_path):  # noqa: F811
+    prompts_path, rows = prompt_file
+    server = FaultyServer(["notjson", "surrogate"])
+    try:
+        settings = openai_settings(server.url, max_in_flight=1, max_retries=0)
+        settings["engine"]["max_error_share"] = 0.5
+        generate_shard(prompts_path, tmp_path / "g.parquet", settings)
+    finally:
+        server.close()
+    table = pq.read_table(tmp_path / "g.parquet").to_pylist()
+    assert [r["error"] for r in table].count("openai: malformed response (not JSON)") == 1
+    assert any(r["text"] == "odd \ufffd text" for r in table)

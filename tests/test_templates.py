@@ -241,3 +241,39 @@ def test_extracts_end_at_a_word_boundary():
     assert cut == words[:1001].rstrip() and cut.endswith("alpha")  # not "... alpha alp"
     assert extract("x" * 50, 10) == "x" * 10  # no space at all: a hard cut
     assert extract("alpha\n" + "b" * 1000, 1000) == ("alpha\n" + "b" * 1000)[:1000]  # too far back
+
+
+def test_a_template_without_text_is_refused_when_loaded(tmp_path):
+    folder = tmp_path / "wikihow"
+    folder.mkdir()
+    head = "format: wikihow\naudience: general\nversion: 1\nkinds: [wikihow]\n"
+    bad = folder / "empty.yaml"
+    for body in ("template: ''\n", "template: '   '\n", "template:\n"):
+        bad.write_text(head + body)
+        with pytest.raises(TemplateError, match=r"empty.yaml: field 'template' is empty"):
+            load_template(bad, "wikihow")
+    bad.write_bytes(head.encode() + "template: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(TemplateError, match=r"empty.yaml: not UTF-8 text"):
+        load_template(bad, "wikihow")
+
+
+def test_a_prompt_that_renders_empty_names_its_template(tmp_path):
+    folder = tmp_path / "wikihow"
+    folder.mkdir()
+    path = folder / "only_title.yaml"
+    path.write_text(
+        "format: wikihow\naudience: general\nversion: 1\nkinds: [wikihow]\n"
+        "template: '{{ title }}'\n"
+    )
+    template = load_template(path, "wikihow")
+    assert template.render(title="How to knit") == "How to knit"
+    with pytest.raises(TemplateError, match=r"only_title.yaml: renders an empty prompt"):
+        template.render(title="  ")
+
+
+def test_templates_saved_as_yml_are_named_in_the_message(tmp_path):
+    folder = tmp_path / "wikihow"
+    folder.mkdir()
+    (folder / "article.yml").write_text("format: x\n")
+    with pytest.raises(TemplateError, match=r"no templates \(article.yml: templates end in .yaml"):
+        load_templates(tmp_path, "wikihow")

@@ -218,10 +218,35 @@ def validate_config(config: dict, source: str = "config") -> dict:
         errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
         for err in errors:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"{source}: {key}: {err.message}")
+            # A schema rule may say in words what its pattern means (x-hint).
+            hint = err.schema.get("x-hint") if isinstance(err.schema, dict) else None
+            lines.append(f"{source}: {key}: {f'{err.instance!r} {hint}' if hint else err.message}")
+    if not lines:
+        lines = [f"{source}: {line}" for line in _output_path_problems(config)]
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config
+
+
+# Where the workflow may write besides results/<run>/ and logs/<run>/: the folder a model
+# converted from a packaged GGUF goes to (shared by runs, so it is converted once).
+CONVERTED_MODELS = Path("resources") / "models"
+
+
+def _output_path_problems(config: dict) -> list[str]:
+    """Config values that name an output path outside the folders the workflow writes."""
+    if not config["model"].get("gguf"):
+        return []
+    path = Path(config["model"]["path"])
+    inside = not path.is_absolute() and ".." not in path.parts
+    if inside and path.parts[: len(CONVERTED_MODELS.parts)] == CONVERTED_MODELS.parts:
+        if len(path.parts) > len(CONVERTED_MODELS.parts):
+            return []
+    return [
+        f"model.path: {path} is where the model converted from model.gguf is written (the "
+        f"folder is replaced), so it must be a folder under {CONVERTED_MODELS}/, e.g. "
+        f"{CONVERTED_MODELS}/{Path(config['model']['name']).name.lower()}"
+    ]
 
 
 def schema_for(key: str) -> dict:
@@ -344,10 +369,12 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
 
 
 def _check_command(args) -> None:
+    from .layout import stale_shard_files
+
     config = run_config(args)
-    missing = check_inputs(config, args.base_dir)
-    if missing:
-        raise ConfigError(f"{len(missing)} configured input(s) missing:\n  " + "\n  ".join(missing))
+    problems = check_inputs(config, args.base_dir) + stale_shard_files(config, args.base_dir)
+    if problems:
+        raise ConfigError(f"{len(problems)} problem(s) to fix first:\n  " + "\n  ".join(problems))
     print(
         f"{config_source(args)}: valid; {len(config['splits'])} split(s), every configured "
         "input exists"

@@ -161,6 +161,10 @@ def load_parts(
                 _set_aside(part, problem)
                 continue
         for row in table.select(GENERATION_SCHEMA.names).to_pylist():
+            # An error row is not finished work (parts made before errors were kept out of
+            # them may hold some): the rerun asks again.
+            if row["error"]:
+                continue
             # A part is only ever renamed into place complete, and reruns skip finished ids,
             # so repeats cannot happen; keep the first anyway rather than trusting that.
             done.setdefault(row["sample_id"], row)
@@ -175,6 +179,10 @@ class Stopped(BaseException):
         super().__init__(signum)
         self.signum = signum
         self.signal_name = signal.Signals(signum).name
+
+
+class GenerationFailed(CosmoforgeError):
+    """A shard that is not done for a reason outside the job: too many engine errors."""
 
 
 class GenerationStopped(CosmoforgeError):
@@ -300,7 +308,8 @@ def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) 
                 stats["completion_tokens"] += completion.completion_tokens
                 stats["prompt_tokens"] += completion.prompt_tokens
                 done[completion.sample_id] = row
-                buffer.append(row)
+                if not row["error"]:  # only finished work is checkpointed; errors are retried
+                    buffer.append(row)
                 if len(buffer) >= engine_cfg["flush_every"]:
                     flush()
         except Stopped as stop:
@@ -327,6 +336,7 @@ def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) 
             f"e.g. {missing[:3]}; finished rows are kept in {folder}, rerun to complete"
         )
     rows = [done[p["sample_id"]] for p in prompts]
+    check_error_share(rows, engine_cfg, output, folder)
     stats["rows"] = len(rows)
     stats["total_completion_tokens"] = sum(r["completion_tokens"] or 0 for r in rows)
     stats["errors"] = sum(1 for r in rows if r["error"])
@@ -341,11 +351,40 @@ def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) 
     return stats
 
 
+def check_error_share(rows: list[dict], engine: dict, output: Path, folder: Path) -> None:
+    """A shard whose rows are all engine errors, or more than engine.max_error_share of them,
+    is not done: one line names the first error (and the server), and nothing complete-looking
+    is written. Its good rows stay in the parts; the rerun asks again for the rest."""
+    errors = [r for r in rows if r["error"]]
+    share = engine.get("max_error_share", 0.1)
+    if not errors or (len(errors) < len(rows) and len(errors) <= share * len(rows)):
+        return
+    where = ""
+    if engine.get("backend") == "openai":
+        where = f" from the server {engine['openai']['base_url']}"
+    raise GenerationFailed(
+        f"{output}: {len(errors)} of {len(rows)} rows are engine errors{where}, more than "
+        f"engine.max_error_share ({share:.0%}); first: {errors[0]['error'][:200]}; the "
+        f"{len(rows) - len(errors)} good rows are kept in {folder}: fix the cause and rerun"
+    )
+
+
+def clean_text(text: str) -> str:
+    """Model output as storable UTF-8: NUL characters go, and a lone surrogate (a Python str can
+    hold one, UTF-8 cannot, so the parquet write would fail on every retry) becomes U+FFFD."""
+    text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
+
+
 def _row(prompt: dict, completion: Completion, common: dict, sampling: dict, seeds: dict) -> dict:
     row = dict(prompt)
     row.update(common)
     row.update(
-        text=completion.text,
+        text=clean_text(completion.text),
         finish_reason=completion.finish_reason,
         prompt_tokens=completion.prompt_tokens,
         completion_tokens=completion.completion_tokens,

@@ -237,6 +237,47 @@ class Layout:
         return sum(jobs.values()) - sum(jobs.get(r, 0) for r in LOCAL_RULES)
 
 
+# Per-shard output folders of a split (under results/<run>/), and how a file there names its
+# shard: release files and their statistics also carry the split's shard count.
+SHARD_FOLDERS = (
+    "release/{split}",
+    "release_stats/{split}",
+    "generated/{split}",
+    "deduped/{split}",
+    "decontaminated/{split}",
+    "dedup/removed/{split}",
+    "dedup/stayed/{split}",
+    "decont/contaminated/{split}",
+)
+_SHARD_NAME = re.compile(r"^(?:train-)?(\d{5})(?:-of-(\d{5}))?[.-]")
+
+
+def stale_shard_files(config: dict, base_dir: str | Path = ".") -> list[str]:
+    """One line per split whose per-shard folders hold files of another shard count: after a
+    change of `shards`, they would sit beside the new ones (the release would load both)."""
+    layout = Layout(config)
+    lines = []
+    for split in layout.splits:
+        count = layout.shard_count(split)
+        stale = []
+        for pattern in SHARD_FOLDERS:
+            folder = Path(base_dir) / layout.results / pattern.format(split=split)
+            if not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                match = _SHARD_NAME.match(path.name)
+                if match and (int(match[1]) >= count or (match[2] and int(match[2]) != count)):
+                    stale.append(path)
+        if stale:
+            folders = sorted({str(p.parent.relative_to(base_dir)) for p in stale})
+            lines.append(
+                f"config: splits.{split}.shards: {stale[0].relative_to(base_dir)} (and "
+                f"{len(stale) - 1} more) belong to another shard count than {count}; set shards "
+                f"back to keep them, or remove {' '.join(folders)} to make the split again"
+            )
+    return lines
+
+
 # Small aggregation steps that run on the submitting node rather than as cluster jobs.
 LOCAL_RULES = (
     "all",

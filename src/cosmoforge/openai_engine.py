@@ -75,6 +75,11 @@ class OpenAIEngine:
         import httpx
 
         deadline = time.monotonic() + self.cfg["ready_timeout_s"]
+        log.info(
+            "waiting up to %s s for the server at %s to answer (engine.openai.ready_timeout_s)",
+            self.cfg["ready_timeout_s"],
+            self.base_url,
+        )
         last = "no answer"
         while time.monotonic() < deadline:
             try:
@@ -176,6 +181,7 @@ class OpenAIEngine:
                     try:
                         results.put(await self._complete(client, request))
                     except BaseException as exc:  # hand anything unexpected to the consumer
+                        stop.set()  # and send nothing more (a refused key refuses them all)
                         results.put(exc)
 
             await asyncio.gather(*(one(r) for r in requests))
@@ -192,7 +198,18 @@ class OpenAIEngine:
                     f"{self.base_url}/chat/completions", json=self.body(request)
                 )
                 if response.status_code == 200:
-                    return self._completion(request, response.json())
+                    try:
+                        data = response.json()
+                    except ValueError:  # not JSON at all: the same as a malformed answer
+                        data = None
+                    return self._completion(request, data)
+                if response.status_code in (401, 403):
+                    # Every other request would be refused the same way: stop the job now.
+                    raise CosmoforgeError(
+                        f"{self.base_url}: the server refused a request (HTTP "
+                        f"{response.status_code}); check the key named by "
+                        "engine.openai.api_key_env and the server's access rules"
+                    )
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code not in RETRY_STATUS:
                     break
@@ -227,8 +244,14 @@ class OpenAIEngine:
                 error=None if text.strip() else "openai: empty completion",
             )
         except (KeyError, IndexError, TypeError, ValueError) as exc:
+            problem = "not JSON" if data is None else f"{type(exc).__name__}: {exc}"
             return Completion(
-                request.sample_id, "", "error", 0, 0, error=f"openai: malformed response ({exc})"
+                request.sample_id,
+                "",
+                "error",
+                0,
+                0,
+                error=f"openai: malformed response ({problem})",
             )
 
 

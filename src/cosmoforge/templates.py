@@ -68,12 +68,20 @@ class Template:
             raise TemplateError(f"{self.path}: {exc.message}") from exc
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"{self.path}: line {exc.lineno}: {exc.message}") from exc
-        return text.strip()
+        text = text.strip()
+        if not text:
+            raise TemplateError(
+                f"{self.path}: renders an empty prompt for this seed; give field 'template' "
+                "text that does not depend on empty seed fields only"
+            )
+        return text
 
 
 def load_template(path: Path, split: str) -> Template:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise TemplateError(f"{path}: not UTF-8 text; save the template as UTF-8") from None
     except yaml.YAMLError as exc:
         raise TemplateError(yaml_error_line(path, exc)) from exc
     if not isinstance(data, dict):
@@ -84,6 +92,8 @@ def load_template(path: Path, split: str) -> Template:
     kinds = data["kinds"]
     if not isinstance(kinds, list) or not all(k in KINDS for k in kinds):
         raise TemplateError(f"{path}: field 'kinds' must list seed kinds from {sorted(KINDS)}")
+    if not isinstance(data["template"], str) or not data["template"].strip():
+        raise TemplateError(f"{path}: field 'template' is empty; write the prompt's text there")
     try:
         _ENV.parse(data["template"])
     except jinja2.TemplateSyntaxError as exc:
@@ -117,5 +127,7 @@ def load_templates(
             )
         chosen = list(names)
     if not chosen:
-        raise TemplateError(f"{folder}: no templates")
+        misnamed = sorted(p.name for p in folder.glob("*.yml"))
+        hint = f" ({', '.join(misnamed)}: templates end in .yaml; rename them)" if misnamed else ""
+        raise TemplateError(f"{folder}: no templates{hint}")
     return [load_template(available[n], split) for n in sorted(chosen)]

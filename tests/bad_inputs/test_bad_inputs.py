@@ -349,6 +349,79 @@ CASES = [
         r"config.yaml: decontamination.threshold: 1.5 is greater than the maximum of 1",
     ),
     Case(
+        "config-run-name-dotdot",
+        "config",
+        lambda t: config_file(t, set_("run_name", "..")),
+        r"config.yaml: run_name: '\.\.' must be one folder name: letters, digits, _ \. - "
+        r"\(not \. or \.\.\), since it names results/<run_name>/",
+    ),
+    Case(
+        "config-run-name-dot",
+        "config",
+        lambda t: config_file(t, set_("run_name", ".")),
+        r"config.yaml: run_name: '\.' must be one folder name: letters, digits, _ \. - "
+        r"\(not \. or \.\.\), since it names results/<run_name>/",
+    ),
+    Case(
+        "config-run-name-slash",
+        "config",
+        lambda t: config_file(t, set_("run_name", "a/b")),
+        r"config.yaml: run_name: 'a/b' must be one folder name: letters, digits, _ \. - "
+        r"\(not \. or \.\.\), since it names results/<run_name>/",
+    ),
+    Case(
+        "config-run-name-absolute",
+        "config",
+        lambda t: config_file(t, set_("run_name", "/tmp/run")),
+        r"config.yaml: run_name: '/tmp/run' must be one folder name: letters, digits, _ \. - "
+        r"\(not \. or \.\.\), since it names results/<run_name>/",
+    ),
+    Case(
+        "config-run-name-space",
+        "config",
+        lambda t: config_file(t, set_("run_name", "my run")),
+        r"config.yaml: run_name: 'my run' must be one folder name: letters, digits, _ \. - "
+        r"\(not \. or \.\.\), since it names results/<run_name>/",
+    ),
+    Case(
+        "config-converted-model-path-outside",
+        "config",
+        lambda t: config_file(t, set_("model.path", "prompts")),
+        r"config.yaml: model.path: prompts is where the model converted from model.gguf is "
+        r"written \(the folder is replaced\), so it must be a folder under resources/models/",
+    ),
+    Case(
+        "config-nan-threshold",
+        "config",
+        lambda t: config_file(t, set_("decontamination.threshold", float("nan"))),
+        r"config.yaml: decontamination.threshold: must be a finite number",
+    ),
+    Case(
+        "config-inf-temperature",
+        "config",
+        lambda t: config_file(t, set_("sampling.temperature", float("inf"))),
+        r"config.yaml: sampling.temperature: must be a finite number",
+    ),
+    Case(
+        "config-duplicate-key",
+        "config",
+        lambda t: config_file(t, text="seed: 1\nseed: 2\n"),
+        r"config.yaml: line 2, column 1: .*'seed' is given twice in one mapping \(first on line 1\)",
+    ),
+    Case(
+        "config-split-sampling-typo",
+        "config",
+        lambda t: config_file(t, set_("splits.wikihow.sampling", {"temprature": 0.9})),
+        r"config.yaml: splits.wikihow.sampling: Additional properties are not allowed "
+        r"\('temprature' was unexpected\)",
+    ),
+    Case(
+        "config-empty-templates",
+        "config",
+        lambda t: config_file(t, set_("splits.wikihow.templates", [])),
+        r"config.yaml: splits.wikihow.templates: \[\] should be non-empty",
+    ),
+    Case(
         "config-unknown-split",
         "config",
         lambda t: config_file(t, set_("splits.poems", DEFAULT["splits"]["wikihow"])),
@@ -682,6 +755,12 @@ CASES = [
         "decontaminate",
         lambda t: decontaminate_args(t, generated_shard(t), t / "index.npz", threshold="half"),
         r"argument --threshold: not a float: 'half'",
+    ),
+    Case(
+        "cli-threshold-nan",
+        "decontaminate",
+        lambda t: decontaminate_args(t, generated_shard(t), t / "index.npz", threshold="nan"),
+        r"argument --threshold: decontamination.threshold: must be a finite number",
     ),
     Case(
         "cli-negative-min-token-length",

@@ -11,7 +11,13 @@ from snakemake.exceptions import WorkflowError
 # installs it; so does every rule's conda env), the same code the jobs run.
 try:
     from cosmoforge.config import ConfigError, check_inputs, resolve_config
-    from cosmoforge.layout import CARD_PLOTS, Layout, as_json, converts_model
+    from cosmoforge.layout import (
+        CARD_PLOTS,
+        Layout,
+        as_json,
+        converts_model,
+        stale_shard_files,
+    )
     from cosmoforge.topics import PLOTS as TOPIC_PLOTS
 except ImportError as exc:
     raise WorkflowError(
@@ -43,6 +49,10 @@ if workflow.is_main_process:
 _missing = check_inputs(config)
 if _missing:
     raise WorkflowError(f"{len(_missing)} configured input(s) missing:\n" + "\n".join(_missing))
+# Files of another shard count would sit beside the new ones (the release would load both).
+_stale = stale_shard_files(config)
+if _stale:
+    raise WorkflowError("\n".join(_stale))
 
 L = Layout(config)
 RESULTS = L.results
