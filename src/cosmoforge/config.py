@@ -239,9 +239,9 @@ def _output_path_problems(config: dict) -> list[str]:
         return []
     path = Path(config["model"]["path"])
     inside = not path.is_absolute() and ".." not in path.parts
-    if inside and path.parts[: len(CONVERTED_MODELS.parts)] == CONVERTED_MODELS.parts:
-        if len(path.parts) > len(CONVERTED_MODELS.parts):
-            return []
+    prefix = CONVERTED_MODELS.parts
+    if inside and path.parts[: len(prefix)] == prefix and len(path.parts) > len(prefix):
+        return []
     return [
         f"model.path: {path} is where the model converted from model.gguf is written (the "
         f"folder is replaced), so it must be a folder under {CONVERTED_MODELS}/, e.g. "

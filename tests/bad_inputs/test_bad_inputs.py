@@ -406,7 +406,8 @@ CASES = [
         "config-duplicate-key",
         "config",
         lambda t: config_file(t, text="seed: 1\nseed: 2\n"),
-        r"config.yaml: line 2, column 1: .*'seed' is given twice in one mapping \(first on line 1\)",
+        r"config.yaml: line 2, column 1: .*'seed' is given twice in one mapping "
+        r"\(first on line 1\)",
     ),
     Case(
         "config-split-sampling-typo",
