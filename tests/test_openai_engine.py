@@ -359,3 +359,34 @@ def test_odd_server_output_becomes_a_row_not_a_crash(prompt_file, tmp_path):  # 
     table = pq.read_table(tmp_path / "g.parquet").to_pylist()
     assert [r["error"] for r in table].count("openai: malformed response (not JSON)") == 1
     assert any(r["text"] == "odd \ufffd text" for r in table)
+
+
+def test_a_key_pasted_as_the_variable_name_is_refused_and_never_shown(repo, tmp_path, capsys):
+    """api_key_env takes a variable's name; a key put there is refused by the config, by the
+    generate command's own check, and by Snakemake, without printing it anywhere."""
+    from cosmoforge.cli import main
+    from tests.helpers import snakemake, workdir
+
+    overlay = tmp_path / "server.yaml"
+    overlay.write_text(
+        "engine:\n  backend: openai\n  openai:\n    base_url: http://127.0.0.1:9/v1\n"
+        f"    api_key_env: {SECRET}\n"
+    )
+    config = str(repo / "config" / "config.yaml")
+    assert main(["check", "--configfile", config, str(overlay), "--base-dir", str(repo)]) == 2
+    settings = openai_settings("http://127.0.0.1:9/v1", api_key_env=SECRET)
+    with pytest.raises(SystemExit):
+        main(
+            ["generate", "--prompts", "p", "--out", "o", "--stats", "s"]
+            + ["--settings", json.dumps(settings)]
+        )
+    printed = capsys.readouterr()
+    assert "must name an environment variable" in printed.err
+    assert SECRET not in printed.out + printed.err
+    work = workdir(tmp_path / "work")
+    proc = snakemake(work, "-n", "--configfile", "config/config.yaml", str(overlay))
+    assert proc.returncode != 0 and "must name an environment variable" in proc.stdout
+    assert SECRET not in proc.stdout + proc.stderr
+    for path in work.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert SECRET.encode() not in path.read_bytes(), path

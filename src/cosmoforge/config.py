@@ -209,6 +209,16 @@ def non_finite_keys(value: Any, key: str = "") -> list[str]:
     ]
 
 
+def error_text(err: jsonschema.ValidationError) -> str:
+    """A schema error in words: the rule's own hint (x-hint) where it has one, and never the
+    value of a rule marked x-secret (an API key pasted in the wrong place)."""
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    shown = "the value given" if schema.get("x-secret") else repr(err.instance)
+    if schema.get("x-hint"):
+        return f"{shown} {schema['x-hint']}"
+    return f"{shown} is not allowed here" if schema.get("x-secret") else err.message
+
+
 def validate_config(config: dict, source: str = "config") -> dict:
     """Validate ``config`` in place, filling defaults; raise ConfigError naming the key."""
     check_renamed_keys(config, source)
@@ -219,8 +229,7 @@ def validate_config(config: dict, source: str = "config") -> dict:
         for err in errors:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
             # A schema rule may say in words what its pattern means (x-hint).
-            hint = err.schema.get("x-hint") if isinstance(err.schema, dict) else None
-            lines.append(f"{source}: {key}: {f'{err.instance!r} {hint}' if hint else err.message}")
+            lines.append(f"{source}: {key}: {error_text(err)}")
     if not lines:
         lines = [f"{source}: {line}" for line in _output_path_problems(config)]
     if lines:
@@ -277,7 +286,7 @@ def check_setting(key: str, value: Any) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(value))
     if error is not None:
         where = ".".join([key, *(str(p) for p in error.absolute_path)])
-        raise ConfigError(f"{where}: {error.message}")
+        raise ConfigError(f"{where}: {error_text(error)}")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> dict:
