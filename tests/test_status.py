@@ -4,6 +4,7 @@ import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from cosmoforge.cli import main
 from cosmoforge.generate import parts_dir
@@ -82,3 +83,13 @@ def test_status_of_a_run_not_started_uses_the_plan(default_config, repo, tmp_pat
     assert status["eta_s"] is None and status["gpu_hours_spent"] == 0
     assert status["gpu_hours_projected"] == status["gpu_hours_planned"] > 0
     assert all(s["pending"] == s["shards"] for s in status["splits"].values())
+
+
+@pytest.mark.parametrize("value", ["-5", "0", "nan", "soon"])
+def test_a_watch_interval_must_be_positive_seconds(value, capsys):
+    from cosmoforge.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["status", "--watch", value])
+    assert exit_.value.code == 2
+    assert "argument --watch:" in capsys.readouterr().err.splitlines()[-1]

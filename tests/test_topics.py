@@ -304,6 +304,17 @@ def test_decisions_follow_score_threshold_and_overrides(labels, tmp_path):
     assert text.startswith("# Topic decisions") and topics.load_decisions(out, 5) == entries
 
 
+def test_when_every_cluster_drops_the_message_says_why(labels, tmp_path):
+    out = tmp_path / "d.yaml"
+    with pytest.raises(TopicError) as err:
+        topics.decide(labels, {"min_score": 10, "overrides": {}}, out)
+    message = str(err.value)
+    assert "every one of 5 clusters is dropped" in message
+    assert "1 have no label (the model's answers did not match" in message
+    assert "4 scored below topics.decisions.min_score 10, 0 by override" in message
+    assert not out.exists()
+
+
 def test_override_of_an_unknown_cluster_is_an_error(labels, tmp_path):
     with pytest.raises(TopicError, match="overrides: key '9' is not a cluster id"):
         topics.decide(

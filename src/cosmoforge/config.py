@@ -342,9 +342,30 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
         p = Path(path)
         return not (p if p.is_absolute() else base / p).exists()
 
+    def not_a_file(path: str) -> bool:
+        p = Path(path)
+        return not (p if p.is_absolute() else base / p).is_file()
+
     for split, cfg in config["splits"].items():
+        names: dict[str, int] = {}
         for i, source in enumerate(cfg["sources"]):
-            if source["format"] != "hf" and missing(source["path"]):
+            first = names.setdefault(source["name"], i)
+            if first != i:
+                errors.append(
+                    f"config: splits.{split}.sources[{i}].name: {source['name']!r} is also the "
+                    f"name of sources[{first}]; give each source its own name (it starts the "
+                    "source's seed ids)"
+                )
+            if (
+                source["format"] != "hf"
+                and not missing(source["path"])
+                and not_a_file(source["path"])
+            ):
+                errors.append(
+                    f"config: splits.{split}.sources[{i}].path: {source['path']} is a folder; "
+                    f"name a {source['format']} file (a folder of data files is format hf)"
+                )
+            elif source["format"] != "hf" and missing(source["path"]):
                 required, _ = KINDS[source["kind"]]
                 fields = {f: source.get("fields", {}).get(f, f) for f in required}
                 errors.append(

@@ -9,7 +9,9 @@ parts, so a run laid out like the Cosmopedia preset is read in about a second.
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -214,6 +216,16 @@ def _status_command(args) -> None:
         time.sleep(args.watch)
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
 COMMANDS = (
     Command(
         "status",
@@ -223,7 +235,11 @@ COMMANDS = (
             **RUN_CONFIG,
             "--base-dir": {"default": ".", "type": Path, "help": "where results/ is"},
             "--json": {"action": "store_true"},
-            "--watch": {"type": float, "metavar": "SECONDS", "help": "refresh every SECONDS"},
+            "--watch": {
+                "type": positive_seconds,
+                "metavar": "SECONDS",
+                "help": "refresh every SECONDS (more than 0)",
+            },
         },
     ),
 )

@@ -423,6 +423,34 @@ CASES = [
         r"config.yaml: splits.wikihow.templates: \[\] should be non-empty",
     ),
     Case(
+        "config-seed-path-is-a-folder",
+        "config",
+        lambda t: config_file(
+            t,
+            set_(
+                "splits.wikihow.sources",
+                [{"name": "w", "kind": "wikihow", "format": "jsonl", "path": "resources/seeds"}],
+            ),
+        ),
+        r"config: splits.wikihow.sources\[0\].path: resources/seeds is a folder; name a jsonl "
+        r"file \(a folder of data files is format hf\)",
+    ),
+    Case(
+        "config-two-sources-one-name",
+        "config",
+        lambda t: config_file(
+            t,
+            set_(
+                "splits.stories.sources",
+                [
+                    {**DEFAULT["splits"]["stories"]["sources"][0], "name": "same"},
+                    {**DEFAULT["splits"]["stories"]["sources"][1], "name": "same"},
+                ],
+            ),
+        ),
+        r"config: splits.stories.sources\[1\].name: 'same' is also the name of sources\[0\]",
+    ),
+    Case(
         "config-unknown-split",
         "config",
         lambda t: config_file(t, set_("splits.poems", DEFAULT["splits"]["wikihow"])),

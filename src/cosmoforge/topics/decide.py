@@ -66,6 +66,18 @@ def decide(labels_path: str | Path, settings: dict, output: str | Path) -> list[
                 f" ({override['reason']})" if override.get("reason") else ""
             )
         entries.append(entry)
+    if entries and not any(e["decision"] == "keep" for e in entries):
+        # Say why, by cause: usually the model (unparsable labels), not the overrides.
+        unlabelled = sum(1 for label in labels if label["error"])
+        low = sum(1 for e in entries if e["reason"].startswith("score "))
+        raise TopicError(
+            f"{labels_path}: every one of {len(entries)} clusters is dropped, so the web splits "
+            f"would get no prompts: {unlabelled} have no label (the model's answers did not "
+            f"match the template's answer_pattern), {low} scored below "
+            f"topics.decisions.min_score {min_score}, {len(entries) - unlabelled - low} by "
+            "override; keep some with topics.decisions.overrides or a lower min_score, or use "
+            "a model that follows the labelling template"
+        )
     # Checked before writing: an override the file would reject fails here, and no file is left.
     validate_decisions(entries, k, f"{output} (from topics.decisions.overrides)")
     text = DECISIONS_HEADER + yaml.safe_dump(
