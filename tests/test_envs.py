@@ -160,10 +160,17 @@ def test_a_non_editable_install_works_from_the_checkout(repo, tmp_path):
     import subprocess
     import sys
 
+    import shutil
+
+    # Built from a copy: setuptools writes build/ beside the sources, never into the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(repo / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(repo / name, source / name)
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
-        + ["--target", str(site), str(repo)],
+        + ["--target", str(site), str(source)],
         check=True,
         capture_output=True,
     )
