@@ -157,10 +157,9 @@ def test_a_non_editable_install_works_from_the_checkout(repo, tmp_path):
     """`pip install .` (not -e): the schema and templates ship as package data, so check, plan
     and config work with the package's own copy, run from the checkout as Snakemake runs them."""
     import os
+    import shutil
     import subprocess
     import sys
-
-    import shutil
 
     # Built from a copy: setuptools writes build/ beside the sources, never into the checkout.
     source = tmp_path / "source"
