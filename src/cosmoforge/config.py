@@ -243,18 +243,24 @@ CONVERTED_MODELS = Path("resources") / "models"
 
 
 def _output_path_problems(config: dict) -> list[str]:
-    """Config values that name an output path outside the folders the workflow writes."""
+    """Config values that name an output path among the project's own files. A converted
+    model's folder is replaced by the conversion: relative to the working folder (the checkout)
+    it must lie under resources/models/; an absolute path (a scratch disk) is the user's own."""
     if not config["model"].get("gguf"):
         return []
     path = Path(config["model"]["path"])
-    inside = not path.is_absolute() and ".." not in path.parts
     prefix = CONVERTED_MODELS.parts
-    if inside and path.parts[: len(prefix)] == prefix and len(path.parts) > len(prefix):
+    if path.is_absolute() or (
+        ".." not in path.parts
+        and path.parts[: len(prefix)] == prefix
+        and len(path.parts) > len(prefix)
+    ):
         return []
     return [
         f"model.path: {path} is where the model converted from model.gguf is written (the "
-        f"folder is replaced), so it must be a folder under {CONVERTED_MODELS}/, e.g. "
-        f"{CONVERTED_MODELS}/{Path(config['model']['name']).name.lower()}"
+        f"folder is replaced), so a relative path must be a folder under {CONVERTED_MODELS}/, "
+        f"e.g. {CONVERTED_MODELS}/{Path(config['model']['name']).name.lower()}, or give an "
+        "absolute path of your own"
     ]
 
 

@@ -388,7 +388,8 @@ CASES = [
         "config",
         lambda t: config_file(t, set_("model.path", "prompts")),
         r"config.yaml: model.path: prompts is where the model converted from model.gguf is "
-        r"written \(the folder is replaced\), so it must be a folder under resources/models/",
+        r"written \(the folder is replaced\), so a relative path must be a folder under "
+        r"resources/models/",
     ),
     Case(
         "config-nan-threshold",
