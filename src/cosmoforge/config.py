@@ -228,7 +228,6 @@ def validate_config(config: dict, source: str = "config") -> dict:
         errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
         for err in errors:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            # A schema rule may say in words what its pattern means (x-hint).
             lines.append(f"{source}: {key}: {error_text(err)}")
     if not lines:
         lines = [f"{source}: {line}" for line in _output_path_problems(config)]
@@ -348,10 +347,6 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
         p = Path(path)
         return not (p if p.is_absolute() else base / p).exists()
 
-    def not_a_file(path: str) -> bool:
-        p = Path(path)
-        return not (p if p.is_absolute() else base / p).is_file()
-
     for split, cfg in config["splits"].items():
         names: dict[str, int] = {}
         for i, source in enumerate(cfg["sources"]):
@@ -362,16 +357,19 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
                     f"name of sources[{first}]; give each source its own name (it starts the "
                     "source's seed ids)"
                 )
-            if (
-                source["format"] != "hf"
-                and not missing(source["path"])
-                and not_a_file(source["path"])
-            ):
+            if source["format"] == "hf":
+                continue
+            where = (
+                Path(source["path"])
+                if Path(source["path"]).is_absolute()
+                else base / source["path"]
+            )
+            if where.is_dir():
                 errors.append(
                     f"config: splits.{split}.sources[{i}].path: {source['path']} is a folder; "
                     f"name a {source['format']} file (a folder of data files is format hf)"
                 )
-            elif source["format"] != "hf" and missing(source["path"]):
+            elif not where.exists():
                 required, _ = KINDS[source["kind"]]
                 fields = {f: source.get("fields", {}).get(f, f) for f in required}
                 errors.append(

@@ -184,7 +184,7 @@ def run_config(args) -> dict:
     resolve the same arguments."""
     from .config import parse_config_args, resolve_config
 
-    files = [*args.configfile, *(Path(c) for c in args.config if "=" not in c)]
+    files = config_files(args)
     overrides = parse_config_args(c for c in args.config if "=" in c)
     if args.run_name:
         overrides["run_name"] = args.run_name
@@ -193,7 +193,12 @@ def run_config(args) -> dict:
     )
 
 
+def config_files(args) -> list[Path]:
+    """The config files of `args` in order: --configfile's, then --config entries without '='."""
+    return [*args.configfile, *(Path(c) for c in args.config if "=" not in c)]
+
+
 def config_source(args) -> str:
     """The config files of `args`, for messages: 'preset.yaml + my.yaml'."""
-    files = [str(f) for f in args.configfile] + [c for c in args.config if "=" not in c]
+    files = [str(f) for f in config_files(args)]
     return " + ".join(files) if files else "config/config.yaml"

@@ -270,10 +270,11 @@ def stale_shard_files(config: dict, base_dir: str | Path = ".") -> list[str]:
                     stale.append(path)
         if stale:
             folders = sorted({str(p.parent.relative_to(base_dir)) for p in stale})
+            more = f" (and {len(stale) - 1} more)" if len(stale) > 1 else ""
             lines.append(
-                f"config: splits.{split}.shards: {stale[0].relative_to(base_dir)} (and "
-                f"{len(stale) - 1} more) belong to another shard count than {count}; set shards "
-                f"back to keep them, or remove {' '.join(folders)} to make the split again"
+                f"config: splits.{split}.shards: {stale[0].relative_to(base_dir)}{more} belong "
+                f"to another shard count than {count}; set shards back to keep them, or remove "
+                f"{' '.join(folders)} to make the split again"
             )
     return lines
 

@@ -37,7 +37,8 @@ def _file_rows(path: Path, file_format: str) -> int | None:
 
 def _local_rows(source: dict, base_dir: Path) -> int | None:
     """Rows of a local seed file, or of a local `datasets` folder of parquet or JSON-lines data
-    files (format hf); None for a hub dataset or anything unreadable here."""
+    files (format hf; every data file in it counts, whatever split it holds, so the plan may
+    overcount a folder of several splits); None for a hub dataset or anything unreadable."""
     where = source["dataset"] if source["format"] == "hf" else source["path"]
     path = Path(where) if Path(where).is_absolute() else base_dir / where
     if source["format"] != "hf":

@@ -68,7 +68,7 @@ def decide(labels_path: str | Path, settings: dict, output: str | Path) -> list[
         entries.append(entry)
     if entries and not any(e["decision"] == "keep" for e in entries):
         # Say why, by cause: usually the model (unparsable labels), not the overrides.
-        unlabelled = sum(1 for label in labels if label["error"])
+        unlabelled = sum(1 for e in entries if e["reason"].startswith("no label"))
         low = sum(1 for e in entries if e["reason"].startswith("score "))
         raise TopicError(
             f"{labels_path}: every one of {len(entries)} clusters is dropped, so the web splits "
