@@ -3,6 +3,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -314,11 +315,69 @@ def test_a_missing_local_model_folder_is_named_before_the_engine_starts(
     assert not out.exists()
 
 
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache, offline switch off, and a hub that no test can reach."""
+    from huggingface_hub import HfApi, constants
+
+    cache = tmp_path / "hub-cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(HfApi, "model_info", unreachable)
+    monkeypatch.chdir(tmp_path)
+    return cache
+
+
+def cache_model(cache: Path, repo_id: str) -> None:
+    """The layout huggingface_hub gives a downloaded model: refs/main -> snapshots/<commit>."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("0" * 40) / "config.json").write_text("{}")
+
+
 @pytest.mark.parametrize("hub_id", ["HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"])
-def test_hub_ids_are_not_taken_for_local_paths(hub_id):
+def test_hub_ids_in_the_cache_are_accepted(hub_cache, hub_id):
     from cosmoforge.model import check_model_path
 
-    check_model_path(hub_id)  # left to the engine, which may find it in the hub cache
+    cache_model(hub_cache, hub_id)
+    check_model_path(hub_id)  # no hub request: the unreachable hub would refuse it
+
+
+@pytest.mark.parametrize(
+    ("path", "offline", "expected"),
+    [
+        (
+            "org/smollm2",
+            False,
+            r"nor in the Hugging Face cache \(.*hub-cache\), and the hub "
+            r"cannot be reached \(ConnectionError\): download it .*`hf download org/smollm2`",
+        ),
+        ("gpt2", True, r"gpt2 is not a local folder .* and HF_HUB_OFFLINE is set"),
+        (
+            "mymodels/smollm2",
+            False,
+            r"no model folder at mymodels/smollm2 \(a local path, since "
+            r"mymodels/ exists here",
+        ),
+    ],
+)
+def test_a_model_that_cannot_be_loaded_is_one_line(hub_cache, monkeypatch, path, offline, expected):
+    from huggingface_hub import constants
+
+    from cosmoforge.errors import CosmoforgeError
+    from cosmoforge.model import check_model_path
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
+    (hub_cache.parent / "mymodels").mkdir()
+    cache_model(hub_cache, "gpt2-other")
+    with pytest.raises(CosmoforgeError, match=expected):
+        check_model_path(path)
 
 
 SLOW_GENERATION = """

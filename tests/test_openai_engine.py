@@ -4,6 +4,7 @@ the faults of real endpoints: 429 with Retry-After, 500s, dropped connections, s
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,9 @@ class FaultyServer:
                     return self.reply(429, {"error": "slow down"}, [("Retry-After", "1")])
                 if fault == "500":
                     return self.reply(500, {"error": "boom"})
+                if fault == "echo":  # a proxy that quotes the request's headers in its error
+                    auth = self.headers.get("Authorization", "")
+                    return self.reply(502, {"error": f"upstream refused; you sent {auth}"})
                 if fault == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -361,19 +365,50 @@ def test_odd_server_output_becomes_a_row_not_a_crash(prompt_file, tmp_path):  # 
     assert any(r["text"] == "odd \ufffd text" for r in table)
 
 
-def test_a_key_pasted_as_the_variable_name_is_refused_and_never_shown(repo, tmp_path, capsys):
-    """api_key_env takes a variable's name; a key put there is refused by the config, by the
-    generate command's own check, and by Snakemake, without printing it anywhere."""
+# Every wrong place for a key that a user has been seen to use, as a config overlay (or, for
+# "cli", as Snakemake --config arguments).
+KEY_PLACEMENTS = {
+    "api_key_env": f"engine:\n  backend: openai\n  openai:\n    api_key_env: {SECRET}\n",
+    "api_key": f"engine:\n  backend: openai\n  openai:\n    api_key: {SECRET}\n",
+    "engine_env": f"engine:\n  env:\n    OPENAI_API_KEY: {SECRET}\n",
+    "extra_args": f"engine:\n  extra_args:\n    api_key: {SECRET}\n",
+    "model_revision": f"model:\n  revision: {SECRET}\n",
+    "cli": [f"engine={{backend: openai, openai: {{api_key_env: {SECRET}}}}}"],
+}
+
+
+@pytest.mark.parametrize("placement", sorted(KEY_PLACEMENTS))
+def test_a_key_in_the_config_is_refused_and_never_shown_or_saved(placement, repo, tmp_path, capsys):
+    """A key anywhere in the config (or on the command line) is refused by `check` and by
+    Snakemake with one line naming the key's place, and no file of the run holds it."""
     from cosmoforge.cli import main
     from tests.helpers import snakemake, workdir
 
-    overlay = tmp_path / "server.yaml"
-    overlay.write_text(
-        "engine:\n  backend: openai\n  openai:\n    base_url: http://127.0.0.1:9/v1\n"
-        f"    api_key_env: {SECRET}\n"
-    )
+    given = KEY_PLACEMENTS[placement]
     config = str(repo / "config" / "config.yaml")
-    assert main(["check", "--configfile", config, str(overlay), "--base-dir", str(repo)]) == 2
+    if isinstance(given, list):
+        files, overrides = [config], ["--config", *given]
+    else:
+        (tmp_path / "overlay.yaml").write_text(given)
+        files, overrides = [config, str(tmp_path / "overlay.yaml")], []
+    argv = ["check", "--configfile", *files, *overrides, "--base-dir", str(repo)]
+    assert main(argv) == 2
+    printed = capsys.readouterr()
+    assert SECRET not in printed.out + printed.err
+    assert re.search(r"(api_key_env|api_key|OPENAI_API_KEY|revision): ", printed.err)
+    work = workdir(tmp_path / "work")
+    proc = snakemake(work, "--configfile", *files, *overrides)  # a run, not a dry run
+    assert proc.returncode != 0 and "invalid configuration" in proc.stdout + proc.stderr
+    assert SECRET not in proc.stdout + proc.stderr
+    for folder in ("results", "logs", ".snakemake"):
+        for path in (work / folder).rglob("*"):
+            if path.is_file():
+                assert SECRET.encode() not in path.read_bytes(), path
+
+
+def test_the_generate_command_refuses_a_key_as_the_variable_name(capsys):
+    from cosmoforge.cli import main
+
     settings = openai_settings("http://127.0.0.1:9/v1", api_key_env=SECRET)
     with pytest.raises(SystemExit):
         main(
@@ -383,10 +418,24 @@ def test_a_key_pasted_as_the_variable_name_is_refused_and_never_shown(repo, tmp_
     printed = capsys.readouterr()
     assert "must name an environment variable" in printed.err
     assert SECRET not in printed.out + printed.err
-    work = workdir(tmp_path / "work")
-    proc = snakemake(work, "-n", "--configfile", "config/config.yaml", str(overlay))
-    assert proc.returncode != 0 and "must name an environment variable" in proc.stdout
-    assert SECRET not in proc.stdout + proc.stderr
-    for path in work.rglob("*"):
-        if path.is_file() and not path.is_symlink():
+
+
+def test_a_key_echoed_by_the_server_is_never_logged_or_saved(prompt_file, tmp_path, caplog):  # noqa: F811
+    """The right placement (a variable named by api_key_env) and a proxy that quotes the
+    Authorization header back in its error bodies: error rows, log and stats never hold it."""
+    prompts_path, rows = prompt_file
+    server = FaultyServer(["echo"] * 3)
+    out = tmp_path / "gen" / "00000.parquet"
+    try:
+        settings = openai_settings(server.url, max_retries=0)
+        settings["engine"]["max_error_share"] = 0.5
+        generate_shard(prompts_path, out, settings, tmp_path / "gen" / "s.json")
+    finally:
+        server.close()
+    assert server.headers[0] == f"Bearer {SECRET}"  # the key was sent, and echoed
+    errors = [r["error"] for r in pq.read_table(out).to_pylist() if r["error"]]
+    assert len(errors) == 3 and all("you sent Bearer [API key]" in e for e in errors)
+    assert SECRET not in caplog.text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
             assert SECRET.encode() not in path.read_bytes(), path

@@ -93,3 +93,22 @@ def test_a_watch_interval_must_be_positive_seconds(value, capsys):
         main(["status", "--watch", value])
     assert exit_.value.code == 2
     assert "argument --watch:" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_a_released_shard_whose_generated_file_was_deleted_is_done(default_config, tmp_path, repo):
+    # Snakemake does not rebuild a deleted intermediate whose products exist: status agrees.
+    config = default_config
+    for split in config["splits"].values():
+        split["shards"] = 4
+    now = time.time()
+    synthetic_run(tmp_path, config, 50, now)
+    (tmp_path / "resources").symlink_to(repo / "resources")
+    (tmp_path / "prompts").symlink_to(repo / "prompts")
+    layout = Layout(config)
+    for split in layout.splits:
+        release = tmp_path / layout.release_file(split, layout.shards(split)[3])
+        release.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({"text": ["x"]}), release)
+    status = run_status(config, tmp_path, now=now)
+    for split, s in status["splits"].items():
+        assert (s["done"], s["running"], s["interrupted"], s["pending"]) == (2, 1, 1, 0), split

@@ -212,6 +212,44 @@ def test_rerun_after_success_has_nothing_to_do(e2e_run, e2e_work, repo):
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
+def test_deleted_intermediates_status_and_snakemake_agree(e2e_run, e2e_work, repo):
+    """A generated shard and a prompt shard deleted after the run: Snakemake does not rebuild
+    them (their products exist), and status counts the shard done, as Snakemake sees it."""
+    config = load_config(repo / "config" / "config.yaml")
+    layout = Layout({**config, "run_name": RUN})
+    split = layout.splits[0]
+    shard = layout.shards(split)[0]
+    deleted = [
+        e2e_work / layout.generated(split, shard),
+        e2e_work / layout.prompt_shard(split, shard),
+    ]
+    for path in deleted:
+        path.rename(path.with_name(path.name + ".aside"))
+    try:
+        proc = snakemake(repo, "-n", "--config", f"run_name={RUN}", workdir=e2e_work)
+        assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
+        status = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "cosmoforge"),
+                "status",
+                "--json",
+                "--config",
+                f"run_name={RUN}",
+                "--base-dir",
+                str(e2e_work),
+            ],
+            cwd=e2e_work,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        splits = json.loads(status.stdout)["splits"]
+        assert all(s["done"] == s["shards"] and s["pending"] == 0 for s in splits.values())
+    finally:
+        for path in deleted:
+            path.with_name(path.name + ".aside").rename(path)
+
+
 def kill_test_shard(repo, tmp_path, model_path, splits, seed, flush_every, max_tokens):
     """Prompts of the bundled seeds of `splits` as one shard, and the `cosmoforge generate`
     command for it with an engine that runs 4 sequences at a time."""

@@ -16,6 +16,7 @@ schema's defaults for every key they leave out, not the demo's caps and CPU engi
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -156,7 +157,9 @@ def resolve_config(
     return validate_config(merged, source=source)
 
 
-def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
+@functools.cache
+def _validator_with_defaults() -> jsonschema.protocols.Validator:
+    schema = load_schema()
     base = jsonschema.validators.validator_for(schema)
     validate_properties = base.VALIDATORS["properties"]
 
@@ -170,9 +173,11 @@ def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
     return jsonschema.validators.extend(base, {"properties": set_defaults})(schema)
 
 
+@functools.cache
 def load_schema() -> dict:
+    """The config schema, parsed once per process (read-only: callers share it)."""
     with open(SCHEMA_PATH, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        return yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 # Sections renamed since the first release (old -> new, why): a config that still uses an old
@@ -209,6 +214,44 @@ def non_finite_keys(value: Any, key: str = "") -> list[str]:
     ]
 
 
+# Secrets are never config values: the resolved config is on every job's command line, in its
+# log and in the run's records. A variable named like one of these (split at "_") or a value
+# that starts like a known key format is refused before the schema can quote it.
+_SECRET_NAME = re.compile(
+    r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)", re.IGNORECASE
+)
+_SECRET_VALUE = re.compile(
+    r"^(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}"
+    r"|xox[abpr]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]+)"
+)
+
+
+def secret_problems(value: Any, key: str = "") -> list[str]:
+    """Where the config holds something that looks like a secret, without quoting it."""
+    if isinstance(value, dict):
+        found = []
+        for name, sub in value.items():
+            sub_key = f"{key}.{name}" if key else str(name)
+            if key == "engine.env" and _SECRET_NAME.search(str(name)):
+                found.append(
+                    f"{sub_key}: a secret is never set in the config (every job's command line "
+                    f"and log would show it): export {name} where you start snakemake; local and "
+                    "Slurm jobs inherit the environment"
+                )
+                continue
+            found += secret_problems(sub, sub_key)
+        return found
+    if isinstance(value, list):
+        return [p for i, sub in enumerate(value) for p in secret_problems(sub, f"{key}[{i}]")]
+    if isinstance(value, str) and _SECRET_VALUE.match(value.strip()):
+        return [
+            f"{key}: the value given looks like an API key or token; a secret is never put in "
+            "the config: export it as an environment variable (for the openai engine, name "
+            "that variable in engine.openai.api_key_env)"
+        ]
+    return []
+
+
 def error_text(err: jsonschema.ValidationError) -> str:
     """A schema error in words: the rule's own hint (x-hint) where it has one, and never the
     value of a rule marked x-secret (an API key pasted in the wrong place)."""
@@ -222,9 +265,10 @@ def error_text(err: jsonschema.ValidationError) -> str:
 def validate_config(config: dict, source: str = "config") -> dict:
     """Validate ``config`` in place, filling defaults; raise ConfigError naming the key."""
     check_renamed_keys(config, source)
-    lines = [f"{source}: {key}: must be a finite number" for key in non_finite_keys(config)]
+    lines = [f"{source}: {line}" for line in secret_problems(config)]
+    lines += [f"{source}: {key}: must be a finite number" for key in non_finite_keys(config)]
     if not lines:
-        validator = _validator_with_defaults(load_schema())
+        validator = _validator_with_defaults()
         errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
         for err in errors:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"

@@ -73,7 +73,9 @@ class VllmEngine:
     def __init__(self, model: dict, engine: dict, sampling: dict):
         from .model import check_model_path
 
-        check_model_path(model["path"])  # before the slow vLLM import and start-up
+        check_model_path(
+            model["path"], model.get("revision")
+        )  # before the slow vLLM import and start-up
         for key, value in engine_env(engine).items():
             os.environ.setdefault(key, value)
         import vllm

@@ -8,6 +8,7 @@ never leaves a file that looks finished (rename is atomic on POSIX within one fi
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -19,26 +20,49 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import UnreadableFileError
+from .errors import CosmoforgeError, UnreadableFileError
+
+# Errors of the file system that the user fixes outside cosmoforge (space, quota, permissions):
+# shown as one line naming the file, not as a traceback from deep inside a writer.
+_WRITE_ERRNOS = {
+    errno.ENOSPC: "the disk is full; free space there and rerun",
+    errno.EDQUOT: "the disk quota is used up; free space there and rerun",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+}
+
+
+class WriteError(CosmoforgeError):
+    """An output that the file system refused (full disk, quota, permissions)."""
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         # mkstemp creates the file 0600; give it the permissions a plain open() would.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        ours = {str(p) for p in (path, path.parent, tmp_path) if p is not None}
+        if exc.errno not in _WRITE_ERRNOS or (exc.filename and str(exc.filename) not in ours):
+            raise  # not this output's (an input the block was reading, for example)
+        raise WriteError(
+            f"{path}: not written: {_WRITE_ERRNOS[exc.errno]} ({os.strerror(exc.errno)}); "
+            "nothing partial was kept"
+        ) from exc
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -127,3 +151,20 @@ def derive_seed(*parts: object, bits: int = 31) -> int:
     """An integer seed from (global seed, split, style, sample id, ...), stable across runs."""
     digest = hashlib.sha256(_joined(parts)).digest()
     return int.from_bytes(digest[:8], "big") % (1 << bits)
+
+
+def load_hub_dataset(error: type[CosmoforgeError], where: str, instead: str, *args, **kwargs):
+    """`datasets.load_dataset(*args, **kwargs)`, with the hub's failures (offline, unknown name,
+    gated) as one line of `error` that names the source (`where`) and the way round them
+    (`instead`: the config key that takes a local copy)."""
+    import datasets  # optional dependency: only for hub sources
+
+    try:
+        return datasets.load_dataset(*args, **kwargs)
+    except (ConnectionError, OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise error(
+            f"{where}: cannot load from the Hugging Face hub ({detail}). Offline (a compute "
+            f"node, for example)? Export it where the hub is reachable and give the file as "
+            f"{instead}"
+        ) from exc

@@ -84,15 +84,60 @@ def model_revision(model_path: str, configured_revision: str | None) -> str | No
     return None
 
 
-def check_model_path(path: str) -> None:
-    """A model path that is clearly local must exist. Hub ids ("org/name" or "name") are left
-    to the engine; without this a mistyped folder surfaced only after vLLM had started, as a
-    hub-id error."""
-    local = Path(path).is_absolute() or path.startswith((".", "~")) or path.count("/") > 1
-    if local and not Path(path).expanduser().is_dir():
+def check_model_path(path: str, revision: str | None = None) -> None:
+    """Stop with one line, before the slow vLLM import and start-up, when `path` names no model
+    that the engine could load: a local folder that is missing, or a hub id ("org/name" or
+    "name") that is neither in the Hugging Face cache nor on a reachable hub. Without this a
+    mistyped folder surfaced minutes later as a hub-id traceback."""
+    folder = Path(path).expanduser()
+    if folder.is_dir():
+        return
+    local = folder.is_absolute() or path.startswith((".", "~")) or path.count("/") > 1
+    if local:
         raise CosmoforgeError(
             f"model.path: no model folder at {path} (a local path; a hub id has the form org/name)"
         )
+    top = path.split("/")[0]
+    if "/" in path and Path(top).is_dir():
+        raise CosmoforgeError(
+            f"model.path: no model folder at {path} (a local path, since {top}/ exists here; "
+            "a hub id of that name would need that folder renamed)"
+        )
+    try:
+        import huggingface_hub
+        from huggingface_hub import errors as hub_errors
+    except ImportError:  # the fake and openai engines' envs: nothing to look up
+        return
+    if isinstance(huggingface_hub.try_to_load_from_cache(path, "config.json", revision), str):
+        return
+    cache = huggingface_hub.constants.HF_HUB_CACHE
+    where = f"model.path: {path} is not a local folder (none at {Path.cwd() / path}) nor in the "
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        raise CosmoforgeError(
+            f"{where}Hugging Face cache ({cache}), and HF_HUB_OFFLINE is set: download it "
+            f"first (`hf download {path}`) or give the folder that holds it"
+        )
+    try:
+        huggingface_hub.HfApi().model_info(path, revision=revision, timeout=10)
+    except hub_errors.GatedRepoError:
+        raise CosmoforgeError(
+            f"{where}cache, and the hub model is gated: accept its terms on the hub and log in "
+            "(`hf auth login` or HF_TOKEN) where the jobs run"
+        ) from None
+    except hub_errors.RevisionNotFoundError:
+        raise CosmoforgeError(
+            f"{where}cache, and the hub model has no revision {revision}: check model.revision"
+        ) from None
+    except hub_errors.RepositoryNotFoundError:
+        raise CosmoforgeError(
+            f"{where}cache, and the hub has no such model: check the spelling"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 (the HTTP client's errors: DNS, refused, timeout)
+        raise CosmoforgeError(
+            f"{where}Hugging Face cache ({cache}), and the hub cannot be reached "
+            f"({type(exc).__name__}): download it where the hub is reachable "
+            f"(`hf download {path}`), or give the folder that holds it"
+        ) from None
 
 
 # --- command line ------------------------------------------------------------------------------

@@ -57,14 +57,15 @@ class OpenAIEngine:
                 f"{EXTENSIONS[unsupported[0]]} or use a server that does"
             )
         self.headers = {"Content-Type": "application/json"}
+        self._key = None
         key_env = self.cfg["api_key_env"]
         if key_env:
-            key = os.environ.get(key_env)
-            if not key:
+            self._key = os.environ.get(key_env)
+            if not self._key:
                 raise CosmoforgeError(
                     f"engine.openai.api_key_env: the environment variable {key_env} is not set"
                 )
-            self.headers["Authorization"] = f"Bearer {key}"
+            self.headers["Authorization"] = f"Bearer {self._key}"
         self.version = self._wait_until_ready()
 
     # --- start-up -------------------------------------------------------------------------
@@ -210,18 +211,23 @@ class OpenAIEngine:
                         f"{response.status_code}); check the key named by "
                         "engine.openai.api_key_env and the server's access rules"
                     )
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                problem = f"HTTP {response.status_code}: {self._scrub(response.text)[:200]}"
                 if response.status_code not in RETRY_STATUS:
                     break
                 retry_after = _retry_after(response.headers.get("retry-after"))
             except (httpx.TimeoutException, httpx.TransportError) as exc:
-                problem = f"{type(exc).__name__}: {exc}"[:200]
+                problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"[:200]
             if attempt + 1 < attempts:
                 await asyncio.sleep(self._backoff(attempt, retry_after))
         log.warning(
             "%s: giving up after %d attempt(s): %s", request.sample_id, attempt + 1, problem
         )
         return Completion(request.sample_id, "", "error", 0, 0, error=f"openai: {problem}")
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the API key: an error body (a proxy's, say) may echo the request's
+        headers, and error texts go to the log and into the shard's rows."""
+        return text.replace(self._key, "[API key]") if self._key else text
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:

@@ -337,6 +337,12 @@ def dry_run_lines(config: dict, base_dir: str | Path = ".") -> list[str]:
         lines.append(
             f"  {split}: {s['seeds']:,} seeds (max_seeds {s['max_seeds']}) -> "
             f"{s['prompts']:,} prompts in {s['shards']} shard(s), max_tokens {s['max_tokens']}"
+            + (
+                f" -- more shards than seeds: the prompts job will refuse it; set "
+                f"splits.{split}.shards to at most {s['seeds']}"
+                if s["seeds"] < s["shards"]
+                else ""
+            )
         )
     lines.append("  " + engine_line(plan["engine"]))
     return lines

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .declare import SPLIT, Command, path_arg, settings_arg
-from .errors import TemplateError, TopicError
+from .errors import ConfigError, TemplateError, TopicError
 from .io import (
     atomic_path,
     derive_seed,
@@ -459,6 +459,13 @@ def write_split_prompts(
     from .seeds import count_rows, iter_seed_rows
 
     n = count_rows(seeds_path)
+    if 0 < n < shards:
+        # Refused before anything is written: an empty shard is a GPU job (queue wait, engine
+        # start) for nothing, and an empty release file beside the others.
+        raise ConfigError(
+            f"splits.{split}.shards: {shards} shards for {n} seed(s) in {seeds_path} would "
+            f"leave {shards - n} shard(s) empty; set splits.{split}.shards to at most {n}"
+        )
     kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
     applicable = pa.array(sorted({k for t in templates for k in t.kinds}), pa.string())
     if n and not pc.any(pc.is_in(kinds, value_set=applicable)).as_py():

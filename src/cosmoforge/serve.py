@@ -124,7 +124,7 @@ def serve(
     signal). Raises CosmoforgeError if it never comes up."""
     from .model import check_model_path
 
-    check_model_path(config["model"]["path"])
+    check_model_path(config["model"]["path"], config["model"].get("revision"))
     overlay_path, log_path = Path(overlay_path), Path(log_path)
     port = port or free_port()
     # The address the generation jobs will use: this node's name, as the cluster knows it.

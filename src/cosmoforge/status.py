@@ -1,10 +1,10 @@
 """Progress of a run, from its files alone: safe to call while Snakemake runs, locally or on Slurm.
 
-A generation shard is *done* when its parquet exists, *running* when its checkpoint parts
-changed within the last `active_s` seconds, *interrupted* when it has older parts (a killed job
-waiting for its rerun), and *pending* otherwise. Rows and completion tokens come from the shard
-statistics of finished shards and from the parquet footers (and one int column) of checkpoint
-parts, so a run laid out like the Cosmopedia preset is read in about a second.
+A generation shard is *done* when its parquet (or its release file) exists, *running* when its
+checkpoint parts changed within the last `active_s` seconds, *interrupted* when it has older
+parts (a killed job waiting for its rerun), and *pending* otherwise. Rows and completion tokens
+come from the shard statistics of finished shards and from the parquet footers (and one int
+column) of checkpoint parts, so a run laid out like the Cosmopedia preset is read in about a second.
 """
 
 from __future__ import annotations
@@ -86,7 +86,10 @@ def run_status(
         )
         for shard, prompts in zip(layout.shards(split), counts, strict=True):
             output = base / layout.generated(split, shard)
-            if output.is_file():
+            # A shard whose release file exists is done even if its generated file was deleted
+            # since: Snakemake does not rebuild a missing intermediate whose products exist,
+            # and status says what Snakemake will do.
+            if output.is_file() or (base / layout.release_file(split, shard)).is_file():
                 entry["done"] += 1
                 stats = _json(output.with_name(output.stem + ".stats.json")) or {}
                 entry["rows"] += stats.get("rows", prompts)

@@ -79,7 +79,10 @@ class Template:
 
 def load_template(path: Path, split: str) -> Template:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        # libyaml's parser where PyYAML has it: a plan loads every template (~10x faster).
+        data = yaml.load(
+            path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        )
     except UnicodeDecodeError:
         raise TemplateError(f"{path}: not UTF-8 text; save the template as UTF-8") from None
     except yaml.YAMLError as exc:

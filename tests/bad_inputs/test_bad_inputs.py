@@ -11,8 +11,12 @@ valid inputs and what must hold of their outputs.
 from __future__ import annotations
 
 import copy
+import errno
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,6 +228,13 @@ def web_prompts_args(
         "--report",
         str(tmp / "prompts.report.json"),
     ]
+
+
+def too_many_shards(tmp: Path) -> list[str]:
+    args = web_prompts_args(tmp, None)
+    at = args.index("--settings") + 1
+    args[at] = json.dumps({**json.loads(args[at]), "shards": 9})
+    return args
 
 
 def prompt_shard(tmp: Path) -> Path:
@@ -516,6 +527,14 @@ CASES = [
         lambda t: fit_args(t, 9),
         r"topics.kmeans.k is 9 but only 6 web seeds were embedded",
         ("out/centroids.npy",),
+    ),
+    Case(
+        "config-more-shards-than-seeds",
+        "prompts",
+        too_many_shards,
+        r"splits.web_samples_v1.shards: 9 shards for 4 seed\(s\) in .*seeds.parquet would "
+        r"leave 5 shard\(s\) empty; set splits.web_samples_v1.shards to at most 4$",
+        ("prompts/00000.parquet", "prompts/00008.parquet", "prompts.report.json"),
     ),
     Case(
         "config-missing-model-path",
@@ -929,6 +948,74 @@ def test_bad_input_gets_one_clear_line(case, tmp_path, capsys, caplog):
         path = tmp_path / name
         written = path.is_file() or (path.is_dir() and any(p.is_file() for p in path.rglob("*")))
         assert not written, f"{name} was written"
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            [
+                "seeds",
+                "--split",
+                "web_samples_v1",
+                "--settings",
+                json.dumps(
+                    {
+                        "sources": [
+                            {"name": "fw", "kind": "web", "format": "hf", "dataset": "nobody/x"}
+                        ],
+                        "on_bad_row": "error",
+                        "max_seeds": "all",
+                    }
+                ),
+            ]
+            + ["--out", "out/seeds.parquet", "--report", "out/seeds.report.json"],
+            r"error: hf:nobody/x: cannot load from the Hugging Face hub \(.*\)\. Offline .*"
+            r"give the file as a jsonl or parquet source \(format and path\)$",
+        ),
+        (
+            [
+                "benchmark-index",
+                "--settings",
+                json.dumps({"ngram": 10, "threshold": 0.5, "benchmarks": {"mmlu": {}}}),
+            ]
+            + ["--out", "out/index.npz", "--report", "out/benchmarks.json"],
+            r"error: hf:cais/mmlu: cannot load from the Hugging Face hub \(.*\)\. Offline .*"
+            r"give the file as decontamination.benchmarks.mmlu.path$",
+        ),
+    ],
+    ids=["seeds", "benchmark"],
+)
+def test_a_hub_source_offline_is_one_line(argv, expected, tmp_path):
+    # A process of its own: the hub libraries read HF_HUB_OFFLINE when they are imported.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    run = subprocess.run(
+        [sys.executable, "-m", "cosmoforge", *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert re.search(expected, last_line(run.stderr)), last_line(run.stderr)
+    assert not [p for p in tmp_path.glob("out/**/*") if p.is_file()]
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    args = wikihow(tmp_path, [{"id": "1", "title": "How to Fold a Paper Crane"}])
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    assert main(args) == 2
+    assert re.search(
+        r"/out/seeds\.\S+: not written: the disk is full; free space there and rerun "
+        r"\(No space left on device\); nothing partial was kept$",
+        last_line(capsys.readouterr().err),
+    )
+    assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
 
 
 def test_every_kind_in_the_issue_has_a_case():

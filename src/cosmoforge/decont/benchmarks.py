@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import BenchmarkError
+from ..io import load_hub_dataset
 from .ngrams import normalize_tokens
 
 
@@ -184,11 +185,17 @@ def load_benchmark(name: str, source: dict) -> tuple[list[BenchmarkItem], int]:
         where = source["path"]
         rows = _read_rows(Path(source["path"]))
     else:
-        import datasets
-
         hub_name, config, split = spec.hub
         where = f"hf:{hub_name}"
-        rows = enumerate(datasets.load_dataset(hub_name, config, split=split), start=1)
+        dataset = load_hub_dataset(
+            BenchmarkError,
+            where,
+            f"decontamination.benchmarks.{name}.path",
+            hub_name,
+            config,
+            split=split,
+        )
+        rows = enumerate(dataset, start=1)
     items, skipped = [], 0
     for row_no, row in rows:
         if not isinstance(row, dict):
