@@ -60,8 +60,11 @@ unit: setup
 
 # The Slurm tests need a running cluster: slurm-up installs Debian's slurm-wlm and munge (root)
 # and starts a one-node cluster; it is stopped again whatever the tests did.
+# The default tier (CI): lint, unit, dry runs, the whole DAG with the fake engine, one split
+# through the real model, one Slurm run with a cancel and a resume. The long tier and the
+# rehearsal run with test-all.
 test: lint slurm-up
-	pytest -v --durations=15 -m "not rehearsal"; status=$$?; tests/slurm/cluster.sh stop; exit $$status
+	pytest -v --durations=15 -m "not rehearsal and not long"; status=$$?; tests/slurm/cluster.sh stop; exit $$status
 
 # The production rehearsal: the unmodified Cosmopedia preset through profiles/slurm on the local
 # cluster, with one printed overlay for what cannot exist here (tests/test_rehearsal.py).

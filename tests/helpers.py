@@ -78,3 +78,18 @@ def flag(job: dict, name: str):
     argv = job["argv"]
     value = argv[argv.index(name) + 1]
     return json.loads(value) if name == "--settings" else value
+
+
+def one_split_config(path: Path, split: str, run_name: str, max_tokens: int) -> Path:
+    """The embedded default cut down to one split, written as a user's own config file: what
+    the default test tier runs through the real model and on Slurm (one engine start per run;
+    the whole DAG of all eight splits runs there with the fake engine, and in the long tier with
+    the model)."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text(encoding="utf-8"))
+    config["splits"] = {split: config["splits"][split]}
+    config["run_name"] = run_name
+    config["sampling"]["max_tokens"] = max_tokens
+    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    return path

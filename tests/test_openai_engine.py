@@ -377,6 +377,7 @@ KEY_PLACEMENTS = {
 }
 
 
+@pytest.mark.dryrun
 @pytest.mark.parametrize("placement", sorted(KEY_PLACEMENTS))
 def test_a_key_in_the_config_is_refused_and_never_shown_or_saved(placement, repo, tmp_path, capsys):
     """A key anywhere in the config (or on the command line) is refused by `check` and by

@@ -1,7 +1,10 @@
 """The real thing: SmolLM2 through vLLM's CPU build, driven by Snakemake and by the CLI.
 
-These tests are slow (minutes) and are part of `make test` and CI. They need vllm and the
-converted model; a developer can leave them out with COSMOFORGE_SKIP_VLLM=1 (reported as skips).
+The default tier (`make test`, CI) runs one split of the embedded default through the model: one
+engine start, the release, ledger and card, a rerun with nothing to do. The long tier (`make
+test-all`) runs all eight splits, topic labelling included, and the kill/resume loops. They need
+vllm and the converted model; a developer can leave them out with COSMOFORGE_SKIP_VLLM=1
+(reported as skips).
 """
 
 import json
@@ -19,9 +22,12 @@ from cosmoforge import SPLITS
 from cosmoforge.config import load_config
 from cosmoforge.layout import Layout
 from cosmoforge.release import FLAG_COLUMNS, PROVENANCE_COLUMNS, RELEASE_COLUMNS
+from tests.helpers import one_split_config
 
 pytestmark = pytest.mark.vllm
 RUN = "pytest-e2e"
+ONE_SPLIT = "stories"  # no topic clustering: one engine start
+ONE_SPLIT_RUN = "pytest-e2e-stories"
 
 
 def snakemake(repo, *args, timeout=3600, workdir=None):
@@ -56,25 +62,58 @@ def e2e_work(repo, tmp_path_factory):
     return e2e_workdir(repo, tmp_path_factory.mktemp("e2e"))
 
 
+def run_once(repo, work, run_name, *args):
+    started = time.time()
+    proc = snakemake(repo, *args, workdir=work)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    in_checkout = repo / "results" / run_name  # nothing of the run lands in the checkout
+    assert not in_checkout.exists() or in_checkout.stat().st_mtime < started
+    return work / "results" / run_name, time.time() - started
+
+
 @pytest.fixture(scope="module")
 def e2e_run(repo, e2e_work):
-    started = time.time()
-    proc = snakemake(repo, "--config", f"run_name={RUN}", workdir=e2e_work)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    results = e2e_work / "results" / RUN
-    in_checkout = repo / "results" / RUN  # nothing of the run lands in the checkout
-    assert not in_checkout.exists() or in_checkout.stat().st_mtime < started
-    return results, time.time() - started
+    """The embedded default as `make run` runs it: all eight splits (the long tier)."""
+    return run_once(repo, e2e_work, RUN, "--config", f"run_name={RUN}")
 
 
+@pytest.fixture(scope="module")
+def one_split_work(repo, tmp_path_factory):
+    work = e2e_workdir(repo, tmp_path_factory.mktemp("e2e-one"))
+    one_split_config(work / "one-split.yaml", ONE_SPLIT, ONE_SPLIT_RUN, max_tokens=96)
+    return work
+
+
+@pytest.fixture(scope="module")
+def one_split_run(repo, one_split_work):
+    """One split of the embedded default through the model, as a user's own config file."""
+    return run_once(repo, one_split_work, ONE_SPLIT_RUN, "--configfile", "one-split.yaml")
+
+
+def test_one_split_through_the_model_is_released_counted_and_carded(one_split_run, one_split_work):
+    results, seconds = one_split_run
+    print(f"one-split run: {seconds:.0f} s")
+    config = load_config(one_split_work / "one-split.yaml")
+    check_release(results, config)
+
+
+@pytest.mark.long
 def test_default_run_releases_all_eight_splits(e2e_run, repo):
     results, seconds = e2e_run
     print(f"default run: {seconds:.0f} s")
-    release = results / "release"
     config = load_config(repo / "config" / "config.yaml")
+    assert list(config["splits"]) == list(SPLITS)
+    card = check_release(results, config)
+    check_topics(results, card)
+
+
+def check_release(results, config) -> str:
+    """The release of a finished run: one file per shard, every prompt accounted for, the card
+    and the ledger agree. Returns the card's text."""
+    release = results / "release"
     total = 0
     layout = Layout(config)
-    for split in SPLITS:
+    for split in config["splits"]:
         # One file per generation shard, in the hub's layout.
         names = sorted(p.name for p in (release / split).iterdir())
         shards = config["splits"][split]["shards"]
@@ -95,7 +134,7 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
     stats = json.loads((release / "stats.json").read_text())
     assert stats["rows"] == total
     card = (release / "README.md").read_text()
-    assert "configs:" in card and all(f"config_name: {s}" in card for s in SPLITS)
+    assert "configs:" in card and all(f"config_name: {s}" in card for s in config["splits"])
     assert all(
         (release / "plots" / f"{p}.png").stat().st_size > 1000
         for p in ("format", "audience", "seed_data", "token_length")
@@ -105,11 +144,11 @@ def test_default_run_releases_all_eight_splits(e2e_run, repo):
         assert (results / name).is_file(), name
     assert "## Deduplication" in card and "## Decontamination" in card
     assert "## Quality flags" in card and "## Diversity" in card
-    check_topics(results, card)
-    check_ledger(results, stats)
+    check_ledger(results, stats, config["run_name"])
+    return card
 
 
-def check_ledger(results, stats):
+def check_ledger(results, stats, run_name):
     """Every prompt of the run is in the ledger exactly once; its fates agree with the release;
     `cosmoforge explain` shows one."""
     ledger = pq.read_table(results / "ledger.parquet")
@@ -132,7 +171,7 @@ def check_ledger(results, stats):
             "explain",
             released[0]["sample_id"],
             "--run-name",
-            RUN,
+            run_name,
         ],
         cwd=results.parent.parent,  # the run's working folder: results/<run> is relative to it
         capture_output=True,
@@ -195,56 +234,46 @@ def accounted_rows(results, split):
     return report["rows"]
 
 
-def test_release_loads_with_datasets(e2e_run):
+def test_release_loads_with_datasets(one_split_run):
     import datasets
 
-    results, _ = e2e_run
-    for split in SPLITS:
-        loaded = datasets.load_dataset("parquet", data_dir=str(results / "release" / split))
-        table = released_split(results, split)
-        assert loaded["train"].num_rows == table.num_rows
-        assert loaded["train"].column_names[:6] == RELEASE_COLUMNS
+    results, _ = one_split_run
+    loaded = datasets.load_dataset("parquet", data_dir=str(results / "release" / ONE_SPLIT))
+    table = released_split(results, ONE_SPLIT)
+    assert loaded["train"].num_rows == table.num_rows > 0
+    assert loaded["train"].column_names[:6] == RELEASE_COLUMNS
 
 
-def test_rerun_after_success_has_nothing_to_do(e2e_run, e2e_work, repo):
-    proc = snakemake(repo, "-n", "--config", f"run_name={RUN}", workdir=e2e_work)
+def test_rerun_after_success_has_nothing_to_do(one_split_run, one_split_work, repo):
+    proc = snakemake(repo, "-n", "--configfile", "one-split.yaml", workdir=one_split_work)
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
-def test_deleted_intermediates_status_and_snakemake_agree(e2e_run, e2e_work, repo):
+def test_deleted_intermediates_status_and_snakemake_agree(one_split_run, one_split_work, repo):
     """A generated shard and a prompt shard deleted after the run: Snakemake does not rebuild
     them (their products exist), and status counts the shard done, as Snakemake sees it."""
-    config = load_config(repo / "config" / "config.yaml")
-    layout = Layout({**config, "run_name": RUN})
-    split = layout.splits[0]
-    shard = layout.shards(split)[0]
+    layout = Layout(load_config(one_split_work / "one-split.yaml"))
+    shard = layout.shards(ONE_SPLIT)[0]
     deleted = [
-        e2e_work / layout.generated(split, shard),
-        e2e_work / layout.prompt_shard(split, shard),
+        one_split_work / layout.generated(ONE_SPLIT, shard),
+        one_split_work / layout.prompt_shard(ONE_SPLIT, shard),
     ]
     for path in deleted:
         path.rename(path.with_name(path.name + ".aside"))
     try:
-        proc = snakemake(repo, "-n", "--config", f"run_name={RUN}", workdir=e2e_work)
+        proc = snakemake(repo, "-n", "--configfile", "one-split.yaml", workdir=one_split_work)
         assert proc.returncode == 0 and "Nothing to be done" in proc.stdout + proc.stderr
         status = subprocess.run(
-            [
-                str(Path(sys.executable).parent / "cosmoforge"),
-                "status",
-                "--json",
-                "--config",
-                f"run_name={RUN}",
-                "--base-dir",
-                str(e2e_work),
-            ],
-            cwd=e2e_work,
+            [str(Path(sys.executable).parent / "cosmoforge"), "status", "--json"]
+            + ["--configfile", "one-split.yaml"],
+            cwd=one_split_work,
             capture_output=True,
             text=True,
             check=True,
         )
-        splits = json.loads(status.stdout)["splits"]
-        assert all(s["done"] == s["shards"] and s["pending"] == 0 for s in splits.values())
+        split = json.loads(status.stdout)["splits"][ONE_SPLIT]
+        assert split["done"] == split["shards"] and split["pending"] == 0
     finally:
         for path in deleted:
             path.with_name(path.name + ".aside").rename(path)
@@ -296,6 +325,7 @@ def converted_model(repo):
     return repo / path
 
 
+@pytest.mark.long
 def test_killed_generation_resumes_without_loss_or_duplicates(repo, tmp_path, converted_model):
     """SIGKILL a real generation job mid-shard, rerun it, get every prompt exactly once."""
     # A real shard holds far more prompts than the engine runs at once, so rows finish over
@@ -327,6 +357,7 @@ def test_killed_generation_resumes_without_loss_or_duplicates(repo, tmp_path, co
     assert not parts.exists()
 
 
+@pytest.mark.long
 def test_repeated_sigkills_still_give_every_row_exactly_once(repo, tmp_path, converted_model):
     """SIGKILL generation 5 times at random moments (start-up included), then finish."""
     import random
