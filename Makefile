@@ -49,6 +49,7 @@ status: setup
 	python -m cosmoforge status $(if $(CONFIG),--configfile $(CONFIG),) $(if $(WATCH),--watch $(WATCH),)
 
 lint: setup
+	lint-imports
 	ruff check src tests measure
 	ruff format --check src tests measure
 	snakefmt --check Snakefile workflow

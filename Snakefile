@@ -20,7 +20,7 @@ include: "workflow/rules/release.smk"
 
 
 # Small aggregation steps run on the submitting node rather than as cluster jobs: the same list
-# as cosmoforge.layout.LOCAL_RULES, whose job counts the plan uses (tests/test_layout.py).
+# as cosmoforge.core.layout.LOCAL_RULES, whose job counts the plan uses (tests/test_layout.py).
 localrules:
     all,
     topics_decide,

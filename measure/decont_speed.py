@@ -2,8 +2,8 @@
 of Cosmopedia's original rule, on the same synthetic data.
 
 The baseline is the rule as decontaminate.py has it, standard library only
-(cosmoforge.decont.reference.OriginalRule with stdlib=True): NFD with a per-character combining
-filter, a dict of 10-gram tuples keeping the last owner, the first hit per document, then
+(cosmoforge.stages.decont.reference.OriginalRule with stdlib=True): NFD with a per-character
+combining filter, a dict of 10-gram tuples keeping the last owner, the first hit per document, then
 difflib.SequenceMatcher. Both see the same documents: random prose-like text
 with benchmark items planted verbatim and with 5% of their words edited.
 
@@ -22,8 +22,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cosmoforge.decont import BenchmarkIndex, BenchmarkItem  # noqa: E402
-from cosmoforge.decont.reference import OriginalRule  # noqa: E402
+from cosmoforge.stages.decont import BenchmarkIndex, BenchmarkItem  # noqa: E402
+from cosmoforge.stages.decont.reference import OriginalRule  # noqa: E402
 
 
 def make_data(n_docs: int, n_items: int, seed: int = 0):

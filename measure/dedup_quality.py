@@ -3,7 +3,7 @@
 
 Planted pairs: a random base document and a copy with a given share of its words replaced;
 their true 5-gram Jaccard decides the bucket. Everything else in the corpus is unrelated. The
-stages run exactly as the workflow runs them (cosmoforge.dedup, one datatrove rank per call).
+stages run exactly as the workflow runs them (cosmoforge.stages.dedup, one datatrove rank per call).
 
     .venv/bin/python measure/dedup_quality.py [--docs 4000] [--pairs-per-rate 30]
 """
@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cosmoforge import dedup  # noqa: E402
-from cosmoforge.generate import GENERATION_SCHEMA  # noqa: E402
+from cosmoforge.core.tables import GENERATION_SCHEMA  # noqa: E402
+from cosmoforge.stages import dedup  # noqa: E402
 
 PARAMS = {
     "n_grams": 5,

@@ -28,9 +28,9 @@ sys.path.insert(0, str(REPO / "measure"))
 def main() -> None:
     from generate_throughput import build_prompt_file, child, settings_for
 
-    from cosmoforge.config import load_config
-    from cosmoforge.generate import generate_shard
-    from cosmoforge.serve import free_port
+    from cosmoforge.core.config import load_config
+    from cosmoforge.ops.serve import free_port
+    from cosmoforge.stages.generate import generate_shard
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--splits", nargs="+", default=["stories", "web_samples_v2", "stanford"])

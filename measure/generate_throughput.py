@@ -41,9 +41,10 @@ def settings_for(config: dict, max_tokens: int) -> dict:
 
 
 def build_prompt_file(config: dict, splits: list[str], path: Path) -> int:
-    from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
-    from cosmoforge.seeds import read_split_seeds
-    from cosmoforge.templates import load_templates
+    from cosmoforge.core.tables import write_prompt_shard
+    from cosmoforge.stages.prompts import build_prompt_rows
+    from cosmoforge.stages.seeds import read_split_seeds
+    from cosmoforge.stages.templates import load_templates
 
     rows = []
     for split in splits:
@@ -63,7 +64,7 @@ def build_prompt_file(config: dict, splits: list[str], path: Path) -> int:
 
 
 def run_ours(prompts: Path, settings: dict) -> dict:
-    from cosmoforge.generate import generate_shard
+    from cosmoforge.stages.generate import generate_shard
 
     with tempfile.TemporaryDirectory() as tmp:
         stats = generate_shard(
@@ -78,9 +79,9 @@ def run_ours(prompts: Path, settings: dict) -> dict:
 
 def run_bare(prompts: Path, settings: dict) -> dict:
 
+    from cosmoforge.core.tables import read_prompt_shard
     from cosmoforge.engines import VllmEngine
-    from cosmoforge.generate import request_seed
-    from cosmoforge.prompts import read_prompt_shard
+    from cosmoforge.stages.generate import request_seed
 
     rows = read_prompt_shard(prompts).to_pylist()
     started = time.perf_counter()
@@ -157,7 +158,7 @@ def main() -> None:
         print(json.dumps(run(args.prompts, json.loads(args.settings))))
         return
 
-    from cosmoforge.config import load_config
+    from cosmoforge.core.config import load_config
 
     config = load_config(args.config)
     other = "bare" if args.compare == "bare" else "unseeded"

@@ -225,7 +225,7 @@ def measure(cmd: list[str], env=None) -> dict:
 def topic_stages(work: Path, seeds: int, per_shard: int) -> dict:
     """fit and assign at full size on synthetic unit vectors (145 clusters, 384-d); embedding on
     400 real texts with the bundled MiniLM."""
-    from cosmoforge.topics import write_embeddings
+    from cosmoforge.stages.topics import write_embeddings
 
     if work.exists():
         shutil.rmtree(work)
@@ -263,8 +263,8 @@ def topic_stages(work: Path, seeds: int, per_shard: int) -> dict:
         for i, p in enumerate(paths[:3])
     ]
     # embedding: 400 real-length texts through the CLI (model load included once)
-    from cosmoforge.config import load_config
-    from cosmoforge.seeds import write_split_seeds
+    from cosmoforge.core.config import load_config
+    from cosmoforge.stages.seeds import write_split_seeds
 
     texts = work / "texts.jsonl"
     words = (REPO / "README.md").read_text().split()
@@ -381,8 +381,8 @@ def main() -> None:
             "peak_rss_mb": topics["fit"]["max_rss"],
         }
         print()
-    from cosmoforge.config import load_config
-    from cosmoforge.plan import build_plan
+    from cosmoforge.core.config import load_config
+    from cosmoforge.ops.plan import build_plan
 
     preset = build_plan(load_config(REPO / "config" / "presets" / "cosmopedia.yaml"), REPO)
     total = preset["prompts"]

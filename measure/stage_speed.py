@@ -4,7 +4,7 @@
   characters) from parquet, from the same file as a `datasets` source and from jsonl, with
   peak RSS;
 - prompts: prompts/s of the prompts job (one web template, extracts of 1,000 characters);
-- the duplicate-id set (`cosmoforge.seeds.IdHashSet`) at 10M ids: seconds and bytes per id;
+- the duplicate-id set (`cosmoforge.stages.seeds.IdHashSet`) at 10M ids: seconds and bytes per id;
 - a jsonl source broken at row 5,000,000 under `on_bad_row: error`: the message, and that
   nothing was written.
 
@@ -71,7 +71,7 @@ def main() -> None:
                 source = {"name": "web", "kind": "web", "format": "hf", "dataset": str(work / "hf")}
             result = run(
                 "import json, time\n"
-                "from cosmoforge.seeds import write_split_seeds\n"
+                "from cosmoforge.stages.seeds import write_split_seeds\n"
                 "t = time.perf_counter()\n"
                 f"r = write_split_seeds('web_samples_v1', [{source!r}], "
                 f"{str(work / 's.parquet')!r})\n"
@@ -84,8 +84,8 @@ def main() -> None:
             )
         result = run(
             "import json, time\n"
-            "from cosmoforge.prompts import write_split_prompts\n"
-            "from cosmoforge.templates import load_templates\n"
+            "from cosmoforge.stages.prompts import write_split_prompts\n"
+            "from cosmoforge.stages.templates import load_templates\n"
             f"t = load_templates({str(REPO / 'prompts')!r}, 'web_samples_v1', "
             "['textbook_academic'])\n"
             "start = time.perf_counter()\n"
@@ -101,7 +101,7 @@ def main() -> None:
         )
         result = run(
             "import json, time, numpy as np\n"
-            "from cosmoforge.seeds import IdHashSet, hash_ids\n"
+            "from cosmoforge.stages.seeds import IdHashSet, hash_ids\n"
             "s = IdHashSet(); ids = 0; t = time.perf_counter()\n"
             f"for start in range(0, {args.ids}, 100000):\n"
             "    batch = [f'fineweb:<urn:uuid:{i:012d}>' for i in range(start, start + 100000)]\n"

@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cosmoforge.config import load_config  # noqa: E402
-from cosmoforge.generate import parts_dir  # noqa: E402
-from cosmoforge.layout import Layout  # noqa: E402
-from cosmoforge.status import format_status, run_status  # noqa: E402
+from cosmoforge.core.config import load_config  # noqa: E402
+from cosmoforge.core.layout import Layout  # noqa: E402
+from cosmoforge.ops.status import format_status, run_status  # noqa: E402
+from cosmoforge.stages.generate import parts_dir  # noqa: E402
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cosmoforge.topics import inertia, kmeans_fit  # noqa: E402
+from cosmoforge.stages.topics import inertia, kmeans_fit  # noqa: E402
 
 
 def bundled_sentences() -> list[str]:
@@ -125,7 +125,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from cosmoforge.topics import embed_texts, load_embedder
+    from cosmoforge.stages.topics import embed_texts, load_embedder
 
     print(f"{os.cpu_count()} CPU(s), torch threads {torch.get_num_threads()}")
     started = time.perf_counter()

@@ -9,7 +9,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from cosmoforge.config import validate_config  # noqa: E402
+from cosmoforge.core.config import validate_config  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -39,7 +39,7 @@ def small_model(repo) -> Path:
     the workflow's own rule would."""
     import subprocess
 
-    from cosmoforge.config import load_config
+    from cosmoforge.core.config import load_config
 
     config = load_config(repo / "config" / "config.yaml")
     model_path = repo / config["model"]["path"]

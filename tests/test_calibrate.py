@@ -4,13 +4,14 @@ from collections import Counter
 import pyarrow.parquet as pq
 import pytest
 
-from cosmoforge.calibrate import calibrate, load_calibration, sample_prompts
+from cosmoforge.core.errors import CosmoforgeError
+from cosmoforge.core.tables import write_prompt_shard
 from cosmoforge.engines import FakeEngine
-from cosmoforge.errors import CosmoforgeError
-from cosmoforge.plan import build_plan, calibration_path, format_plan, generate_runtime_minutes
-from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
-from cosmoforge.seeds import read_split_seeds
-from cosmoforge.templates import load_templates
+from cosmoforge.ops.calibrate import calibrate, load_calibration, sample_prompts
+from cosmoforge.ops.plan import build_plan, calibration_path, format_plan, generate_runtime_minutes
+from cosmoforge.stages.prompts import build_prompt_rows
+from cosmoforge.stages.seeds import read_split_seeds
+from cosmoforge.stages.templates import load_templates
 from tests.test_generate import SETTINGS
 
 

@@ -1,8 +1,8 @@
 import json
 
-from cosmoforge.canary import run_canary, verdict
 from cosmoforge.engines import Completion, FakeEngine
-from cosmoforge.quality import default_quality
+from cosmoforge.ops.canary import run_canary, verdict
+from cosmoforge.stages.quality import default_quality
 from tests.test_calibrate import prompt_files  # noqa: F401 (fixture)
 from tests.test_generate import SETTINGS
 

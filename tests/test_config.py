@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from cosmoforge import SPLITS
-from cosmoforge.config import load_config, validate_config
-from cosmoforge.errors import ConfigError
+from cosmoforge.core.config import load_config, validate_config
+from cosmoforge.core.errors import ConfigError
 
 
 def test_default_config_covers_all_splits_and_fills_defaults(repo):
@@ -118,7 +118,7 @@ def test_config_readme_documents_every_key(repo):
     """config/README.md has a row for every key of the schema, in that key's own section (so a
     deleted row fails even for a key named like one in another section: name, path, seed)."""
     schema = yaml.safe_load(
-        (repo / "src" / "cosmoforge" / "schemas" / "config.schema.yaml").read_text()
+        (repo / "src" / "cosmoforge" / "core" / "schemas" / "config.schema.yaml").read_text()
     )
     rows = readme_rows((repo / "config" / "README.md").read_text())
     missing = {
@@ -131,7 +131,7 @@ def test_config_readme_documents_every_key(repo):
 
 def test_a_deleted_row_of_a_generic_key_is_noticed(repo):
     schema = yaml.safe_load(
-        (repo / "src" / "cosmoforge" / "schemas" / "config.schema.yaml").read_text()
+        (repo / "src" / "cosmoforge" / "core" / "schemas" / "config.schema.yaml").read_text()
     )
     readme = (repo / "config" / "README.md").read_text()
     model = readme.index("## `model`")
@@ -143,7 +143,7 @@ def test_a_deleted_row_of_a_generic_key_is_noticed(repo):
 
 
 def test_missing_inputs_are_named_by_config_key(repo, default_config_raw):
-    from cosmoforge.config import check_inputs
+    from cosmoforge.core.config import check_inputs
 
     config = validate_config(copy.deepcopy(default_config_raw))
     assert check_inputs(config, repo) == []
@@ -198,7 +198,7 @@ def test_a_mistyped_seed_path_stops_the_dry_run_even_with_old_results(repo, tmp_
 
 
 def test_no_file_means_the_embedded_default_and_a_file_given_never_inherits_it(repo, tmp_path):
-    from cosmoforge.config import resolve_config
+    from cosmoforge.core.config import resolve_config
 
     demo = resolve_config([], None, repo)
     assert demo["splits"]["stanford"]["max_seeds"] == 3 and demo["sampling"]["max_tokens"] == 192
@@ -216,7 +216,7 @@ def test_no_file_means_the_embedded_default_and_a_file_given_never_inherits_it(r
 
 
 def test_files_merge_in_order_then_config_entries(repo, tmp_path):
-    from cosmoforge.config import resolve_config
+    from cosmoforge.core.config import resolve_config
 
     first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
     first.write_text("sampling: {max_tokens: 300, top_k: 10}\nsplits: {wikihow: {shards: 3}}\n")
@@ -241,7 +241,7 @@ def test_files_merge_in_order_then_config_entries(repo, tmp_path):
 def test_config_entries_are_read_as_snakemake_reads_them(entries):
     from snakemake.cli import parse_config
 
-    from cosmoforge.config import parse_config_args
+    from cosmoforge.core.config import parse_config_args
 
     ours, theirs = parse_config_args(entries), parse_config(entries)
     assert json.dumps(ours, sort_keys=True) == json.dumps(theirs, sort_keys=True)
@@ -251,7 +251,7 @@ def test_config_entries_are_read_as_snakemake_reads_them(entries):
 def test_config_entries_snakemake_refuses_are_refused(entry):
     from snakemake.cli import parse_config
 
-    from cosmoforge.config import parse_config_args
+    from cosmoforge.core.config import parse_config_args
 
     with pytest.raises(ValueError):
         parse_config([entry])
@@ -277,7 +277,7 @@ def test_a_key_given_twice_in_a_file_is_refused_with_its_line(tmp_path):
     ],
 )
 def test_numbers_must_be_finite(repo, tmp_path, text, key):
-    from cosmoforge.config import check_setting, resolve_config
+    from cosmoforge.core.config import check_setting, resolve_config
 
     path = tmp_path / "overlay.yaml"
     path.write_text(text + "\n")
@@ -324,7 +324,7 @@ def test_a_splits_sampling_has_the_rules_of_the_global_one(default_config_raw):
 
 
 def test_files_of_another_shard_count_are_named_before_a_run(repo, tmp_path):
-    from cosmoforge.layout import stale_shard_files
+    from cosmoforge.core.layout import stale_shard_files
 
     config = load_config(repo / "config" / "config.yaml")
     release = tmp_path / "results" / "default" / "release" / "wikihow"

@@ -1,6 +1,6 @@
 """Small configs beside the default, each planned by Snakemake (dry run) in its own temporary
-working folder: the DAG must build and its job counts must equal the plan's (cosmoforge.layout).
-The Slurm profile is dry-run too."""
+working folder: the DAG must build and its job counts must equal the plan's
+(cosmoforge.core.layout). The Slurm profile is dry-run too."""
 
 import os
 import re
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cosmoforge.config import load_config
-from cosmoforge.layout import Layout
+from cosmoforge.core.config import load_config
+from cosmoforge.core.layout import Layout
 from tests.test_plan import snakemake_job_counts
 
 pytestmark = pytest.mark.dryrun

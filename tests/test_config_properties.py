@@ -20,16 +20,16 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cosmoforge.cli import main
-from cosmoforge.config import (
+from cosmoforge.core.config import (
     check_inputs,
     load_schema,
     non_finite_keys,
     resolve_config,
     validate_config,
 )
-from cosmoforge.errors import CosmoforgeError
-from cosmoforge.layout import Layout, stale_shard_files
-from cosmoforge.plan import build_plan, dry_run_lines
+from cosmoforge.core.errors import CosmoforgeError
+from cosmoforge.core.layout import Layout, stale_shard_files
+from cosmoforge.ops.plan import build_plan, dry_run_lines
 from tests.helpers import REPO, snakemake, workdir
 
 SCHEMA = load_schema()

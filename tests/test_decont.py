@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from cosmoforge.decont import (
+from cosmoforge.stages.decont import (
     BENCHMARKS,
     BenchmarkError,
     BenchmarkIndex,
@@ -95,7 +95,7 @@ def test_fast_rule_removes_a_superset_of_the_reference_rule(index):
 def test_results_do_not_depend_on_pythonhashseed(repo, tmp_path):
     script = (
         "import json, sys; sys.path.insert(0, 'src');"
-        "from cosmoforge.decont import build_index;"
+        "from cosmoforge.stages.decont import build_index;"
         f"sources = {json.dumps(bundled_sources(repo))};"
         "index, _ = build_index(sources, 10);"
         "texts = ['x ' * 5 + i.text + ' tail words here' for i in index.items];"
@@ -151,8 +151,8 @@ def test_decontaminate_shard_as_a_datatrove_step_and_the_report(index, tmp_path)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from cosmoforge.decont import contamination_report, decontaminate_shard
-    from cosmoforge.generate import GENERATION_SCHEMA
+    from cosmoforge.core.tables import GENERATION_SCHEMA
+    from cosmoforge.stages.decont import contamination_report, decontaminate_shard
 
     mmlu = next(i for i in index.items if i.benchmark == "mmlu")
     boolq = next(i for i in index.items if i.benchmark == "boolq")
@@ -215,7 +215,7 @@ def test_normalization_matches_cosmopedia_tokenize():
 
 
 def test_ngram_hashes_depend_only_on_the_normalized_words():
-    from cosmoforge.decont import batch_ngram_hashes
+    from cosmoforge.stages.decont import batch_ngram_hashes
 
     texts = [
         "The Quick, brown fox -- jumps over the lazy dog; internationalization matters 42 times",

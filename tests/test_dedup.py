@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cosmoforge import dedup
-from cosmoforge.generate import GENERATION_SCHEMA
+from cosmoforge.core.tables import GENERATION_SCHEMA
+from cosmoforge.stages import dedup, filters
 
 PARAMS = {
     "n_grams": 5,
@@ -135,7 +135,7 @@ def test_split_by_filter_gives_the_kept_mask_and_each_dropped_rows_verdict(tmp_p
 
         def filter(self, doc):
             if int(doc.id[2:]) % 2:
-                doc.metadata[dedup.VERDICT_KEY] = {"why": f"odd {doc.id}"}
+                doc.metadata[filters.VERDICT_KEY] = {"why": f"odd {doc.id}"}
                 return False, "odd"
             return True
 

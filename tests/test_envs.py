@@ -2,6 +2,7 @@
 each provides what its rules' commands import (tests/envs_closure.py, tests/env_guard/)."""
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -75,10 +76,9 @@ def rule_env_table(repo) -> dict[str, dict]:
 
 def missing_at_import(repo, env_dir) -> dict[str, list[str]]:
     """rule -> the third-party modules its command's module imports that its env lacks."""
-    from cosmoforge.declare import declared
+    from cosmoforge.cli import COMMAND_MODULES as where
     from tests.envs_closure import env_modules, import_closure, rule_commands
 
-    where = declared("Command")
     missing = {}
     for rule, env, command, _ in rule_commands(repo / "workflow" / "rules"):
         lacking = import_closure(where[command]) - env_modules(env_dir / env)
@@ -92,15 +92,15 @@ def test_each_rule_env_provides_what_its_command_imports(repo):
 
 
 def test_the_env_check_sees_a_module_missing_from_an_env(repo, tmp_path):
-    """The check cannot pass while an env lacks a module: xxhash taken out of the generation
-    env (as it was) is named for every rule of that env."""
+    """The check cannot pass while an env lacks a module: pyarrow taken out of the generation
+    env (no other package of it requires pyarrow) is named for every rule of that env."""
     for env in (repo / "envs").glob("*.yaml"):
         text = env.read_text()
         if env.name == "generate.yaml":
-            text = "\n".join(line for line in text.splitlines() if "xxhash" not in line)
+            text = "\n".join(line for line in text.splitlines() if "- pyarrow==" not in line)
         (tmp_path / env.name).write_text(text)
     missing = missing_at_import(repo, tmp_path)
-    assert missing and all(m == ["xxhash"] for m in missing.values())
+    assert missing and all(m == ["pyarrow"] for m in missing.values())
     assert {"generate", "calibrate", "canary", "topics_label"} <= set(missing)
 
 
@@ -128,7 +128,9 @@ def test_the_whole_dag_runs_with_each_job_limited_to_its_rule_env(repo, tmp_path
     overlay = repo / "tests" / "overlays" / "fake_engine.yaml"
     args = ["--workflow-profile", "profiles/local", "--cores", "2"]
     args += ["--configfile", "config/config.yaml", str(overlay)]
-    env = {"COSMOFORGE_ENV_GUARD": str(guard), "PYTHONPATH": str(repo / "tests" / "env_guard")}
+    # The guard first on the path, before whatever the caller's path holds.
+    path = [str(repo / "tests" / "env_guard"), os.environ.get("PYTHONPATH", "")]
+    env = {"COSMOFORGE_ENV_GUARD": str(guard), "PYTHONPATH": os.pathsep.join(filter(None, path))}
     proc = snakemake(work, *args, env=env, timeout=900)
     refused = Path(f"{guard}.refused")
     assert proc.returncode == 0, (
@@ -156,7 +158,6 @@ def test_the_whole_dag_runs_with_each_job_limited_to_its_rule_env(repo, tmp_path
 def test_a_non_editable_install_works_from_the_checkout(repo, tmp_path):
     """`pip install .` (not -e): the schema and templates ship as package data, so check, plan
     and config work with the package's own copy, run from the checkout as Snakemake runs them."""
-    import os
     import shutil
     import subprocess
     import sys
@@ -173,7 +174,7 @@ def test_a_non_editable_install_works_from_the_checkout(repo, tmp_path):
         check=True,
         capture_output=True,
     )
-    assert (site / "cosmoforge" / "schemas" / "config.schema.yaml").is_file()
+    assert (site / "cosmoforge" / "core" / "schemas" / "config.schema.yaml").is_file()
     env = {**os.environ, "PYTHONPATH": str(site)}
     preset = "config/presets/cosmopedia.yaml"
     for args in (["check"], ["plan", "--configfile", preset], ["config", "--configfile", preset]):

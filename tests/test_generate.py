@@ -9,11 +9,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from cosmoforge.core.tables import write_prompt_shard
 from cosmoforge.engines import FakeEngine, cpu_bind_all, drop_duplicate_bos
-from cosmoforge.generate import generate_shard, parts_dir, set_aside_dir
-from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
-from cosmoforge.seeds import read_split_seeds
-from cosmoforge.templates import load_templates
+from cosmoforge.stages.generate import generate_shard, parts_dir, set_aside_dir
+from cosmoforge.stages.prompts import build_prompt_rows
+from cosmoforge.stages.seeds import read_split_seeds
+from cosmoforge.stages.templates import load_templates
 
 SETTINGS = {
     "seed": 5,
@@ -249,7 +250,7 @@ def test_cpu_bind_all_names_every_available_core():
 def test_atomic_writes_leave_no_partial_file_and_honour_umask(tmp_path):
     import os
 
-    from cosmoforge.io import atomic_path, write_text
+    from cosmoforge.core.io import atomic_path, write_text
 
     target = tmp_path / "out.txt"
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:
@@ -270,7 +271,8 @@ def test_the_generation_job_does_not_load_numba():
     import sys
 
     code = (
-        "import sys, cosmoforge.cli, cosmoforge.generate, cosmoforge.prompts, cosmoforge.seeds; "
+        "import sys, cosmoforge.cli, cosmoforge.stages.generate, cosmoforge.stages.prompts, "
+        "cosmoforge.stages.seeds; "
         "sys.exit(int('llvmlite' in sys.modules or 'numba' in sys.modules))"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
@@ -280,7 +282,7 @@ def test_stable_hashes_equal_the_json_encoding_they_are_defined_by():
     import hashlib
     import json
 
-    from cosmoforge.io import derive_seed, stable_hash
+    from cosmoforge.core.io import derive_seed, stable_hash
 
     for parts in [("web", "w:1", "t", ""), (1234, 'a"b', "c\\d"), ("é", "\n", "~ !")]:
         digest = hashlib.sha256(json.dumps([str(p) for p in parts]).encode("utf-8"))
@@ -343,7 +345,7 @@ def cache_model(cache: Path, repo_id: str) -> None:
 
 @pytest.mark.parametrize("hub_id", ["HuggingFaceTB/SmolLM2-135M-Instruct", "gpt2"])
 def test_hub_ids_in_the_cache_are_accepted(hub_cache, hub_id):
-    from cosmoforge.model import check_model_path
+    from cosmoforge.engines.model import check_model_path
 
     cache_model(hub_cache, hub_id)
     check_model_path(hub_id)  # no hub request: the unreachable hub would refuse it
@@ -370,8 +372,8 @@ def test_hub_ids_in_the_cache_are_accepted(hub_cache, hub_id):
 def test_a_model_that_cannot_be_loaded_is_one_line(hub_cache, monkeypatch, path, offline, expected):
     from huggingface_hub import constants
 
-    from cosmoforge.errors import CosmoforgeError
-    from cosmoforge.model import check_model_path
+    from cosmoforge.core.errors import CosmoforgeError
+    from cosmoforge.engines.model import check_model_path
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", offline)
     (hub_cache.parent / "mymodels").mkdir()

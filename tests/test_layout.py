@@ -1,10 +1,10 @@
-"""The workflow contract in cosmoforge.layout: shards, dedup ranks, names, job counts."""
+"""The workflow contract in cosmoforge.core.layout: shards, dedup ranks, names, job counts."""
 
 import copy
 import re
 
-from cosmoforge.config import validate_config
-from cosmoforge.layout import (
+from cosmoforge.core.config import validate_config
+from cosmoforge.core.layout import (
     LOCAL_RULES,
     Layout,
     ordered_splits,
@@ -55,7 +55,7 @@ def test_local_rules_match_the_snakefile(repo):
 def test_a_new_rule_runs_once_per_run_unless_counted_apart(tmp_path):
     # A post-generation stage's rule needs no entry in the layout: every rule the .smk files
     # name is a per-run rule unless it is per split, per shard, counted apart or on demand.
-    from cosmoforge.layout import per_run_rules, workflow_rules
+    from cosmoforge.core.layout import per_run_rules, workflow_rules
 
     (tmp_path / "a.smk").write_text(
         "rule seeds:\n    shell: 'x'\n\nrule toy_words:\n    shell: 'y'\n"

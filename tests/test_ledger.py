@@ -4,8 +4,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cosmoforge.errors import CosmoforgeError
-from cosmoforge.ledger import shard_fates
+from cosmoforge.core.errors import CosmoforgeError
+from cosmoforge.reports.ledger import shard_fates
 
 
 def write(path, columns):
@@ -68,8 +68,8 @@ def test_outputs_of_different_runs_are_caught(shard):
 
 
 def test_explain_prints_prompt_text_provenance_and_fate(default_config, tmp_path):
-    from cosmoforge.layout import Layout
-    from cosmoforge.ledger import LEDGER_SCHEMA, explain
+    from cosmoforge.core.layout import Layout
+    from cosmoforge.reports.ledger import LEDGER_SCHEMA, explain
     from tests.test_release import generated_rows
 
     layout = Layout(default_config)

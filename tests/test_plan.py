@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cosmoforge.config import load_config
-from cosmoforge.plan import build_plan, format_plan, generate_runtime_minutes
+from cosmoforge.core.config import load_config
+from cosmoforge.ops.plan import build_plan, format_plan, generate_runtime_minutes
 
 
 def snakemake_job_counts(repo, *args) -> dict:
@@ -107,7 +107,7 @@ def test_plan_prints_cpu_core_hours_at_measured_rates(repo, tmp_path):
 
 
 def test_plan_shows_engine_start_up_as_a_share_of_generation_time(default_config, repo):
-    from cosmoforge.plan import build_plan
+    from cosmoforge.ops.plan import build_plan
 
     config = default_config
     plan = build_plan(config, repo)
@@ -119,7 +119,7 @@ def test_plan_shows_engine_start_up_as_a_share_of_generation_time(default_config
 
 
 def test_only_jobs_long_enough_ask_for_the_early_stop_signal(default_config):
-    from cosmoforge.plan import stop_signal_seconds
+    from cosmoforge.ops.plan import stop_signal_seconds
 
     config = default_config
     config["slurm"]["stop_signal_seconds"] = 300

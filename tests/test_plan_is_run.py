@@ -15,8 +15,7 @@ import pytest
 import yaml
 
 from cosmoforge.cli import main
-from cosmoforge.prompts import target_words
-from cosmoforge.seeds import KINDS
+from cosmoforge.core.contracts import KINDS, target_words
 from tests.helpers import REPO, dry_run_jobs, flag, workdir
 
 pytestmark = pytest.mark.dryrun

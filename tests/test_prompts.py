@@ -4,9 +4,10 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from cosmoforge.prompts import build_prompt_rows, shard_bounds, write_split_prompts
-from cosmoforge.seeds import read_split_seeds, write_split_seeds
-from cosmoforge.templates import load_templates
+from cosmoforge.core.contracts import shard_bounds
+from cosmoforge.stages.prompts import build_prompt_rows, write_split_prompts
+from cosmoforge.stages.seeds import read_split_seeds, write_split_seeds
+from cosmoforge.stages.templates import load_templates
 
 
 def bundled_seeds(config, split):

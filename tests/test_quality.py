@@ -6,9 +6,9 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from cosmoforge.errors import ConfigError
-from cosmoforge.quality import FLAGS, QualityFlags, default_quality, duplicate_ngram_fraction
-from cosmoforge.release import FLAG_COLUMNS, release_shard
+from cosmoforge.core.errors import ConfigError
+from cosmoforge.stages.quality import FLAGS, QualityFlags, default_quality, duplicate_ngram_fraction
+from cosmoforge.stages.release import FLAG_COLUMNS, release_shard
 from tests.test_release import generated_rows
 
 PLAIN = (
@@ -100,7 +100,7 @@ def test_bad_pattern_files_are_named(tmp_path):
 
 
 def test_diversity_figures_on_known_openings():
-    from cosmoforge.quality import Diversity, distinct_n, merge_diversity
+    from cosmoforge.stages.quality import Diversity, distinct_n, merge_diversity
 
     shards = []
     for shard in range(2):
@@ -121,7 +121,7 @@ def test_diversity_figures_on_known_openings():
 
 
 def test_variants_of_one_seed_are_compared_pairwise():
-    from cosmoforge.quality import Diversity
+    from cosmoforge.stages.quality import Diversity
 
     d = Diversity()
     same = "one two three four five six seven eight"
@@ -159,7 +159,7 @@ def test_text_keys_match_word_tuples():
     """The numpy n-gram keys give exactly the word-tuple figures they replaced."""
     from collections import Counter
 
-    from cosmoforge.quality import TextKeys, repeated_share, unique_sorted
+    from cosmoforge.stages.quality import TextKeys, repeated_share, unique_sorted
 
     texts = _odd_texts()
     for text in texts:
@@ -180,7 +180,9 @@ def test_text_keys_match_word_tuples():
         assert len(ka) == len(sa) and len(set(ka.tolist()) & set(kb.tolist())) == len(sa & sb)
     # Keys depend on the text alone, not on the process (string hashing is randomized per
     # process; these keys must not be).
-    code = "from cosmoforge.quality import TextKeys; print(TextKeys('a b c d e f').ngrams(4))"
+    code = (
+        "from cosmoforge.stages.quality import TextKeys; print(TextKeys('a b c d e f').ngrams(4))"
+    )
     runs = {
         subprocess.run(
             [sys.executable, "-c", code],

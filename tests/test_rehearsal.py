@@ -25,8 +25,9 @@ import pytest
 import yaml
 
 from cosmoforge.cli import main
-from cosmoforge.config import resolve_config
-from cosmoforge.seeds import KINDS, seed_cap
+from cosmoforge.core.config import resolve_config
+from cosmoforge.core.contracts import KINDS
+from cosmoforge.stages.seeds import seed_cap
 from tests.helpers import BIN, REPO, workdir
 
 pytestmark = [pytest.mark.slurm, pytest.mark.rehearsal]

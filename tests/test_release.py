@@ -2,13 +2,16 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from cosmoforge.card import build_card
-from cosmoforge.errors import CosmoforgeError
-from cosmoforge.generate import GENERATION_SCHEMA
-from cosmoforge.layout import release_file_name
-from cosmoforge.release import FLAG_COLUMNS, PROVENANCE_COLUMNS, RELEASE_COLUMNS, release_shard
+from cosmoforge.core.layout import release_file_name
+from cosmoforge.core.tables import GENERATION_SCHEMA
+from cosmoforge.reports.card import build_card
+from cosmoforge.stages.release import (
+    FLAG_COLUMNS,
+    PROVENANCE_COLUMNS,
+    RELEASE_COLUMNS,
+    release_shard,
+)
 
 
 def generated_rows(texts, finish=None, errors=None):
@@ -77,7 +80,7 @@ def test_release_shard_counts_what_it_leaves_out(tmp_path):
 
 
 def test_release_in_small_batches_equals_one_batch(tmp_path, monkeypatch):
-    from cosmoforge import release
+    from cosmoforge.stages import release
 
     shard = tmp_path / "a.parquet"
     texts = [LONG * (1 + i % 3) if i % 4 else "short" for i in range(23)]
@@ -118,7 +121,7 @@ def test_release_files_of_a_split_load_as_one_dataset(tmp_path):
 
 
 def test_token_length_excludes_bos():
-    from cosmoforge.tokens import count_tokens
+    from cosmoforge.core.tokens import count_tokens
 
     # "Hello" is one SentencePiece token (22557) in the Mistral vocabulary; BOS would make it 2.
     assert count_tokens(["Hello"]) == [1]
@@ -351,45 +354,3 @@ def test_the_card_renders_every_section_from_the_stage_reports(tmp_path):
     assert stats["dedup"] == {"removed": 1, "documents": 4} and stats["contaminated"] == 2
     assert stats["topics"]["clusters"] == 2 and stats["fates"]["wikihow"]["released"] == 2
     assert stats["generation"]["prefix_cache_hit_rate"] == 0.25
-
-
-def test_a_stage_declared_card_section_reaches_the_card_and_its_stats(tmp_path, monkeypatch):
-    """A later stage adds its section by declaring a CardSection; the card renders it after the
-    fixed sections from the file given with --section, and keeps its figures in stats.json."""
-    module = tmp_path / "toy_stage.py"
-    module.write_text(
-        "import json\n"
-        "from cosmoforge.declare import CardSection\n"
-        "CARD_SECTIONS = (CardSection('toy', 'Toy figures',\n"
-        "    lambda path: json.loads(path.read_text()),\n"
-        "    '{{ figures.words }} words counted over {{ figures.splits | join(\", \") }}.'),)\n"
-    )
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("cosmoforge.card.declared", lambda kind: {"toy": "toy_stage"})
-    shard = tmp_path / "g.parquet"
-    pq.write_table(generated_rows([LONG]), shard)
-    stats_file = tmp_path / "0.json"
-    release_dir = tmp_path / "release"
-    release_shard(
-        "wikihow", shard, release_dir / "wikihow" / release_file_name(0, 1), stats_file, 5
-    )
-    seeds = tmp_path / "seeds.json"
-    seeds.write_text(json.dumps({"split": "wikihow", "seeds": 1, "sources": []}))
-    gen = tmp_path / "gen.json"
-    gen.write_text(
-        json.dumps(
-            {"completion_tokens": 1, "generate_s": 1.0, "engine_start_s": 0, "resumed_rows": 0}
-        )
-    )
-    toy = tmp_path / "toy.json"
-    toy.write_text(json.dumps({"words": 1234, "splits": ["wikihow", "stories"]}))
-    settings = CARD_SETTINGS
-    readme = release_dir / "README.md"
-    args = [[stats_file], [seeds], [gen], settings, readme, release_dir / "stats.json"]
-    stats = build_card(*args, stage_sections={"toy": toy})
-    card = readme.read_text()
-    assert [line for line in card.splitlines() if line.startswith("## ")][-1] == "## Toy figures"
-    assert card.endswith("## Toy figures\n\n1234 words counted over wikihow, stories.\n")
-    assert stats["sections"] == {"toy": {"words": 1234, "splits": ["wikihow", "stories"]}}
-    with pytest.raises(CosmoforgeError, match="--section nope: no stage declares"):
-        build_card(*args, stage_sections={"nope": toy})

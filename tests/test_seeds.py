@@ -4,9 +4,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from cosmoforge import seeds as seeds_module
-from cosmoforge.errors import SeedError
-from cosmoforge.seeds import read_split_seeds, write_split_seeds
+from cosmoforge.core.errors import SeedError
+from cosmoforge.stages import seeds as seeds_module
+from cosmoforge.stages.seeds import read_split_seeds, write_split_seeds
 
 
 def write_jsonl(path, rows):

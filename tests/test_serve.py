@@ -8,9 +8,9 @@ import time
 import pytest
 import yaml
 
-from cosmoforge import serve
-from cosmoforge.config import load_config
-from cosmoforge.errors import CosmoforgeError
+from cosmoforge.core.config import load_config
+from cosmoforge.core.errors import CosmoforgeError
+from cosmoforge.ops import serve
 
 # A stand-in server: answers /v1/models for a few seconds, then exits 0 on its own.
 FAKE_SERVER = """

@@ -134,10 +134,11 @@ def test_profile_run_survives_a_cancelled_generation_job(repo, cluster, tmp_path
 
 def many_prompts(repo, path, copies=20):
     """~300 prompts: the stories split's prompts, each under `copies` sample ids."""
-    from cosmoforge.config import load_config
-    from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
-    from cosmoforge.seeds import read_split_seeds
-    from cosmoforge.templates import load_templates
+    from cosmoforge.core.config import load_config
+    from cosmoforge.core.tables import write_prompt_shard
+    from cosmoforge.stages.prompts import build_prompt_rows
+    from cosmoforge.stages.seeds import read_split_seeds
+    from cosmoforge.stages.templates import load_templates
 
     config = load_config(repo / "config" / "config.yaml")
     seeds, _ = read_split_seeds("stories", config["splits"]["stories"]["sources"], base_dir=repo)
@@ -157,7 +158,7 @@ def test_a_signalled_generation_job_keeps_every_finished_row(repo, cluster, tmp_
     limit: the job flushes every row it finished and exits 128 + 10; the rerun completes the
     shard with every prompt exactly once. flush_every is 100,000, so a plain kill would have
     saved nothing. The job runs the command in an srun step, as the Slurm plugin does."""
-    from cosmoforge.generate import generate_shard, parts_dir
+    from cosmoforge.stages.generate import generate_shard, parts_dir
     from tests.test_generate import SETTINGS, SLOW_GENERATION
 
     prompts = tmp_path / "prompts.parquet"
@@ -223,9 +224,10 @@ def test_a_vllm_server_job_serves_the_generation_jobs(repo, cluster, small_model
     offline, every prompt once); scancel stops the server and takes the overlay away."""
     import yaml
 
-    from cosmoforge.config import load_config
-    from cosmoforge.generate import GENERATION_SCHEMA, generate_shard
-    from cosmoforge.layout import Layout
+    from cosmoforge.core.config import load_config
+    from cosmoforge.core.layout import Layout
+    from cosmoforge.core.tables import GENERATION_SCHEMA
+    from cosmoforge.stages.generate import generate_shard
 
     overlay, serve_log = tmp_path / "server.yaml", tmp_path / "serve.log"
     # As in the README: the server runs in a job step (srun), which Slurm signals on scancel
@@ -254,7 +256,7 @@ def test_a_vllm_server_job_serves_the_generation_jobs(repo, cluster, small_model
         assert config["engine"]["backend"] == "openai"
         prompts = tmp_path / "prompts.parquet"
         rows = many_prompts(repo, prompts, copies=1)[:6]
-        from cosmoforge.prompts import write_prompt_shard
+        from cosmoforge.core.tables import write_prompt_shard
 
         write_prompt_shard(rows, prompts)
         settings = Layout(config).generate_settings("stories")

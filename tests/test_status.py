@@ -7,9 +7,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from cosmoforge.cli import main
-from cosmoforge.generate import parts_dir
-from cosmoforge.layout import Layout
-from cosmoforge.status import run_status
+from cosmoforge.core.layout import Layout
+from cosmoforge.ops.status import run_status
+from cosmoforge.stages.generate import parts_dir
 
 
 def synthetic_run(tmp_path, config, prompts_per_shard, now):

@@ -4,10 +4,11 @@ import pyarrow as pa
 import pytest
 
 from cosmoforge import SPLITS
-from cosmoforge.errors import TemplateError
-from cosmoforge.prompts import build_prompt_rows
-from cosmoforge.seeds import BASE_COLUMNS, KINDS
-from cosmoforge.templates import load_template, load_templates
+from cosmoforge.core.contracts import KINDS
+from cosmoforge.core.errors import TemplateError
+from cosmoforge.stages.prompts import build_prompt_rows
+from cosmoforge.stages.seeds import BASE_COLUMNS
+from cosmoforge.stages.templates import load_template, load_templates
 
 # One fixture seed per kind, every optional field filled, so every template branch renders.
 FIXTURES = {
@@ -87,8 +88,8 @@ def test_every_template_renders_without_leftover_placeholders(repo, split):
 @pytest.mark.parametrize("split", SPLITS)
 def test_fast_render_equals_jinjas_own_render(repo, split):
     """Template.render skips Jinja's per-call context set-up; the text must not change."""
-    from cosmoforge.prompts import _variants
-    from cosmoforge.templates import _ENV
+    from cosmoforge.stages.prompts import _variants
+    from cosmoforge.stages.templates import _ENV
 
     options = {"seed": 1, "extract_chars": 1000, "topic_probability": 0.5, "target_words": 300}
     options["openstax_reference_chars"] = 600
@@ -198,8 +199,8 @@ def test_each_story_style_warns_off_its_own_stock_openings(repo):
 
 
 def test_prompts_ask_for_a_length_sized_to_max_tokens(repo, default_config):
-    from cosmoforge.layout import Layout
-    from cosmoforge.prompts import target_words
+    from cosmoforge.core.contracts import target_words
+    from cosmoforge.core.layout import Layout
 
     assert target_words(192) == 110 and target_words(2500) == 1500
     words = Layout(default_config).prompts_settings("stories")["target_words"]
@@ -233,7 +234,7 @@ def test_textbook_templates_ask_for_no_title(repo):
 
 
 def test_extracts_end_at_a_word_boundary():
-    from cosmoforge.prompts import extract
+    from cosmoforge.core.contracts import extract
 
     assert extract("  alpha beta gamma delta  ", 100) == "alpha beta gamma delta"
     words = " ".join(["alpha"] * 300)

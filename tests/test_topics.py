@@ -10,13 +10,13 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from cosmoforge import topics
+from cosmoforge.core.errors import TemplateError, TopicError
+from cosmoforge.core.io import write_parquet
 from cosmoforge.engines import Completion
-from cosmoforge.errors import TemplateError, TopicError
-from cosmoforge.io import write_parquet
-from cosmoforge.prompts import build_prompt_rows
-from cosmoforge.seeds import read_split_seeds
-from cosmoforge.templates import load_templates
+from cosmoforge.stages import topics
+from cosmoforge.stages.prompts import build_prompt_rows
+from cosmoforge.stages.seeds import read_split_seeds
+from cosmoforge.stages.templates import load_templates
 
 WEB_SPLITS = ("web_samples_v1", "web_samples_v2")
 
@@ -33,7 +33,7 @@ def embedder(default_config_raw):
 @pytest.fixture(scope="module")
 def web(tmp_path_factory, repo, embedder):
     """Seeds and embeddings of both web splits, and the bundled topic of every seed."""
-    from cosmoforge.config import load_config
+    from cosmoforge.core.config import load_config
 
     config = load_config(repo / "config" / "config.yaml")
     folder = tmp_path_factory.mktemp("web")

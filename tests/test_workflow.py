@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from cosmoforge import SPLITS
-from cosmoforge.config import load_config
-from cosmoforge.layout import Layout
-from cosmoforge.release import FLAG_COLUMNS, PROVENANCE_COLUMNS, RELEASE_COLUMNS
+from cosmoforge.core.config import load_config
+from cosmoforge.core.layout import Layout
+from cosmoforge.stages.release import FLAG_COLUMNS, PROVENANCE_COLUMNS, RELEASE_COLUMNS
 from tests.helpers import one_split_config
 
 pytestmark = pytest.mark.vllm
@@ -184,7 +184,7 @@ def check_ledger(results, stats, run_name):
 
 def check_topics(results, card):
     """Web prompts carry the topic of their cluster; the topic stages' outputs are in the card."""
-    from cosmoforge.topics import load_decisions
+    from cosmoforge.stages.topics import load_decisions
 
     decisions = {e["id"]: e for e in load_decisions(results / "topics" / "decisions.yaml", 5)}
     report = json.loads((results / "topics" / "report" / "report.json").read_text())
@@ -282,9 +282,10 @@ def test_deleted_intermediates_status_and_snakemake_agree(one_split_run, one_spl
 def kill_test_shard(repo, tmp_path, model_path, splits, seed, flush_every, max_tokens):
     """Prompts of the bundled seeds of `splits` as one shard, and the `cosmoforge generate`
     command for it with an engine that runs 4 sequences at a time."""
-    from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
-    from cosmoforge.seeds import read_split_seeds
-    from cosmoforge.templates import load_templates
+    from cosmoforge.core.tables import write_prompt_shard
+    from cosmoforge.stages.prompts import build_prompt_rows
+    from cosmoforge.stages.seeds import read_split_seeds
+    from cosmoforge.stages.templates import load_templates
 
     config = load_config(repo / "config" / "config.yaml")
     rows = []

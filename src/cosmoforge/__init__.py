@@ -1,19 +1,14 @@
 """cosmoforge: Cosmopedia-style synthetic pre-training data as a Snakemake workflow.
 
-Each pipeline stage is a module with a plain-Python entry point (used by the CLI in
-:mod:`cosmoforge.cli`, which the Snakemake rules call), so every stage runs and is tested
-without Snakemake.
+The package is layered, each layer importing only those below it (`make lint` checks this):
+`cli` (the command table) > `ops` (plan, status, calibrate, canary, serve, check) > `reports`
+(card, ledger) > `stages` (one module or package per pipeline stage, in pipeline order) >
+`engines` (vLLM, a server, the fake engine) > `core` (errors, files, config, the contracts and
+tables between stages). Every stage runs and is tested without Snakemake; each Snakemake rule
+makes one `cosmoforge COMMAND` call.
 """
 
-__version__ = "0.1.0"
+from cosmoforge.core.contracts import SPLITS
 
-SPLITS = (
-    "web_samples_v1",
-    "web_samples_v2",
-    "stanford",
-    "stories",
-    "wikihow",
-    "openstax",
-    "khanacademy",
-    "auto_math_text",
-)
+__version__ = "0.1.0"
+__all__ = ["SPLITS", "__version__"]

@@ -1,8 +1,8 @@
-"""Command line: one subcommand per pipeline stage; each Snakemake rule makes one call.
+"""Command line: one subcommand per pipeline stage or ops tool; each Snakemake rule makes one call.
 
-Each stage module declares its own commands (`COMMANDS`, see `cosmoforge.declare`); this module
-only finds them and parses. `cosmoforge STAGE ...` imports the one module that declares STAGE,
-so a job starts without loading every stage's dependencies.
+`COMMAND_MODULES` is the table of every command and the module that declares it (its
+`COMMANDS`): `cosmoforge STAGE ...` imports that one module, so a job starts without loading
+every stage's dependencies (and runs in a rule env that has only its own).
 
 Structured settings (a config section) are passed as one JSON argument, so a rule hands over
 exactly the part of the config it depends on, and Snakemake reruns a job when that part changes.
@@ -15,8 +15,34 @@ import importlib
 import logging
 import sys
 
-from .declare import Command, declared
-from .errors import CosmoforgeError
+from cosmoforge.core.declare import Command
+from cosmoforge.core.errors import CosmoforgeError
+
+# Every command, in pipeline order, and the module that declares it.
+COMMAND_MODULES = {
+    "seeds": "cosmoforge.stages.seeds",
+    "topics": "cosmoforge.stages.topics",
+    "prompts": "cosmoforge.stages.prompts",
+    "convert-model": "cosmoforge.engines.model",
+    "generate": "cosmoforge.stages.generate",
+    "dedup": "cosmoforge.stages.dedup",
+    "dedup-report": "cosmoforge.stages.dedup",
+    "benchmark-index": "cosmoforge.stages.decont.index",
+    "decontaminate": "cosmoforge.stages.decont.step",
+    "contamination-report": "cosmoforge.stages.decont.report",
+    "release": "cosmoforge.stages.release",
+    "finish-shard": "cosmoforge.stages.finish",
+    "ledger": "cosmoforge.reports.ledger",
+    "explain": "cosmoforge.reports.ledger",
+    "card": "cosmoforge.reports.card",
+    "check": "cosmoforge.ops.checks",
+    "config": "cosmoforge.ops.checks",
+    "plan": "cosmoforge.ops.plan",
+    "status": "cosmoforge.ops.status",
+    "calibrate": "cosmoforge.ops.calibrate",
+    "canary": "cosmoforge.ops.canary",
+    "serve": "cosmoforge.ops.serve",
+}
 
 FLAG_VOCABULARY = """\
 Flags mean the same in every command:
@@ -31,9 +57,11 @@ Flags mean the same in every command:
 
 
 def stage_commands(name: str | None = None) -> list[Command]:
-    """The declared commands: all of them, or those of the module that declares `name`."""
-    where = declared("Command")
-    modules = [where[name]] if name in where else sorted(set(where.values()))
+    """The commands of the table: all of them, or those of the module that declares `name`."""
+    if name in COMMAND_MODULES:
+        modules = [COMMAND_MODULES[name]]
+    else:
+        modules = list(dict.fromkeys(COMMAND_MODULES.values()))
     return [c for m in modules for c in importlib.import_module(m).COMMANDS]
 
 

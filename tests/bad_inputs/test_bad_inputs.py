@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from cosmoforge.cli import main
-from cosmoforge.generate import parts_dir, set_aside_dir
+from cosmoforge.stages.generate import parts_dir, set_aside_dir
 from tests.test_dedup import PARAMS as DEDUP_PARAMS
 
 REPO = Path(__file__).resolve().parents[2]
@@ -238,9 +238,10 @@ def too_many_shards(tmp: Path) -> list[str]:
 
 
 def prompt_shard(tmp: Path) -> Path:
-    from cosmoforge.prompts import build_prompt_rows, write_prompt_shard
-    from cosmoforge.seeds import read_split_seeds
-    from cosmoforge.templates import load_templates
+    from cosmoforge.core.tables import write_prompt_shard
+    from cosmoforge.stages.prompts import build_prompt_rows
+    from cosmoforge.stages.seeds import read_split_seeds
+    from cosmoforge.stages.templates import load_templates
 
     seeds, _ = read_split_seeds("wikihow", DEFAULT["splits"]["wikihow"]["sources"], base_dir=REPO)
     rows = build_prompt_rows(
@@ -270,7 +271,7 @@ def interrupted_generation(
 ) -> list[str]:
     """A shard whose first run died after 4 rows (2 parts); the damage is done to part 0."""
     from cosmoforge.engines import FakeEngine
-    from cosmoforge.generate import generate_shard
+    from cosmoforge.stages.generate import generate_shard
 
     class Dies(FakeEngine):
         def run(self, requests):
@@ -292,7 +293,7 @@ def interrupted_generation(
 
 
 def fit_args(tmp: Path, k: int) -> list[str]:
-    from cosmoforge.topics import write_embeddings
+    from cosmoforge.stages.topics import write_embeddings
 
     vectors = np.eye(8, dtype=np.float32)[:6]
     write_embeddings(
@@ -895,7 +896,7 @@ CASES = [
 
 def clean_shard(tmp: Path) -> Path:
     """A decontaminated shard as release reads it (the generation schema), 3,000 rows."""
-    from cosmoforge.generate import GENERATION_SCHEMA
+    from cosmoforge.core.tables import GENERATION_SCHEMA
 
     n = 3000
     rows = {name: [None] * n for name in GENERATION_SCHEMA.names}
@@ -1041,8 +1042,8 @@ def one_mb_seed(tmp: Path):
     )
 
     def check():
-        from cosmoforge.prompts import build_prompt_rows
-        from cosmoforge.templates import load_templates
+        from cosmoforge.stages.prompts import build_prompt_rows
+        from cosmoforge.stages.templates import load_templates
 
         seeds = pq.read_table(tmp / "out" / "seeds.parquet")
         assert seeds.column("text")[0].as_py() == text  # kept whole in the seed file
@@ -1079,8 +1080,8 @@ def template_syntax_in_seed(tmp: Path):
     args = wikihow(tmp, [{"id": "1", "title": nasty}])
 
     def check():
-        from cosmoforge.prompts import build_prompt_rows
-        from cosmoforge.templates import load_templates
+        from cosmoforge.stages.prompts import build_prompt_rows
+        from cosmoforge.stages.templates import load_templates
 
         seeds = pq.read_table(tmp / "out" / "seeds.parquet")
         rows = build_prompt_rows(

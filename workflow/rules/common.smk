@@ -10,22 +10,22 @@ from snakemake.exceptions import WorkflowError
 # planning helpers (time limits) come from the installed cosmoforge package (`make setup`
 # installs it; so does every rule's conda env), the same code the jobs run.
 try:
-    from cosmoforge.config import ConfigError, check_inputs, resolve_config
-    from cosmoforge.layout import (
+    from cosmoforge.core.config import ConfigError, check_inputs, resolve_config
+    from cosmoforge.core.layout import (
         CARD_PLOTS,
         Layout,
         as_json,
         converts_model,
         stale_shard_files,
     )
-    from cosmoforge.topics import PLOTS as TOPIC_PLOTS
+    from cosmoforge.stages.topics import PLOTS as TOPIC_PLOTS
 except ImportError as exc:
     raise WorkflowError(
         f"cosmoforge cannot be imported ({exc}): install it into the environment that runs "
         "snakemake (`make setup` does; or `pip install .` from this checkout)"
     ) from None
 
-# One resolution for Snakemake and every cosmoforge command (cosmoforge.config): the schema's
+# One resolution for Snakemake and every cosmoforge command (cosmoforge.core.config): the schema's
 # defaults, then the --configfile files in order (config/config.yaml, the CPU demo, only when
 # none is given), then --config. The Snakefile has no `configfile:` line on purpose: Snakemake
 # would merge every --configfile over it, and the preset would inherit the demo's caps.
@@ -40,7 +40,7 @@ config.update(_resolved)
 # prints, even when a missing input stops it below; the jobs' own Snakemake processes (Slurm job
 # steps) stay quiet.
 if workflow.is_main_process:
-    from cosmoforge.plan import dry_run_lines
+    from cosmoforge.ops.plan import dry_run_lines
 
     print("\n".join(dry_run_lines(config)), file=sys.stderr)
 
@@ -130,10 +130,6 @@ def benchmark_files(wildcards):
     return [b["path"] for b in config["decontamination"]["benchmarks"].values() if "path" in b]
 
 
-def release_file(wildcards):
-    return L.release_file(wildcards.split, wildcards.shard)
-
-
 def cpu_resources():
     # Unset (None) values are left out of the sbatch call: the cluster's defaults apply.
     return {
@@ -175,14 +171,14 @@ def engine_resources(runtime):
 
 @functools.cache
 def planned_prompts_per_shard(split):
-    from cosmoforge.plan import estimate_split
+    from cosmoforge.ops.plan import estimate_split
 
     return estimate_split(config, split, Path(workflow.basedir))["prompts_per_shard"]
 
 
 def generate_slurm_extra(wildcards, input):
     """SIGUSR1 slurm.stop_signal_seconds before the time limit, for jobs long enough."""
-    from cosmoforge.plan import stop_signal_seconds
+    from cosmoforge.ops.plan import stop_signal_seconds
 
     seconds = stop_signal_seconds(config, generate_runtime(wildcards, input))
     return f"--signal=USR1@{seconds}" if seconds else ""
@@ -191,9 +187,9 @@ def generate_slurm_extra(wildcards, input):
 def generate_runtime(wildcards, input):
     """Time limit of a generation job: its prompt count at the calibrated throughput
     (results/<run>/calibration.json), else at the configured one."""
-    from cosmoforge.plan import generate_runtime_minutes
+    from cosmoforge.ops.plan import generate_runtime_minutes
 
-    from cosmoforge.plan import measured_split_rate
+    from cosmoforge.ops.plan import measured_split_rate
 
     measured_per_prompt, measured_rate = measured_split_rate(config, wildcards.split)
     per_prompt = (
@@ -208,10 +204,6 @@ def generate_runtime(wildcards, input):
     else:  # before the prompts exist (dry-run): the plan's estimate
         prompts = planned_prompts_per_shard(wildcards.split)
     return generate_runtime_minutes(config, prompts, per_prompt, measured_rate)
-
-
-def dedup_rank_of(wildcards):
-    return L.dedup_rank(wildcards.split, wildcards.shard)
 
 
 def bucket_rank(wildcards):
@@ -273,7 +265,7 @@ def topic_label_settings():
 
 
 def topic_label_runtime(wildcards):
-    from cosmoforge.plan import generate_runtime_minutes
+    from cosmoforge.ops.plan import generate_runtime_minutes
 
     label = TOPICS["label"]
     requests = TOPICS["kmeans"]["k"] * label["max_attempts"]
@@ -294,12 +286,3 @@ def topic_card_inputs(wildcards):
 
 def card_plots():
     return list(CARD_PLOTS) + (list(TOPIC_PLOTS) if TOPIC_SPLITS else [])
-
-
-# Card sections declared by later stages (cosmoforge.declare.CardSection): name -> the file
-# the section reads. A stage's rule file adds its entry; the card rule takes them all.
-CARD_SECTION_FILES = {}
-
-
-def card_section_arguments(wildcards):
-    return " ".join(f"--section {name}={path}" for name, path in CARD_SECTION_FILES.items())

@@ -1,5 +1,5 @@
 # MinHash dedup across all splits: datatrove's four stages, one datatrove task per job.
-# Ranks are the generation shards in canonical order (cosmoforge.layout); counts from the config.
+# Ranks are the generation shards in canonical order (cosmoforge.core.layout); counts from the config.
 
 
 rule dedup_signatures:

@@ -1,4 +1,4 @@
-# One job per generation shard after the dedup barrier (cosmoforge.shard): MinHash filter,
+# One job per generation shard after the dedup barrier (cosmoforge.stages.finish): MinHash filter,
 # benchmark decontamination, then the shard's file of the release in the hub's layout
 # (train-00007-of-00310.parquet) and its statistics, from which the card is built. One rule per
 # split, finish_shard_<split>: the shard count in the release file's name is the split's.
@@ -50,7 +50,7 @@ for _split in SPLITS:
             " --logging-dir {params.logging_dir} > {log} 2>&1"
 
 
-# One row per prompt with its final fate (cosmoforge.ledger); the card counts fates from it.
+# One row per prompt with its final fate (cosmoforge.reports.ledger); the card counts fates from it.
 rule ledger:
     input:
         releases=L.release_files(),
@@ -84,7 +84,6 @@ rule card:
         benchmarks=f"{RESULTS}/decont/benchmarks.json",
         topics=topic_card_inputs,
         ledger=f"{RESULTS}/ledger.parquet",
-        sections=lambda wildcards: list(CARD_SECTION_FILES.values()),
     output:
         card=f"{RESULTS}/release/README.md",
         stats=f"{RESULTS}/release/stats.json",
@@ -102,11 +101,10 @@ rule card:
         topics=lambda wildcards, input: (
             f"--topics-report {input.topics[0]}" if input.topics else ""
         ),
-        sections=card_section_arguments,
     shell:
         "python -m cosmoforge card --release-stats {input.release_stats}"
         " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
         " --dedup-report {input.dedup_report} --contamination {input.contamination}"
         " --benchmarks {input.benchmarks} {params.topics} --ledger {input.ledger}"
-        " {params.sections} --settings {params.settings:q} --out {output.card}"
+        " --settings {params.settings:q} --out {output.card}"
         " --stats {output.stats} > {log} 2>&1"

@@ -1,0 +1,182 @@
+"""Calibrate before launch: a short probe of the run's own prompts on the run's own node and model.
+
+A few hundred prompts are drawn from the run's prompt files (the same number from each split,
+spread over its templates, deterministically) and generated through the same code as a shard
+(`generate_shard`, so the same engine settings, chat template and seeds). The probe measures
+engine start-up, completion tokens per second per GPU, mean completion tokens per prompt by
+split and the share of texts cut at `max_tokens`, and writes `results/<run>/calibration.json`.
+When that file exists, `cosmoforge plan` and the generation jobs' Slurm time limits use the
+measured figures instead of `slurm.tokens_per_s_per_gpu` and `expected_completion_tokens`.
+
+Throughput is measured at the probe's batch (all its prompts at once), so the engine is busier
+in a full shard; the measured rate is then a floor, which is the safe side for time limits.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cosmoforge.core.declare import GENERATION_SETTINGS, Command, path_arg
+from cosmoforge.core.errors import CosmoforgeError
+from cosmoforge.core.io import stable_hash, write_json
+from cosmoforge.core.tables import PROMPT_SCHEMA
+from cosmoforge.stages.generate import generate_shard
+
+CALIBRATION_FILE = "calibration.json"
+
+
+def prompts_by_template(files: list[str | Path], enough, seed: int, purpose: str) -> dict:
+    """A split's prompts by template, each template's in a seeded order; its shard files are
+    read in order only until `enough(by_template)` holds."""
+    by_template: dict[str, list[dict]] = defaultdict(list)
+    for path in files:
+        for row in pq.read_table(path).to_pylist():
+            by_template[row["template_id"]].append(row)
+        if enough(by_template):
+            break
+    for rows in by_template.values():
+        rows.sort(key=lambda r: stable_hash(seed, purpose, r["sample_id"]))
+    return by_template
+
+
+def generate_probe(sample: pa.Table, settings: dict, output: Path, engine_factory=None) -> dict:
+    """A probe's prompts through the generation code of a shard; its stats."""
+    with tempfile.TemporaryDirectory(prefix="cosmoforge-probe-") as scratch:
+        probe = Path(scratch) / "probe.parquet"
+        pq.write_table(sample, probe)
+        return generate_shard(probe, output, settings, engine_factory=engine_factory)
+
+
+def sample_prompts(prompt_files: dict[str, list[str | Path]], total: int, seed: int) -> pa.Table:
+    """`total` prompts, as equal a number per split as there are, round-robin over each split's
+    templates, each template's prompts in a seeded order. Reads only the shard files it needs."""
+    per_split = max(1, total // max(len(prompt_files), 1))
+    chosen = []
+    for _, files in sorted(prompt_files.items()):
+        by_template = prompts_by_template(
+            files, lambda b: sum(map(len, b.values())) >= 4 * per_split, seed, "calibrate"
+        )
+        queues = [by_template[t] for t in sorted(by_template)]
+        taken = 0
+        while taken < per_split and any(queues):
+            for queue in queues:
+                if queue and taken < per_split:
+                    chosen.append(queue.pop(0))
+                    taken += 1
+    if not chosen:
+        raise CosmoforgeError("calibrate: the run's prompt files hold no prompts")
+    return pa.Table.from_pylist(chosen, schema=PROMPT_SCHEMA)
+
+
+def calibrate(
+    prompt_files: dict[str, list[str | Path]],
+    settings: dict,
+    output: str | Path,
+    prompts: int = 256,
+    engine_factory=None,
+) -> dict:
+    """Run the probe and write the calibration file (`settings` as for a generation job)."""
+    sample = sample_prompts(prompt_files, prompts, settings["seed"])
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="cosmoforge-calibrate-") as scratch:
+        generated = Path(scratch) / "generated.parquet"
+        stats = generate_probe(sample, settings, generated, engine_factory)
+        rows = pq.read_table(
+            generated, columns=["split", "completion_tokens", "finish_reason", "error"]
+        ).to_pylist()
+    gpus = settings["engine"].get("tensor_parallel_size", 1)
+    per_split: dict[str, dict] = {}
+    for split in sorted({r["split"] for r in rows}):
+        mine = [r for r in rows if r["split"] == split and not r["error"]]
+        per_split[split] = {
+            "prompts": len(mine),
+            "mean_completion_tokens": round(
+                sum(r["completion_tokens"] for r in mine) / max(len(mine), 1), 1
+            ),
+            "length_rate": round(
+                sum(r["finish_reason"] == "length" for r in mine) / max(len(mine), 1), 4
+            ),
+        }
+    tokens = stats["completion_tokens"]
+    result = {
+        "prompts": len(rows),
+        "engine_start_s": stats["engine_start_s"],
+        "generate_s": stats["generate_s"],
+        "completion_tokens": tokens,
+        "tokens_per_s_per_gpu": round(tokens / stats["generate_s"] / gpus, 2)
+        if stats["generate_s"]
+        else None,
+        "gpus": gpus,
+        "splits": per_split,
+        "model": settings["model"]["name"],
+        "engine": {k: settings["engine"].get(k) for k in ("backend", "dtype", "max_model_len")},
+        "max_tokens": settings["sampling"]["max_tokens"],
+        "wall_s": round(time.perf_counter() - started, 1),
+        "prefix_cache_hit_rate": stats.get("prefix_cache_hit_rate"),
+    }
+    write_json(output, result)
+    return result
+
+
+def load_calibration(path: str | Path) -> dict | None:
+    """The calibration file if it exists and is readable; a broken one is an error, not ignored
+    (a plan from a half-written file would look right and be wrong)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        float(data["tokens_per_s_per_gpu"])
+        data["splits"].items()
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CosmoforgeError(
+            f"{path}: not a calibration file ({type(exc).__name__}: {exc}); delete it and "
+            "rerun `make calibrate`"
+        ) from exc
+    return data
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def split_prompt_files(items: list[str]) -> dict[str, list[Path]]:
+    """SPLIT=DIR arguments: each split's prompt shard files."""
+    return {
+        split: sorted(Path(folder).glob("[0-9]*.parquet"))
+        for split, _, folder in (item.partition("=") for item in items)
+    }
+
+
+# The arguments of the commands that run a probe of the run's prompts (calibrate, canary).
+PROBE_ARGUMENTS = {
+    "--prompts-dirs": {"required": True, "nargs": "+", "metavar": "SPLIT=DIR"},
+    "--settings": {**GENERATION_SETTINGS, "help": "as for generate"},
+}
+
+
+def _calibrate_command(args) -> None:
+    result = calibrate(
+        split_prompt_files(args.prompts_dirs), args.settings, args.out, prompts=args.prompts
+    )
+    print(json.dumps(result, indent=2))
+
+
+COMMANDS = (
+    Command(
+        "calibrate",
+        "measure tok/s and tokens per prompt on a probe of the run's prompts",
+        _calibrate_command,
+        {
+            **PROBE_ARGUMENTS,
+            "--prompts": {"type": int, "default": 256, "help": "probe size (all splits together)"},
+            "--out": path_arg("results/<run>/calibration.json"),
+        },
+    ),
+)

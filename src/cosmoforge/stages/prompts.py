@@ -1,0 +1,588 @@
+"""Build the prompt table of a split: every seed x every template (x variants), sharded.
+
+Order matters for the GPU: a seed's prompts are adjacent and every template opens with the seed
+material, so vLLM's prefix cache computes a shared extract once per seed. Shards are contiguous
+blocks of seeds (by position in the seed file), so all variants of a seed land in the same shard
+and a shard's prompts depend only on its own seeds. The seed file is streamed in batches, one
+prompt file per shard, so memory is bounded by a batch, not by the split.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cosmoforge.core.contracts import (
+    ALL_ROUTES,
+    DEFAULT_TARGET_WORDS,
+    extract,
+    shard_bounds,
+)
+from cosmoforge.core.declare import SPLIT, Command, path_arg, settings_arg
+from cosmoforge.core.errors import ConfigError, TemplateError, TopicError
+from cosmoforge.core.io import (
+    atomic_path,
+    derive_seed,
+    iter_parquet,
+    stable_hash,
+    write_json,
+)
+from cosmoforge.core.tables import (
+    PROMPT_SCHEMA,
+    count_rows,
+    iter_seed_rows,
+)
+from cosmoforge.stages.templates import Template
+
+MAX_PREVIOUS_UNITS = 5
+
+
+def _seed_rng(global_seed: int, split: str, purpose: str, key: str) -> random.Random:
+    return random.Random(derive_seed(global_seed, split, purpose, key))
+
+
+def _previous_titles(
+    seeds: list[dict], group_keys: tuple[str, ...], title_key: str, global_seed: int, split: str
+) -> dict[str, list[str]]:
+    """For each seed, the titles of earlier seeds in its group (book section, course unit).
+
+    Long histories are subsampled *without* replacement and kept in reading order (Cosmopedia
+    drew with replacement, so titles could repeat, and accumulated them across units).
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for seed in seeds:
+        groups[tuple(seed.get(k) for k in group_keys)].append(seed)
+    previous: dict[str, list[str]] = {}
+    for members in groups.values():
+        for index, seed in enumerate(members):
+            earlier = [m[title_key] for m in members[:index]]
+            if len(earlier) > MAX_PREVIOUS_UNITS:
+                rng = _seed_rng(global_seed, split, "previous_units", seed["seed_id"])
+                keep = sorted(rng.sample(range(len(earlier)), rng.randint(2, MAX_PREVIOUS_UNITS)))
+                earlier = [earlier[i] for i in keep]
+            previous[seed["seed_id"]] = earlier
+    return previous
+
+
+def sample_id(split: str, seed: dict, template: Template, variant: str = "") -> str:
+    return stable_hash(split, seed["seed_id"], template.name, variant)
+
+
+def _variants(
+    split: str,
+    seed: dict,
+    template: Template,
+    options: dict,
+    context: dict,
+    base_id: str,
+) -> list[tuple[str, dict]]:
+    """(variant name, template variables) pairs for one seed and template; `base_id` is the
+    sample id of the seed and template without a variant. Every variant also gets the
+    length to ask for, `target_words`."""
+    return [
+        (name, {**variables, "target_words": options["target_words"]})
+        for name, variables in _kind_variants(split, seed, template, options, context, base_id)
+    ]
+
+
+def _kind_variants(
+    split: str, seed: dict, template: Template, options: dict, context: dict, base_id: str
+) -> list[tuple[str, dict]]:
+    kind = seed["kind"]
+    chars = options["extract_chars"]
+    if kind == "web":
+        topic = seed.get("topic") or ""
+        probability = options["topic_probability"]
+        # The draw is made only where it can go either way (seeding an RNG costs as much as
+        # rendering a prompt); where it is made, it is the same draw as always.
+        if not topic or probability <= 0:
+            inject = False
+        elif probability >= 1:
+            inject = True
+        else:
+            rng = _seed_rng(options["seed"], split, template.name, base_id)
+            inject = rng.random() < probability
+        return [("", {"extract": extract(seed["text"], chars), "topic": topic if inject else ""})]
+    if kind == "auto_math_text":
+        return [("", {"extract": extract(seed["text"], chars)})]
+    if kind == "ultrachat":
+        return [("", {"extract": extract(seed["question"], chars)})]
+    if kind == "openhermes":
+        text = seed["instruction"].strip() + "\n" + seed["answer"].strip()
+        return [("", {"extract": extract(text, chars)})]
+    if kind == "wikihow":
+        return [("", {"title": seed["title"].strip()})]
+    if kind == "stanford":
+        return [
+            (
+                "",
+                {
+                    "course_title": seed["course_title"].strip(),
+                    "course_description": extract(seed.get("course_description"), chars),
+                    "section_title": (seed.get("section_title") or "").strip(),
+                    "unit_title": seed["unit_title"].strip(),
+                },
+            )
+        ]
+    if kind == "openstax":
+        base = {
+            "book_title": seed["book_title"].strip(),
+            "chapter_title": seed["chapter_title"].strip(),
+            "section_title": seed["section_title"].strip(),
+            "unit_title": seed["unit_title"].strip(),
+            "previous_units": context["previous"][seed["seed_id"]],
+        }
+        variants = [("no_reference", {**base, "reference": ""})]
+        reference = extract(seed.get("text"), options["openstax_reference_chars"])
+        if reference:
+            variants.insert(0, ("with_reference", {**base, "reference": reference}))
+        return variants
+    if kind == "khanacademy":
+        return [
+            (
+                "",
+                {
+                    "course_title": seed["course_title"].strip(),
+                    "unit_title": seed["unit_title"].strip(),
+                    "lesson_title": seed["lesson_title"].strip(),
+                    "lesson_outline": (seed.get("lesson_outline") or "").strip(),
+                    "previous_lessons": context["previous"][seed["seed_id"]],
+                },
+            )
+        ]
+    raise ValueError(f"unknown seed kind {kind!r}")
+
+
+class TopicCursor:
+    """The topic assignments of a split's web seeds, read in step with the seed file.
+
+    The assignment files (one per topic shard, in shard order) list the web seeds in seed-file
+    order, so they are joined to the seeds by position, batch by batch, and the seed ids are
+    compared to catch stale assignments: no split-wide dictionary is built."""
+
+    def __init__(self, paths: list[str | Path], decisions_path: str | Path):
+        from cosmoforge.stages.topics import load_decisions
+
+        self.decisions = {e["id"]: e for e in load_decisions(decisions_path)}
+        self.decisions_path = decisions_path
+        self._paths = list(paths)
+        self._batches = iter(())
+        self._ids: list[str] = []
+        self._clusters: list[int] = []
+        self._pos = 0
+        self._path: str | Path = self._paths[0] if self._paths else ""
+
+    def _next_batch(self) -> bool:
+        while True:
+            batch = next(self._batches, None)
+            if batch is not None:
+                self._ids = batch.column(0).to_pylist()
+                self._clusters = batch.column(1).to_pylist()
+                self._pos = 0
+                return True
+            if not self._paths:
+                return False
+            self._open(self._paths.pop(0))
+
+    def _open(self, path) -> None:
+        self._path = path
+        self._batches = iter_parquet(path, 8192, columns=["seed_id", "cluster"])
+
+    def take(self, seed_ids: list[str]) -> list[dict]:
+        """Topic info of the next len(seed_ids) web seeds, which must be exactly these."""
+        out = []
+        for seed_id in seed_ids:
+            if self._pos >= len(self._ids) and not self._next_batch():
+                raise TopicError(
+                    f"web seed {seed_id!r} has no topic cluster; the topic assignments "
+                    "are out of date (rerun the topics stages)"
+                )
+            if self._ids[self._pos] != seed_id:
+                raise TopicError(
+                    f"{self._path}: lists seed {self._ids[self._pos]!r} where the seeds have "
+                    f"{seed_id!r}; the topic assignments are out of date (rerun the topics "
+                    "stages)"
+                )
+            cluster = self._clusters[self._pos]
+            self._pos += 1
+            entry = self.decisions.get(cluster)
+            if entry is None:
+                raise TopicError(
+                    f"{self.decisions_path}: no entry for cluster {cluster} (seed {seed_id})"
+                )
+            out.append(
+                {
+                    "cluster": cluster,
+                    "topic": (entry.get("topic") or "").strip(),
+                    "decision": entry["decision"],
+                    "route": entry.get("route"),
+                }
+            )
+        return out
+
+    def finish(self) -> None:
+        """Every assignment was used: more assignments than web seeds means they are stale."""
+        if self._pos < len(self._ids) or self._next_batch():
+            raise TopicError(
+                f"{self._path}: assignments for more web seeds than the seed file has; the "
+                "topic assignments are out of date (rerun the topics stages)"
+            )
+
+
+class PromptBuilder:
+    """Turns seed rows into prompt rows; one per split, every template compiled once."""
+
+    def __init__(
+        self,
+        split: str,
+        templates: list[Template],
+        *,
+        seed: int,
+        extract_chars: int = 1000,
+        topic_probability: float = 1.0,
+        openstax_reference_chars: int = 600,
+        target_words: int = DEFAULT_TARGET_WORDS,
+        topics: TopicCursor | None = None,
+        previous: dict[str, list[str]] | None = None,
+    ):
+        self.split = split
+        self.templates = templates
+        self.options = {
+            "seed": seed,
+            "extract_chars": extract_chars,
+            "topic_probability": topic_probability,
+            "openstax_reference_chars": openstax_reference_chars,
+            "target_words": target_words,
+        }
+        self.topics = topics
+        self.context = {"previous": previous or {}}
+        self.web_formats = {t.format for t in templates if "web" in t.kinds}
+        self.counts: Counter = Counter()
+
+    def rows(self, seed_rows: list[dict], shard: int) -> list[dict]:
+        """The prompts of consecutive seed rows, a seed's variants adjacent, in seed order."""
+        if self.topics is not None:
+            web = [r["seed_id"] for r in seed_rows if r["kind"] == "web"]
+            infos = iter(self.topics.take(web))
+            seed_rows = [
+                r
+                for r in (
+                    self._with_topic(r, next(infos)) if r["kind"] == "web" else r for r in seed_rows
+                )
+                if r is not None
+            ]
+        split = self.split
+        rows = []
+        for seed_row in seed_rows:
+            for template in self.templates:
+                if seed_row["kind"] not in template.kinds or not _on_route(seed_row, template):
+                    continue
+                base_id = sample_id(split, seed_row, template)
+                for variant, variables in _variants(
+                    split, seed_row, template, self.options, self.context, base_id
+                ):
+                    rows.append(
+                        {
+                            "sample_id": sample_id(split, seed_row, template, variant)
+                            if variant
+                            else base_id,
+                            "split": split,
+                            "shard": shard,
+                            "seed_id": seed_row["seed_id"],
+                            "seed_data": seed_row["source"],
+                            "format": template.format,
+                            "audience": template.audience,
+                            "template_id": template.template_id,
+                            "template_version": template.version,
+                            "variant": variant,
+                            "topic": seed_row.get("topic") if seed_row["kind"] == "web" else None,
+                            "topic_injected": bool(variables.get("topic")),
+                            "topic_cluster": seed_row.get("topic_cluster"),
+                            "prompt": template.render(**variables),
+                        }
+                    )
+        return rows
+
+    def _with_topic(self, row: dict, info: dict) -> dict | None:
+        if info["decision"] != "keep":
+            self.counts["dropped_with_topic_cluster"] += 1
+            return None
+        route = info["route"]
+        if route != ALL_ROUTES and route not in self.web_formats:
+            self.counts[f"no_template_for_route_{route}"] += 1
+            return None
+        return {**row, "topic": info["topic"], "topic_cluster": info["cluster"], "route": route}
+
+
+PREVIOUS_GROUPS = {
+    # kind -> (group key columns, title column): a seed lists the titles before it in its group
+    "openstax": (("source", "book_title", "chapter_title", "section_title"), "unit_title"),
+    "khanacademy": (("source", "course_title", "unit_title"), "lesson_title"),
+}
+
+
+def previous_titles(seed_rows: list[dict], global_seed: int, split: str) -> dict[str, list[str]]:
+    """Earlier titles in each seed's group, for the kinds that list them (OpenStax units, Khan
+    lessons). Needs only the group and title columns of the split."""
+    previous: dict[str, list[str]] = {}
+    for kind, (group_keys, title_key) in PREVIOUS_GROUPS.items():
+        members = [s for s in seed_rows if s["kind"] == kind]
+        if members:
+            previous.update(_previous_titles(members, group_keys, title_key, global_seed, split))
+    return previous
+
+
+def previous_titles_of_file(seeds_path: str | Path, global_seed: int, split: str) -> dict:
+    parquet = pq.ParquetFile(seeds_path)
+    names = set(parquet.schema_arrow.names)
+    columns = {"seed_id", "kind"}
+    for group_keys, title_key in PREVIOUS_GROUPS.values():
+        columns.update(c for c in (*group_keys, title_key) if c in names)
+    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
+    if not pc.any(pc.is_in(kinds, value_set=pa.array(list(PREVIOUS_GROUPS)))).as_py():
+        return {}
+    table = pq.read_table(seeds_path, columns=sorted(columns))
+    return previous_titles(table.to_pylist(), global_seed, split)
+
+
+def build_prompt_rows(
+    split: str,
+    seeds: pa.Table,
+    templates: list[Template],
+    *,
+    seed: int,
+    shards: int,
+    extract_chars: int = 1000,
+    topic_probability: float = 1.0,
+    openstax_reference_chars: int = 600,
+    target_words: int = DEFAULT_TARGET_WORDS,
+    topic_assignments: list[str | Path] | None = None,
+    topic_decisions: str | Path | None = None,
+    counts: Counter | None = None,
+) -> list[dict]:
+    """Every seed x applicable template (x variants), in memory: for tests and small tools.
+    `write_split_prompts` is the same, streamed to shard files."""
+    seed_rows = seeds.to_pylist()
+    topics = TopicCursor(topic_assignments, topic_decisions) if topic_decisions else None
+    builder = PromptBuilder(
+        split,
+        templates,
+        seed=seed,
+        extract_chars=extract_chars,
+        topic_probability=topic_probability,
+        openstax_reference_chars=openstax_reference_chars,
+        target_words=target_words,
+        topics=topics,
+        previous=previous_titles(seed_rows, seed, split),
+    )
+    rows = []
+    bounds = shard_bounds(len(seed_rows), shards)
+    for shard in range(shards):
+        rows += builder.rows(seed_rows[bounds[shard] : bounds[shard + 1]], shard)
+    if topics is not None:
+        topics.finish()
+    if counts is not None:
+        counts.update(builder.counts)
+    return rows
+
+
+PROMPT_BATCH = 4096
+
+
+def prompt_shard_path(out_dir: str | Path, shard: int) -> Path:
+    return Path(out_dir) / f"{shard:05d}.parquet"
+
+
+def write_split_prompts(
+    split: str,
+    seeds_path: str | Path,
+    templates: list[Template],
+    shards: int,
+    out_dir: str | Path,
+    *,
+    seed: int,
+    extract_chars: int = 1000,
+    topic_probability: float = 1.0,
+    openstax_reference_chars: int = 600,
+    target_words: int = DEFAULT_TARGET_WORDS,
+    topic_assignments: list[str | Path] | None = None,
+    topic_decisions: str | Path | None = None,
+) -> dict:
+    """Stream a split's seed file into one prompt file per shard, `<out_dir>/<shard>.parquet`
+    with its `.report.json` (each written atomically). Memory is bounded by a batch of seeds;
+    a shard's file depends only on its own block of seeds. Returns the split's report."""
+
+    n = count_rows(seeds_path)
+    if 0 < n < shards:
+        # Refused before anything is written: an empty shard is a GPU job (queue wait, engine
+        # start) for nothing, and an empty release file beside the others.
+        raise ConfigError(
+            f"splits.{split}.shards: {shards} shards for {n} seed(s) in {seeds_path} would "
+            f"leave {shards - n} shard(s) empty; set splits.{split}.shards to at most {n}"
+        )
+    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
+    applicable = pa.array(sorted({k for t in templates for k in t.kinds}), pa.string())
+    if n and not pc.any(pc.is_in(kinds, value_set=applicable)).as_py():
+        raise TemplateError(
+            f"split '{split}': no template in {Path(templates[0].path).parent} applies to the "
+            f"seed kinds of this split ({sorted(set(kinds.to_pylist()))})"
+        )
+    topics = TopicCursor(topic_assignments, topic_decisions) if topic_decisions else None
+    builder = PromptBuilder(
+        split,
+        templates,
+        seed=seed,
+        extract_chars=extract_chars,
+        topic_probability=topic_probability,
+        openstax_reference_chars=openstax_reference_chars,
+        target_words=target_words,
+        topics=topics,
+        previous=previous_titles_of_file(seeds_path, seed, split),
+    )
+    bounds = shard_bounds(n, shards)
+    reports = []
+    for shard in range(shards):
+        per_template: Counter = Counter()
+        left_before = Counter(builder.counts)
+        injected = written = 0
+        path = prompt_shard_path(out_dir, shard)
+        with (
+            atomic_path(path) as tmp,
+            pq.ParquetWriter(tmp, PROMPT_SCHEMA, compression="zstd") as writer,
+        ):
+            seeds = iter_seed_rows(seeds_path, bounds[shard], bounds[shard + 1])
+            for batch in _rebatch(seeds, PROMPT_BATCH):
+                rows = builder.rows(batch, shard)
+                if rows:
+                    writer.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA))
+                per_template.update(r["template_id"] for r in rows)
+                injected += sum(r["topic_injected"] for r in rows)
+                written += len(rows)
+        report = {
+            "split": split,
+            "shard": shard,
+            "seeds": bounds[shard + 1] - bounds[shard],
+            "prompts": written,
+            "per_template": dict(sorted(per_template.items())),
+            "topic_injected": injected,
+            "seeds_left_out": dict(sorted((builder.counts - left_before).items())),
+        }
+        write_json(path.with_suffix(".report.json"), report)
+        reports.append(report)
+    if topics is not None:
+        topics.finish()
+    return {"split": split, **merge_prompt_reports(reports)}
+
+
+def merge_prompt_reports(reports: list[dict]) -> dict:
+    """A split's prompt figures from its shards' reports."""
+    per_template: Counter = Counter()
+    left_out: Counter = Counter()
+    for r in reports:
+        per_template.update(r["per_template"])
+        left_out.update(r["seeds_left_out"])
+    return {
+        "seeds": sum(r["seeds"] for r in reports),
+        "prompts": sum(r["prompts"] for r in reports),
+        "per_template": dict(sorted(per_template.items())),
+        "per_shard": {str(r["shard"]): r["prompts"] for r in reports},
+        "topic_injected": sum(r["topic_injected"] for r in reports),
+        "seeds_left_out": dict(sorted(left_out.items())),
+    }
+
+
+def _rebatch(batches, size: int):
+    """Seed rows as lists of at most `size` dicts."""
+    for batch in batches:
+        rows = batch.to_pylist()
+        for start in range(0, len(rows), size):
+            yield rows[start : start + size]
+
+
+def _on_route(seed_row: dict, template: Template) -> bool:
+    route = seed_row.get("route")
+    return route is None or route == ALL_ROUTES or template.format == route
+
+
+def prompts_stage(
+    split: str,
+    seeds_path: str | Path,
+    settings: dict,
+    prompts_dir: str | Path,
+    out_dir: str | Path,
+    report_path: str | Path,
+    topic_assignments: list[str | Path] | None = None,
+    topic_decisions: str | Path | None = None,
+) -> dict:
+    """The `prompts` stage as the workflow runs it (settings: Layout.prompts_settings): the
+    split's templates loaded from `prompts_dir`, one prompt file per shard, the merged report."""
+    from cosmoforge.core.io import write_json
+    from cosmoforge.stages.templates import load_templates
+
+    templates = load_templates(prompts_dir, split, settings.get("templates"))
+    report = write_split_prompts(
+        split,
+        seeds_path,
+        templates,
+        settings["shards"],
+        out_dir,
+        seed=settings["seed"],
+        extract_chars=settings["extract_chars"],
+        target_words=settings.get("target_words", DEFAULT_TARGET_WORDS),
+        topic_probability=settings.get("topic_probability", 1.0),
+        topic_assignments=topic_assignments,
+        topic_decisions=topic_decisions,
+    )
+    write_json(report_path, report)
+    return report
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def _prompts_command(args) -> None:
+    prompts_stage(
+        args.split,
+        args.seeds,
+        args.settings,
+        args.prompts_dir,
+        args.out_dir,
+        args.report,
+        topic_assignments=args.topic_assignments,
+        topic_decisions=args.topic_decisions,
+    )
+
+
+COMMANDS = (
+    Command(
+        "prompts",
+        "render a split's prompts, one file per shard",
+        _prompts_command,
+        {
+            "--split": SPLIT,
+            "--seeds": path_arg("the split's seed parquet"),
+            "--prompts-dir": path_arg("the template folder"),
+            "--topic-assignments": {"nargs": "+", "type": Path, "help": "web splits: clusters"},
+            "--topic-decisions": {"type": Path, "help": "web splits: the decisions file"},
+            "--settings": {
+                "required": True,
+                "type": settings_arg(
+                    seed="seed",
+                    shards="splits.*.shards",
+                    extract_chars="splits.*.extract_chars",
+                    topic_probability="splits.*.topic_probability",
+                    templates="splits.*.templates",
+                ),
+                "help": 'JSON: {"seed", "shards", "extract_chars", "topic_probability", '
+                '"templates", "target_words"}',
+            },
+            "--out-dir": path_arg("<shard>.parquet and .report.json go here"),
+            "--report": path_arg("the split's report (JSON)"),
+        },
+    ),
+)

@@ -1,0 +1,245 @@
+"""Release one generation shard: count tokens, filter, write its file of the released split.
+
+Each shard of a split becomes one file in the hub's layout
+(`release/<split>/train-00007-of-00310.parquet`), which `datasets.load_dataset("parquet",
+data_dir="release/<split>")` reads as one split. The public columns come first, then provenance.
+Beside each file a small statistics file (counts, token totals, distributions, a token-length
+histogram) lets the card be built without reading a single text.
+
+The shard is streamed in batches (tokenized a batch at a time), so memory is bounded by a batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from cosmoforge.core.declare import SPLIT, Command, config_value_arg, path_arg, settings_arg
+from cosmoforge.core.io import atomic_path, iter_parquet, reading, write_json, write_parquet
+from cosmoforge.core.tables import GENERATION_SCHEMA
+from cosmoforge.core.tokens import TOKENIZER_NAME, count_tokens
+from cosmoforge.stages.quality import FLAGS, Diversity, QualityFlags, TextKeys, default_quality
+
+RELEASE_COLUMNS = ["prompt", "text", "seed_data", "token_length", "format", "audience"]
+PROVENANCE_COLUMNS = [
+    "sample_id",
+    "split",
+    "seed_id",
+    "template_id",
+    "template_version",
+    "variant",
+    "topic",
+    "topic_injected",
+    "topic_cluster",
+    "finish_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "model",
+    "model_revision",
+    "engine",
+    "engine_version",
+    "sampling",
+    "request_seed",
+]
+FLAG_COLUMNS = [f"flag_{flag}" for flag in FLAGS]
+RELEASE_SCHEMA = pa.schema(
+    [
+        pa.field("token_length", pa.int32()) if c == "token_length" else GENERATION_SCHEMA.field(c)
+        for c in RELEASE_COLUMNS + PROVENANCE_COLUMNS
+    ]
+    + [pa.field(c, pa.bool_()) for c in FLAG_COLUMNS]
+)
+LEFT_OUT_SCHEMA = pa.schema([("sample_id", pa.string()), ("reason", pa.string())])
+DISTRIBUTIONS = ("format", "audience", "seed_data", "template_id")
+BATCH_ROWS = 2048
+
+
+def release_shard(
+    split: str,
+    shard_path: str | Path,
+    output: str | Path,
+    stats_path: str | Path,
+    min_token_length: int,
+    drop_truncated: bool = False,
+    quality: dict | None = None,
+    left_out_path: str | Path | None = None,
+) -> dict:
+    """Write the released rows of one (deduplicated, decontaminated) shard, and its statistics.
+    Every row gets its quality flags (`quality`: the config section; defaults if None); engine
+    errors and the flags in `quality.drop` (plus `truncated` with `drop_truncated`) leave a row
+    out."""
+    quality = quality or default_quality()
+    if drop_truncated:
+        quality = {**quality, "drop": sorted({*quality["drop"], "truncated"})}
+    checker = QualityFlags(quality, min_token_length)
+    left_out_rows: dict[str, list] = {"sample_id": [], "reason": []}
+    diversity = Diversity()
+    flag_counts: Counter = Counter()
+    by_template: dict[str, Counter] = {}
+    left_out: Counter = Counter()
+    lengths: Counter = Counter()
+    distributions = {column: Counter() for column in DISTRIBUTIONS}
+    revisions: set[str] = set()
+    seen_ids: set[str] = set()
+    generated = kept = truncated_kept = tokens = 0
+    with (
+        atomic_path(output) as tmp,
+        pq.ParquetWriter(tmp, RELEASE_SCHEMA, compression="zstd") as writer,
+        reading(shard_path),
+    ):
+        for batch in iter_parquet(shard_path, BATCH_ROWS):
+            texts = batch.column("text").to_pylist()
+            token_length = count_tokens([t or "" for t in texts])
+            finish = batch.column("finish_reason").to_pylist()
+            errors = batch.column("error").to_pylist()
+            templates = batch.column("template_id").to_pylist()
+            # The flags and the variant similarity share each text's n-gram keys.
+            keys = [None if e else TextKeys(t or "") for t, e in zip(texts, errors, strict=True)]
+            flags = [
+                [] if e else checker.of(t or "", f, n, k)
+                for t, f, n, e, k in zip(texts, finish, token_length, errors, keys, strict=True)
+            ]
+            reasons = [
+                "engine_error" if e else checker.drop_reason(fl)
+                for e, fl in zip(errors, flags, strict=True)
+            ]
+            seed_ids = batch.column("seed_id").to_pylist()
+            for template, row_flags, error, text, seed_id, text_keys in zip(
+                templates, flags, errors, texts, seed_ids, keys, strict=True
+            ):
+                if error:
+                    continue
+                diversity.add(template, text or "")
+                diversity.add_variant(seed_id, text or "", text_keys)
+                counts = by_template.setdefault(template, Counter())
+                counts["rows"] += 1
+                counts.update(row_flags)
+                flag_counts.update(row_flags)
+            generated += batch.num_rows
+            left_out.update(r for r in reasons if r)
+            for sample_id, reason in zip(
+                batch.column("sample_id").to_pylist(), reasons, strict=True
+            ):
+                if reason:
+                    left_out_rows["sample_id"].append(sample_id)
+                    left_out_rows["reason"].append(reason)
+            keep = [r is None for r in reasons]
+            table = pa.Table.from_batches([batch]).append_column(
+                "token_length", pa.array(token_length, pa.int32())
+            )
+            for flag, column in zip(FLAGS, FLAG_COLUMNS, strict=True):
+                table = table.append_column(
+                    column, pa.array([flag in fl for fl in flags], pa.bool_())
+                )
+            table = table.filter(pa.array(keep)).select(RELEASE_SCHEMA.names)
+            ids = table.column("sample_id").to_pylist()
+            repeated = seen_ids.intersection(ids) or (len(set(ids)) != len(ids))
+            if repeated:
+                raise RuntimeError(f"{shard_path}: duplicate sample ids in the shard")
+            seen_ids.update(ids)
+            kept += table.num_rows
+            kept_lengths = [n for n, k in zip(token_length, keep, strict=True) if k]
+            tokens += sum(kept_lengths)
+            lengths.update(kept_lengths)
+            truncated_kept += sum(
+                1 for f, k in zip(finish, keep, strict=True) if k and f == "length"
+            )
+            for column in DISTRIBUTIONS:
+                distributions[column].update(table.column(column).to_pylist())
+            revisions.update(r for r in table.column("model_revision").to_pylist() if r)
+            if table.num_rows:  # no empty row groups: `datasets` cannot read them
+                writer.write_table(table.cast(RELEASE_SCHEMA))
+    stats = {
+        "split": split,
+        "file": Path(output).name,
+        "generated": generated,
+        "kept": kept,
+        "left_out": dict(sorted(left_out.items())),
+        "truncated_kept": truncated_kept,
+        "tokens": tokens,
+        "token_length_counts": {str(n): c for n, c in sorted(lengths.items())},
+        "distributions": {c: dict(sorted(v.items())) for c, v in distributions.items()},
+        "model_revisions": sorted(revisions),
+        "min_token_length": min_token_length,
+        "drop_truncated": drop_truncated,
+        "quality_drop": sorted(checker.drop),
+        # Over the generated rows (engine errors aside), before any is left out.
+        "flags": {f: flag_counts[f] for f in FLAGS},
+        # Openings and distinct n-grams per template, over the generated texts (before
+        # anything is left out): what the model produced for each prompt wording.
+        "diversity": diversity.stats(),
+        # How alike the texts of one seed's prompts are (exact word 5-gram Jaccard per pair).
+        "variant_similarity": diversity.variant_similarity(),
+        "flags_by_template": {
+            t: {"rows": c["rows"], **{f: c[f] for f in FLAGS}}
+            for t, c in sorted(by_template.items())
+        },
+        "tokenizer": TOKENIZER_NAME,
+        "bos_counted": False,
+    }
+    if left_out_path is not None:  # the ledger's record of what this step left out, and why
+        write_parquet(left_out_path, pa.table(left_out_rows, schema=LEFT_OUT_SCHEMA))
+    write_json(stats_path, stats)
+    return stats
+
+
+def split_totals(shard_stats: list[dict]) -> dict:
+    """One split's figures from its shards' statistics."""
+    left_out: Counter = Counter()
+    flags: Counter = Counter()
+    for s in shard_stats:
+        left_out.update(s["left_out"])
+        flags.update(s.get("flags", {}))
+    return {
+        "flags": {f: flags[f] for f in FLAGS},
+        "files": len(shard_stats),
+        "generated": sum(s["generated"] for s in shard_stats),
+        "rows": sum(s["kept"] for s in shard_stats),
+        "left_out": dict(sorted(left_out.items())),
+        "truncated_kept": sum(s["truncated_kept"] for s in shard_stats),
+        "tokens": sum(s["tokens"] for s in shard_stats),
+    }
+
+
+# --- command line ------------------------------------------------------------------------------
+
+# The release step's own arguments, which finish-shard passes on.
+RELEASE_ARGUMENTS = {
+    "--min-token-length": {
+        "required": True,
+        "type": config_value_arg("release.min_token_length", int),
+    },
+    "--drop-truncated": {"action": "store_true"},
+    "--quality": {"type": settings_arg("quality"), "help": "the config's quality section (JSON)"},
+}
+
+
+def _release_command(args) -> None:
+    release_shard(
+        args.split,
+        args.shard,
+        args.out,
+        args.stats,
+        args.min_token_length,
+        drop_truncated=args.drop_truncated,
+        quality=args.quality,
+    )
+
+
+COMMANDS = (
+    Command(
+        "release",
+        "count tokens, filter and write one shard's release file",
+        _release_command,
+        {
+            "--split": SPLIT,
+            "--shard": path_arg("the decontaminated shard"),
+            "--out": path_arg("release/<split>/train-*-of-*.parquet"),
+            "--stats": path_arg("the shard's statistics (JSON)"),
+            **RELEASE_ARGUMENTS,
+        },
+    ),
+)
