@@ -10,6 +10,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cosmoforge.core.config import validate_config  # noqa: E402
+from cosmoforge.core.tables import write_prompt_shard  # noqa: E402
+from cosmoforge.stages.prompts import build_prompt_rows  # noqa: E402
+from cosmoforge.stages.seeds import read_split_seeds  # noqa: E402
+from cosmoforge.stages.templates import load_templates  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -77,3 +81,32 @@ def default_config(default_config_raw) -> dict:
             if "path" in source:
                 source["path"] = str(REPO / source["path"])
     return validate_config(config)
+
+
+@pytest.fixture
+def prompt_file(repo, default_config, tmp_path):
+    split = "stories"
+    seeds, _ = read_split_seeds(split, default_config["splits"][split]["sources"])
+    rows = build_prompt_rows(
+        split, seeds, load_templates(repo / "prompts", split), seed=5, shards=2
+    )
+    shard = [r for r in rows if r["shard"] == 0]
+    path = tmp_path / "prompts.parquet"
+    write_prompt_shard(shard, path)
+    return path, shard
+
+
+@pytest.fixture
+def prompt_files(repo, default_config, tmp_path):
+    files = {}
+    for split in ("stories", "openstax"):
+        seeds, _ = read_split_seeds(split, default_config["splits"][split]["sources"])
+        rows = build_prompt_rows(
+            split, seeds, load_templates(repo / "prompts", split), seed=5, shards=2
+        )
+        files[split] = []
+        for shard in (0, 1):
+            path = tmp_path / "prompts" / split / f"{shard:05d}.parquet"
+            write_prompt_shard([r for r in rows if r["shard"] == shard], path)
+            files[split].append(path)
+    return files

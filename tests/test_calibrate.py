@@ -5,30 +5,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from cosmoforge.core.errors import CosmoforgeError
-from cosmoforge.core.tables import write_prompt_shard
 from cosmoforge.engines import FakeEngine
 from cosmoforge.ops.calibrate import calibrate, load_calibration, sample_prompts
 from cosmoforge.ops.plan import build_plan, calibration_path, format_plan, generate_runtime_minutes
-from cosmoforge.stages.prompts import build_prompt_rows
-from cosmoforge.stages.seeds import read_split_seeds
-from cosmoforge.stages.templates import load_templates
-from tests.test_generate import SETTINGS
-
-
-@pytest.fixture
-def prompt_files(repo, default_config, tmp_path):
-    files = {}
-    for split in ("stories", "openstax"):
-        seeds, _ = read_split_seeds(split, default_config["splits"][split]["sources"])
-        rows = build_prompt_rows(
-            split, seeds, load_templates(repo / "prompts", split), seed=5, shards=2
-        )
-        files[split] = []
-        for shard in (0, 1):
-            path = tmp_path / "prompts" / split / f"{shard:05d}.parquet"
-            write_prompt_shard([r for r in rows if r["shard"] == shard], path)
-            files[split].append(path)
-    return files
+from tests.helpers import SETTINGS
 
 
 def test_the_probe_spreads_over_splits_and_templates_and_is_deterministic(prompt_files):

@@ -3,8 +3,7 @@ import json
 from cosmoforge.engines import Completion, FakeEngine
 from cosmoforge.ops.canary import run_canary, verdict
 from cosmoforge.stages.quality import default_quality
-from tests.test_calibrate import prompt_files  # noqa: F401 (fixture)
-from tests.test_generate import SETTINGS
+from tests.helpers import SETTINGS
 
 
 class OnceUponATime(FakeEngine):

@@ -2,6 +2,8 @@ import copy
 import json
 import re
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -168,30 +170,24 @@ def test_missing_inputs_are_named_by_config_key(repo, default_config_raw):
 def test_a_mistyped_seed_path_stops_the_dry_run_even_with_old_results(repo, tmp_path):
     """Snakemake alone would drop the seeds job (its input is missing, its old output exists)
     and report success on the old seeds."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.helpers import snakemake, workdir
 
+    work = workdir(tmp_path / "work")
+    old = work / "results" / "default" / "seeds" / "wikihow.parquet"  # a previous run's seeds
+    old.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"seed_id": ["wikihow:1"]}), old)
     overlay = tmp_path / "typo.yaml"
     overlay.write_text(
         "splits:\n  wikihow:\n    sources:\n      - {name: wikihow, kind: wikihow, format: jsonl,"
         " path: resources/seeds/wikihow_titels.jsonl}\n"
     )
-    bin_dir = Path(sys.executable).parent
-    proc = subprocess.run(
-        [str(bin_dir / "snakemake"), "-n", "--configfile", "config/config.yaml", str(overlay)],
-        cwd=repo,
-        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = snakemake(work, "-n", "--configfile", "config/config.yaml", str(overlay))
     assert proc.returncode != 0
     assert (
         "config: splits.wikihow.sources[0].path: no such file "
         "resources/seeds/wikihow_titels.jsonl" in proc.stdout + proc.stderr
     )
+    assert old.is_file()  # left as it was, and not taken for current
 
 
 # --- one resolution for Snakemake and every command -----------------------------------------

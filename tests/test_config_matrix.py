@@ -4,38 +4,42 @@ working folder: the DAG must build and its job counts must equal the plan's
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from cosmoforge.core.config import load_config
+from cosmoforge.core.config import resolve_config
 from cosmoforge.core.layout import Layout
-from tests.test_plan import snakemake_job_counts
+from tests.helpers import one_split_config, snakemake_job_counts, workdir
 
 pytestmark = pytest.mark.dryrun
 CONFIGS = sorted(p.stem for p in (Path(__file__).parent / "configs").glob("*.yaml"))
 
 
-def workdir_for(repo, tmp_path, config_name):
-    """A working folder whose config/config.yaml is the matrix config (the Snakefile's own
-    configfile line reads it), with the checkout's prompts and resources beside it."""
-    (tmp_path / "config").mkdir()
-    shutil.copy(
-        repo / "tests" / "configs" / f"{config_name}.yaml", tmp_path / "config" / "config.yaml"
-    )
-    for name in ("prompts", "resources", "profiles"):
-        (tmp_path / name).symlink_to(repo / name)
-    return tmp_path
+# Matrix configs that are overlays on the embedded default cut down to one split.
+ON_ONE_SPLIT = {"one_split", "server_backend"}
+
+
+def workdir_for(repo, tmp_path, config_name) -> tuple[Path, list[str]]:
+    """A working folder with the checkout's config, prompts and resources linked in, and the
+    config files of the matrix entry, in order: its base, then its overlay."""
+    work = workdir(tmp_path / "work")
+    if config_name in ON_ONE_SPLIT:
+        base = str(one_split_config(work / "base.yaml", "wikihow", "matrix", max_tokens=192))
+    else:
+        base = "config/config.yaml"
+    return work, [base, str(repo / "tests" / "configs" / f"{config_name}.yaml")]
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_each_config_of_the_matrix_plans_the_jobs_the_layout_counts(repo, tmp_path, name):
-    work = workdir_for(repo, tmp_path, name)
-    config = load_config(work / "config" / "config.yaml")
-    counts = snakemake_job_counts(work, "-s", str(repo / "Snakefile"), "--directory", str(work))
+    work, files = workdir_for(repo, tmp_path, name)
+    config = resolve_config(files, base_dir=work)
+    counts = snakemake_job_counts(
+        work, "-s", str(repo / "Snakefile"), "--directory", str(work), "--configfile", *files
+    )
     counts.pop("total")
     if name == "hub_model":  # a hub id is not a file: nothing to convert
         assert "convert_model" not in counts
@@ -76,6 +80,8 @@ def generate_job_resources(cwd, *args) -> list[str]:
 def test_generation_jobs_are_gpu_jobs_with_an_engine_and_cpu_jobs_as_clients(repo, tmp_path):
     own_engine = generate_job_resources(repo, "--config", f"run_name=matrix-{tmp_path.name}")
     assert own_engine and all("gpu=1," in r for r in own_engine)
-    work = workdir_for(repo, tmp_path, "server_backend")
-    clients = generate_job_resources(work, "-s", str(repo / "Snakefile"), "--directory", str(work))
+    work, files = workdir_for(repo, tmp_path, "server_backend")
+    clients = generate_job_resources(
+        work, "-s", str(repo / "Snakefile"), "--directory", str(work), "--configfile", *files
+    )
     assert clients and all("gpu=" not in r and "mem_mb=2000," in r for r in clients)

@@ -6,16 +6,8 @@ import pytest
 
 from cosmoforge.core.tables import GENERATION_SCHEMA
 from cosmoforge.stages import dedup, filters
+from tests.helpers import DEDUP_PARAMS as PARAMS
 
-PARAMS = {
-    "n_grams": 5,
-    "num_buckets": 14,
-    "hashes_per_bucket": 8,
-    "seed": 1,
-    "hash_precision": 64,
-    "hash_fc": "xxhash",
-    "bucket_workers": 1,
-}
 # Letters only: datatrove's text normalization rewrites digits.
 VOCAB = sorted(
     {"".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyz", k=7)) for i in range(5000)}

@@ -12,35 +12,7 @@ import pytest
 from cosmoforge.core.tables import write_prompt_shard
 from cosmoforge.engines import FakeEngine, cpu_bind_all, drop_duplicate_bos
 from cosmoforge.stages.generate import generate_shard, parts_dir, set_aside_dir
-from cosmoforge.stages.prompts import build_prompt_rows
-from cosmoforge.stages.seeds import read_split_seeds
-from cosmoforge.stages.templates import load_templates
-
-SETTINGS = {
-    "seed": 5,
-    "model": {"name": "fake/model", "path": "nowhere", "revision": "r1"},
-    "engine": {"backend": "fake", "flush_every": 4},
-    "sampling": {
-        "temperature": 0.6,
-        "top_p": 0.95,
-        "top_k": 50,
-        "repetition_penalty": 1.2,
-        "max_tokens": 60,
-    },
-}
-
-
-@pytest.fixture
-def prompt_file(repo, default_config, tmp_path):
-    split = "stories"
-    seeds, _ = read_split_seeds(split, default_config["splits"][split]["sources"])
-    rows = build_prompt_rows(
-        split, seeds, load_templates(repo / "prompts", split), seed=5, shards=2
-    )
-    shard = [r for r in rows if r["shard"] == 0]
-    path = tmp_path / "prompts.parquet"
-    write_prompt_shard(shard, path)
-    return path, shard
+from tests.helpers import SETTINGS, SLOW_GENERATION
 
 
 class Crash(RuntimeError):
@@ -380,26 +352,6 @@ def test_a_model_that_cannot_be_loaded_is_one_line(hub_cache, monkeypatch, path,
     cache_model(hub_cache, "gpt2-other")
     with pytest.raises(CosmoforgeError, match=expected):
         check_model_path(path)
-
-
-SLOW_GENERATION = """
-import json, sys, time
-sys.path.insert(0, {src!r})
-from cosmoforge.cli import main
-from cosmoforge.engines import ENGINES, FakeEngine
-
-class Slow(FakeEngine):
-    # Each completion is recorded (fsynced) as it is handed over, then the engine pauses.
-    def run(self, requests):
-        with open({log!r}, "a") as log:
-            for completion in super().run(requests):
-                log.write(completion.sample_id + "\\n"); log.flush()
-                yield completion
-                time.sleep(0.05)
-
-ENGINES["fake"] = Slow
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])

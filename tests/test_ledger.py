@@ -70,7 +70,7 @@ def test_outputs_of_different_runs_are_caught(shard):
 def test_explain_prints_prompt_text_provenance_and_fate(default_config, tmp_path):
     from cosmoforge.core.layout import Layout
     from cosmoforge.reports.ledger import LEDGER_SCHEMA, explain
-    from tests.test_release import generated_rows
+    from tests.helpers import generated_rows
 
     layout = Layout(default_config)
     generated = tmp_path / layout.generated("wikihow", "00000")

@@ -18,7 +18,7 @@ import pytest
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.tables import GENERATION_SCHEMA
 from cosmoforge.stages.generate import GenerationFailed, generate_shard, parts_dir
-from tests.test_generate import SETTINGS, prompt_file  # noqa: F401 (fixture)
+from tests.helpers import SETTINGS
 
 SECRET = "sk-test-0123456789abcdef"
 

@@ -1,29 +1,8 @@
-import os
-import re
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from cosmoforge.core.config import load_config
 from cosmoforge.ops.plan import build_plan, format_plan, generate_runtime_minutes
-
-
-def snakemake_job_counts(repo, *args) -> dict:
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    proc = subprocess.run(
-        [str(bin_dir / "snakemake"), "-n", "--quiet", "rules", "--forceall", *args],
-        cwd=repo,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    table = proc.stdout.split("Job stats:")[1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+from tests.helpers import snakemake_job_counts
 
 
 @pytest.mark.dryrun
@@ -107,15 +86,16 @@ def test_plan_prints_cpu_core_hours_at_measured_rates(repo, tmp_path):
 
 
 def test_plan_shows_engine_start_up_as_a_share_of_generation_time(default_config, repo):
-    from cosmoforge.ops.plan import build_plan
-
     config = default_config
+    config["splits"] = {"stories": {**config["splits"]["stories"], "shards": 2}}
+    config["slurm"].update(
+        engine_start_minutes=1, expected_completion_tokens=100, tokens_per_s_per_gpu=50
+    )
     plan = build_plan(config, repo)
-    slurm = config["slurm"]
-    start = 60 * slurm["engine_start_minutes"] * sum(s["shards"] for s in plan["splits"].values())
-    decode = plan["expected_completion_tokens"] / slurm["tokens_per_s_per_gpu"]
-    assert plan["engine_start_share"] == round(start / (start + decode), 4)
-    assert 0 < plan["engine_start_share"] < 1
+    # The bundled stories seeds give 29 prompts: 2,900 tokens at 50/s is 58 s of decoding,
+    # beside two engine starts of 60 s each.
+    assert plan["prompts"] == 29
+    assert plan["engine_start_share"] == round(120 / (120 + 58), 4) == 0.6742
 
 
 def test_only_jobs_long_enough_ask_for_the_early_stop_signal(default_config):

@@ -9,7 +9,7 @@ import pytest
 from cosmoforge.core.errors import ConfigError
 from cosmoforge.stages.quality import FLAGS, QualityFlags, default_quality, duplicate_ngram_fraction
 from cosmoforge.stages.release import FLAG_COLUMNS, release_shard
-from tests.test_release import generated_rows
+from tests.helpers import generated_rows
 
 PLAIN = (
     "Rivers carve valleys over thousands of years. Water picks up sand and small stones, and "

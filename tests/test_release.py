@@ -4,7 +4,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cosmoforge.core.layout import release_file_name
-from cosmoforge.core.tables import GENERATION_SCHEMA
 from cosmoforge.reports.card import build_card
 from cosmoforge.stages.release import (
     FLAG_COLUMNS,
@@ -12,44 +11,7 @@ from cosmoforge.stages.release import (
     RELEASE_COLUMNS,
     release_shard,
 )
-
-
-def generated_rows(texts, finish=None, errors=None):
-    rows = []
-    for i, text in enumerate(texts):
-        rows.append(
-            {
-                "sample_id": f"id{i}",
-                "split": "wikihow",
-                "shard": 0,
-                "seed_id": f"wh:{i}",
-                "seed_data": "wikihow",
-                "format": "wikihow",
-                "audience": "general",
-                "template_id": "wikihow/wikihow_article",
-                "template_version": 1,
-                "variant": "",
-                "topic": None,
-                "topic_injected": False,
-                "topic_cluster": None,
-                "prompt": f"Title: {i}",
-                "text": text,
-                "finish_reason": (finish or {}).get(i, "stop"),
-                "prompt_tokens": 10,
-                "completion_tokens": 50,
-                "error": (errors or {}).get(i),
-                "model": "m",
-                "model_revision": "rev",
-                "engine": "vllm",
-                "engine_version": "0.32.0",
-                "sampling": "{}",
-                "request_seed": i,
-            }
-        )
-    return pa.Table.from_pylist(rows, schema=GENERATION_SCHEMA)
-
-
-LONG = "Step one: gather the materials you need and check them carefully. " * 4
+from tests.helpers import LONG, generated_rows
 
 
 def test_release_shard_counts_what_it_leaves_out(tmp_path):

@@ -15,8 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from tests.helpers import one_split_config
-from tests.test_workflow import accounted_rows, e2e_workdir, released_split
+from tests.helpers import accounted_rows, e2e_workdir, one_split_config, released_split
 
 pytestmark = pytest.mark.slurm
 RUN = "pytest-slurm"
@@ -159,7 +158,7 @@ def test_a_signalled_generation_job_keeps_every_finished_row(repo, cluster, tmp_
     shard with every prompt exactly once. flush_every is 100,000, so a plain kill would have
     saved nothing. The job runs the command in an srun step, as the Slurm plugin does."""
     from cosmoforge.stages.generate import generate_shard, parts_dir
-    from tests.test_generate import SETTINGS, SLOW_GENERATION
+    from tests.helpers import SETTINGS, SLOW_GENERATION
 
     prompts = tmp_path / "prompts.parquet"
     rows = many_prompts(repo, prompts, copies=40)  # ~150 s of generation, past the limit

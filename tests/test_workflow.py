@@ -22,7 +22,7 @@ from cosmoforge import SPLITS
 from cosmoforge.core.config import load_config
 from cosmoforge.core.layout import Layout
 from cosmoforge.stages.release import FLAG_COLUMNS, PROVENANCE_COLUMNS, RELEASE_COLUMNS
-from tests.helpers import one_split_config
+from tests.helpers import accounted_rows, e2e_workdir, one_split_config, released_split
 
 pytestmark = pytest.mark.vllm
 RUN = "pytest-e2e"
@@ -46,15 +46,6 @@ def snakemake(repo, *args, timeout=3600, workdir=None):
         text=True,
         timeout=timeout,
     )
-
-
-def e2e_workdir(repo, folder: Path) -> Path:
-    """A working folder for a whole run outside the checkout: the checkout's config, prompts,
-    seeds, models and profiles linked in; results/ and logs/ are its own."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in ("config", "prompts", "resources", "profiles"):
-        (folder / name).symlink_to(repo / name)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -208,30 +199,6 @@ def check_topics(results, card):
     assert "## Topics of the web seeds" in card
     for plot in ("topic_map", "topic_distribution", "score_histogram"):
         assert (results / "release" / "plots" / f"{plot}.png").stat().st_size > 1000
-
-
-def released_split(results, split):
-    return pq.read_table(sorted((results / "release" / split).glob("train-*.parquet")))
-
-
-def accounted_rows(results, split):
-    """Released rows of a split, after checking that every prompt is accounted for."""
-    prompts = sum(
-        json.loads(p.read_text())["prompts"]
-        for p in (results / "prompts" / split).glob("*.report.json")
-    )
-    split_report = json.loads((results / "prompts" / f"{split}.report.json").read_text())
-    assert split_report["prompts"] == prompts
-    dedup = json.loads((results / "dedup" / "report.json").read_text())["per_split"][split]
-    contaminated = sum(
-        pq.read_table(p).num_rows for p in (results / "decont" / "contaminated" / split).glob("*")
-    )
-    report = json.loads((results / "release" / "stats.json").read_text())["splits"][split]
-    assert dedup["documents"] == prompts
-    assert report["generated"] == prompts - dedup["removed"] - contaminated
-    assert report["rows"] + sum(report["left_out"].values()) == report["generated"]
-    assert report["rows"] == released_split(results, split).num_rows
-    return report["rows"]
 
 
 def test_release_loads_with_datasets(one_split_run):

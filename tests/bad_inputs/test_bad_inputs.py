@@ -29,7 +29,7 @@ import yaml
 
 from cosmoforge.cli import main
 from cosmoforge.stages.generate import parts_dir, set_aside_dir
-from tests.test_dedup import PARAMS as DEDUP_PARAMS
+from tests.helpers import DEDUP_PARAMS
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
