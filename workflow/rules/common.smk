@@ -1,6 +1,3 @@
-import functools
-import json
-import os
 import sys
 from pathlib import Path
 
@@ -11,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 # installs it; so does every rule's conda env), the same code the jobs run.
 try:
     from cosmoforge.core.config import ConfigError, check_inputs, resolve_config
+    from cosmoforge.ops.jobs import JobResources
     from cosmoforge.core.layout import (
         CARD_PLOTS,
         Layout,
@@ -58,7 +56,6 @@ L = Layout(config)
 RESULTS = L.results
 LOGS = L.logs
 SPLITS = L.splits
-SLURM = config["slurm"]
 DEDUP = config["dedup"]
 SIG_BUCKETS = [f"{b:03d}" for b in range(DEDUP["num_buckets"])]
 DEDUP_WORKERS = [f"{w:02d}" for w in range(DEDUP["bucket_workers"])]
@@ -130,80 +127,16 @@ def benchmark_files(wildcards):
     return [b["path"] for b in config["decontamination"]["benchmarks"].values() if "path" in b]
 
 
-def cpu_resources():
-    # Unset (None) values are left out of the sbatch call: the cluster's defaults apply.
-    return {
-        "mem_mb": SLURM["cpu_mem_mb"],
-        "runtime": SLURM["cpu_runtime_minutes"],
-        "slurm_partition": SLURM["cpu_partition"],
-        "slurm_account": SLURM["account"],
-    }
-
-
-def serves_itself():
-    """Whether a generating job runs its own engine (vllm, fake), not a server's client."""
-    return config["engine"]["backend"] != "openai"
-
-
-def generate_threads():
-    if not serves_itself():
-        return 1  # an asyncio client: the server does the work
-    return SLURM["cpus_per_gpu"] * config["engine"]["tensor_parallel_size"]
-
-
-def engine_resources(runtime):
-    """Resources of a job that generates. With its own engine: whole GPUs, tensor_parallel_size
-    of them (locally one engine at a time: profiles/local caps vllm_engine at 1, since on CPU an
-    engine binds every core). As a client of a server (engine.backend openai): a CPU job.
-    """
-    account = {"runtime": runtime, "slurm_account": SLURM["account"]}
-    if not serves_itself():
-        return cpu_resources() | account
-    return account | {
-        "vllm_engine": 1,
-        "gpu": config["engine"]["tensor_parallel_size"],
-        "gpu_model": SLURM["gpu_model"],
-        "cpus_per_gpu": SLURM["cpus_per_gpu"],
-        "mem_mb": SLURM["generate_mem_mb"],
-        "slurm_partition": SLURM["gpu_partition"],
-    }
-
-
-@functools.cache
-def planned_prompts_per_shard(split):
-    from cosmoforge.ops.plan import estimate_split
-
-    return estimate_split(config, split, Path(workflow.basedir))["prompts_per_shard"]
-
-
-def generate_slurm_extra(wildcards, input):
-    """SIGUSR1 slurm.stop_signal_seconds before the time limit, for jobs long enough."""
-    from cosmoforge.ops.plan import stop_signal_seconds
-
-    seconds = stop_signal_seconds(config, generate_runtime(wildcards, input))
-    return f"--signal=USR1@{seconds}" if seconds else ""
+# Slurm resources and time limits of each job (cosmoforge.ops.jobs, unit-tested).
+JOBS = JobResources(config)
 
 
 def generate_runtime(wildcards, input):
-    """Time limit of a generation job: its prompt count at the calibrated throughput
-    (results/<run>/calibration.json), else at the configured one."""
-    from cosmoforge.ops.plan import generate_runtime_minutes
+    return JOBS.generate_runtime(wildcards.split, f"{input.prompts}/{wildcards.shard}.report.json")
 
-    from cosmoforge.ops.plan import measured_split_rate
 
-    measured_per_prompt, measured_rate = measured_split_rate(config, wildcards.split)
-    per_prompt = (
-        measured_per_prompt
-        or SLURM["expected_completion_tokens"]
-        or L.generate_settings(wildcards.split)["sampling"]["max_tokens"]
-    )
-    shard_report = f"{input.prompts}/{wildcards.shard}.report.json"
-    if os.path.exists(shard_report):
-        with open(shard_report) as fh:
-            prompts = json.load(fh)["prompts"]
-    else:  # before the prompts exist (dry-run): the plan's estimate
-        prompts = planned_prompts_per_shard(wildcards.split)
-    return generate_runtime_minutes(config, prompts, per_prompt, measured_rate)
+def generate_slurm_extra(wildcards, input):
+    return JOBS.slurm_extra(generate_runtime(wildcards, input))
 
 
 def bucket_rank(wildcards):
@@ -244,32 +177,6 @@ def topic_args(wildcards, input):
     if wildcards.split not in TOPIC_SPLITS:
         return ""
     return f"--topic-assignments {' '.join(input.assignments)} --topic-decisions {input.decisions}"
-
-
-def topic_label_settings():
-    label = TOPICS["label"]
-    return as_json(
-        {
-            "seed": config["seed"],
-            "k": TOPICS["kmeans"]["k"],
-            "template": label["template"],
-            "examples_per_cluster": label["examples_per_cluster"],
-            "example_chars": label["example_chars"],
-            "max_attempts": label["max_attempts"],
-            "structured": label["structured"],
-            "sampling": label["sampling"],
-            "model": config["model"],
-            "engine": config["engine"],
-        }
-    )
-
-
-def topic_label_runtime(wildcards):
-    from cosmoforge.ops.plan import generate_runtime_minutes
-
-    label = TOPICS["label"]
-    requests = TOPICS["kmeans"]["k"] * label["max_attempts"]
-    return generate_runtime_minutes(config, requests, label["sampling"]["max_tokens"])
 
 
 def split_seed_args(wildcards, input):

@@ -14,7 +14,7 @@ rule benchmark_index:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=decont_settings,
     shell:
@@ -35,7 +35,7 @@ rule contamination_report:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=decont_settings,
     shell:

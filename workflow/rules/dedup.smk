@@ -17,7 +17,7 @@ rule dedup_signatures:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         dedup=as_json(DEDUP),
         tasks=len(L.gen_shards),
@@ -41,7 +41,7 @@ rule dedup_buckets:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         dedup=as_json(DEDUP),
         rank=bucket_rank,
@@ -71,7 +71,7 @@ rule dedup_cluster:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         dedup=as_json(DEDUP),
         in_dir=parent_of_input,
@@ -96,7 +96,7 @@ rule dedup_report:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         dedup=as_json(DEDUP),
     shell:

@@ -13,9 +13,9 @@ rule generate:
         f"{LOGS}/timings/generate/{{split}}/{{shard}}.tsv"
     conda:
         "../../envs/generate.yaml"
-    threads: generate_threads()
+    threads: JOBS.generate_threads()
     resources:
-        **engine_resources(generate_runtime),
+        **JOBS.engine(generate_runtime),
         # SIGUSR1 before the time limit (Slurm's SIGTERM at the limit is handled the same way):
         # the job flushes its finished rows and exits non-zero, and the retry resumes it.
         slurm_extra=generate_slurm_extra,
@@ -42,9 +42,9 @@ rule calibrate:
         f"{LOGS}/timings/calibrate.tsv"
     conda:
         "../../envs/generate.yaml"
-    threads: generate_threads()
+    threads: JOBS.generate_threads()
     resources:
-        **engine_resources(SLURM["engine_start_minutes"] + 60),
+        **JOBS.engine(JOBS.start_only_runtime()),
     params:
         settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
         prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
@@ -68,9 +68,9 @@ rule canary:
         f"{LOGS}/timings/canary.tsv"
     conda:
         "../../envs/generate.yaml"
-    threads: generate_threads()
+    threads: JOBS.generate_threads()
     resources:
-        **engine_resources(SLURM["engine_start_minutes"] + 60),
+        **JOBS.engine(JOBS.start_only_runtime()),
     params:
         settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
         prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),

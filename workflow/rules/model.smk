@@ -8,7 +8,7 @@ rule convert_model:
     conda:
         "../../envs/convert.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         package=(config["model"]["gguf"] or {}).get("package", ""),
         file=(config["model"]["gguf"] or {}).get("file", ""),

@@ -17,7 +17,7 @@ rule prompts:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=prompts_settings,
         prompts_dir=config["prompts_dir"],

@@ -28,7 +28,7 @@ for _split in SPLITS:
         conda:
             "../../envs/cosmoforge.yaml"
         resources:
-            **cpu_resources(),
+            **JOBS.cpu(),
         params:
             split=_split,
             rank=lambda wildcards, split=_split: L.dedup_rank(split, wildcards.shard),
@@ -65,7 +65,7 @@ rule ledger:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=as_json(config),
     shell:
@@ -95,7 +95,7 @@ rule card:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=as_json(L.card_settings()),
         topics=lambda wildcards, input: (

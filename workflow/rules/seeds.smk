@@ -11,7 +11,7 @@ rule seeds:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=seeds_settings,
     shell:

@@ -15,14 +15,9 @@ rule topics_embed:
         f"{LOGS}/timings/topics_embed/{{split}}/{{shard}}.tsv"
     conda:
         "../../envs/topics.yaml"
-    threads: SLURM["cpus_per_gpu"]
+    threads: JOBS.embed_threads()
     resources:
-        gpu=SLURM["embed_gpus"],
-        gpu_model=SLURM["gpu_model"] if SLURM["embed_gpus"] else None,
-        mem_mb=SLURM["embed_mem_mb"],
-        runtime=SLURM["embed_runtime_minutes"],
-        slurm_partition=SLURM["gpu_partition" if SLURM["embed_gpus"] else "cpu_partition"],
-        slurm_account=SLURM["account"],
+        **JOBS.embed(),
     params:
         settings=as_json(TOPICS["embedding"]),
         shards=TOPICS["shards"],
@@ -46,7 +41,7 @@ rule topics_fit:
     conda:
         "../../envs/topics.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=as_json({**TOPICS["kmeans"], "seed": TOPIC_SEED}),
     shell:
@@ -68,7 +63,7 @@ rule topics_assign:
     conda:
         "../../envs/topics.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=as_json({}),
     shell:
@@ -91,12 +86,12 @@ rule topics_label:
         f"{LOGS}/timings/topics_label.tsv"
     conda:
         "../../envs/generate.yaml"
-    threads: generate_threads()
+    threads: JOBS.generate_threads()
     resources:
         # Same engine and resources as generation.
-        **engine_resources(topic_label_runtime),
+        **JOBS.engine(JOBS.topic_label_runtime()),
     params:
-        settings=topic_label_settings(),
+        settings=as_json(L.topic_label_settings()),
         seeds=split_seed_args,
     shell:
         "python -m cosmoforge topics label --assignments {input.assignments}"
@@ -118,7 +113,7 @@ rule topics_decide:
     conda:
         "../../envs/cosmoforge.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=as_json(TOPICS["decisions"]),
     shell:
@@ -145,7 +140,7 @@ rule topics_report:
     conda:
         "../../envs/topics.yaml"
     resources:
-        **cpu_resources(),
+        **JOBS.cpu(),
     params:
         settings=as_json(
             {

@@ -192,6 +192,27 @@ class Layout:
             "sampling": split_sampling(self.config, split),
         }
 
+    def topic_label_settings(self) -> dict:
+        topics = self.config["topics"]
+        label = topics["label"]
+        return {
+            "seed": self.config["seed"],
+            "k": topics["kmeans"]["k"],
+            **{
+                key: label[key]
+                for key in (
+                    "template",
+                    "examples_per_cluster",
+                    "example_chars",
+                    "max_attempts",
+                    "structured",
+                    "sampling",
+                )
+            },
+            "model": self.config["model"],
+            "engine": self.config["engine"],
+        }
+
     def card_settings(self) -> dict:
         return {
             "run_name": self.run,
