@@ -4,7 +4,8 @@
   characters) from parquet, from the same file as a `datasets` source and from jsonl, with
   peak RSS;
 - prompts: prompts/s of the prompts job (one web template, extracts of 1,000 characters);
-- the duplicate-id set (`cosmoforge.stages.seeds.IdHashSet`) at 10M ids: seconds and bytes per id;
+- the duplicate-id set (`cosmoforge.stages.seeds.rows.IdHashSet`) at 10M ids: seconds and
+  bytes per id;
 - a jsonl source broken at row 5,000,000 under `on_bad_row: error`: the message, and that
   nothing was written.
 
@@ -101,7 +102,7 @@ def main() -> None:
         )
         result = run(
             "import json, time, numpy as np\n"
-            "from cosmoforge.stages.seeds import IdHashSet, hash_ids\n"
+            "from cosmoforge.stages.seeds.rows import IdHashSet, hash_ids\n"
             "s = IdHashSet(); ids = 0; t = time.perf_counter()\n"
             f"for start in range(0, {args.ids}, 100000):\n"
             "    batch = [f'fineweb:<urn:uuid:{i:012d}>' for i in range(start, start + 100000)]\n"

@@ -1,4 +1,5 @@
-"""Seed readers: local jsonl/parquet/csv files or `datasets.load_dataset` names, streamed.
+"""The seeds stage: a split's sources (local jsonl/parquet/csv files or `datasets` names,
+streamed; readers.py) checked row by row or batch by batch (rows.py) into one seed file.
 
 Each source has a *kind* that fixes which fields a seed row must provide. Source columns are
 mapped onto those fields by the source's ``fields`` option. A row that is unusable (undecodable,
@@ -23,28 +24,38 @@ written ids (one scan of the seed_id column) and compared as strings: an equal i
 
 from __future__ import annotations
 
-import csv
-import functools
-import itertools
 import logging
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.json as pa_json
 import pyarrow.parquet as pq
-import xxhash
 
 from cosmoforge.core.contracts import KINDS
 from cosmoforge.core.declare import SPLIT, Command, path_arg, settings_arg
 from cosmoforge.core.errors import SeedError
-from cosmoforge.core.io import atomic_path, iter_parquet, load_hub_dataset, stable_hash, write_json
+from cosmoforge.core.io import atomic_path, iter_parquet, stable_hash, write_json
+from cosmoforge.stages.seeds.readers import (
+    _arrow_json_batch,
+    _batched,
+    _csv_rows,
+    _hf_batches,
+    _jsonl_chunks,
+    _parquet_batches,
+    _parsed_lines,
+    source_location,
+    source_path,
+)
+from cosmoforge.stages.seeds.rows import (
+    BadRow,
+    IdHashSet,
+    _normalize_arrow,
+    hash_ids,
+    normalize_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,318 +99,6 @@ class SourceReport:
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "examples": self.examples,
         }
-
-
-class BadRow(Exception):
-    def __init__(self, reason: str, field_name: str | None, detail: str):
-        super().__init__(detail)
-        self.reason = reason
-        self.field_name = field_name
-        self.detail = detail
-
-
-# --- row sources -------------------------------------------------------------------------------
-# Each yields batches: a list of (row number, raw row or BadRow), or (for parquet) a
-# (first row number, pyarrow.RecordBatch) pair validated column-wise.
-
-
-def _batched(rows, size: int) -> Iterator[list]:
-    batch: list = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _jsonl_chunks(path: Path, lines: int) -> Iterator[tuple[int, list[bytes]]]:
-    """The file's lines, `lines` at a time, with the line number of each chunk's first."""
-    with open(path, "rb") as fh:
-        first = 1
-        while chunk := list(itertools.islice(fh, lines)):
-            if first == 1 and chunk[0].startswith(b"\xef\xbb\xbf"):
-                chunk[0] = chunk[0][3:]  # a UTF-8 byte order mark is not part of the first row
-            yield first, chunk
-            first += len(chunk)
-
-
-def _parsed_lines(chunk: list[bytes], first: int) -> Iterator[tuple[int, Any]]:
-    """Each non-blank line of a chunk parsed on its own, or the reason it is not a row."""
-    import orjson
-
-    for line_no, raw in enumerate(chunk, start=first):
-        if not raw.strip():
-            continue
-        try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError as bad:
-                value = BadRow("undecodable", None, f"not UTF-8 ({bad.reason})")
-            else:
-                value = BadRow("invalid_json", None, f"not valid JSON ({exc})")
-        yield line_no, value
-
-
-def _arrow_json_batch(chunk: list[bytes], columns: list[str]) -> pa.RecordBatch | None:
-    """A chunk of JSON lines parsed by Arrow into string columns (~3x faster than a Python
-    object per row), or None unless every line is an object whose values in `columns` are
-    strings or missing: blank lines, non-objects, other types, broken JSON or bytes that are
-    not UTF-8 go row by row, which names each bad row exactly."""
-    data = b"".join(chunk)
-    schema = pa.schema([(c, pa.string()) for c in columns])
-    try:
-        table = pa_json.read_json(
-            pa.py_buffer(data),
-            read_options=pa_json.ReadOptions(use_threads=False, block_size=len(data) + 1),
-            parse_options=pa_json.ParseOptions(
-                explicit_schema=schema, unexpected_field_behavior="ignore"
-            ),
-        )
-        table.validate(full=True)  # Arrow's JSON reader passes invalid UTF-8 through
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return None
-    if table.num_rows != len(chunk):  # a blank line was skipped: row numbers would shift
-        return None
-    return table.combine_chunks().to_batches()[0]  # the schema's columns, in order
-
-
-def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    # utf-8-sig drops a byte order mark (else the first column's name would carry it);
-    # surrogateescape keeps undecodable bytes visible so they are reported per row and field
-    # instead of aborting the whole file.
-    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
-        yield from enumerate(csv.DictReader(fh), start=1)
-
-
-def _hf_batches(source: dict, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
-    """A hub (or local `datasets`) source streamed as Arrow batches of the kind's columns:
-    iterating it as Python dicts costs ~10x more (measured: 38k vs 364k rows/s on web-like
-    rows), and the batches are then checked column-wise like parquet."""
-    ds = load_hub_dataset(
-        SeedError,
-        source_location(source),
-        "a jsonl or parquet source (format and path)",
-        source["dataset"],
-        source.get("dataset_config"),
-        split=source.get("dataset_split", "train"),
-        streaming=True,
-    )
-    kind, fields = source["kind"], source.get("fields", {})
-    # One column may feed two fields (the preset's AutoMathText: id and url both from `url`).
-    wanted = list(dict.fromkeys(fields.get(name, name) for name in KINDS[kind][0] + KINDS[kind][1]))
-    if ds.column_names:  # known features: leave the other columns unread
-        ds = ds.select_columns([c for c in wanted if c in ds.column_names])
-    first = 1
-    for table in ds.with_format("arrow").iter(batch_size=batch_rows):
-        for batch in table.combine_chunks().to_batches():
-            yield first, batch
-            first += batch.num_rows
-
-
-def _parquet_batches(path: Path, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
-    try:
-        pq.ParquetFile(path).metadata  # noqa: B018 (fails early on a file that is not parquet)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SeedError(f"{path}: not a readable parquet file ({exc})") from exc
-    first = 1
-    try:
-        for batch in iter_parquet(path, batch_rows):
-            yield first, batch
-            first += batch.num_rows
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SeedError(f"{path}: unreadable after row {first - 1} ({exc})") from exc
-
-
-def source_location(source: dict) -> str:
-    if source["format"] == "hf":
-        return f"hf:{source['dataset']}" + (
-            f"/{source['dataset_config']}" if source.get("dataset_config") else ""
-        )
-    return source["path"]
-
-
-def source_path(source: dict, base_dir: Path | None = None) -> Path:
-    path = Path(source["path"])
-    if base_dir is not None and not path.is_absolute():
-        path = base_dir / path
-    if not path.is_file():
-        raise SeedError(f"{path}: seed file not found (source '{source['name']}')")
-    return path
-
-
-# --- validation --------------------------------------------------------------------------------
-
-
-def normalize_row(raw: Any, kind: str, fields: dict[str, str]) -> dict[str, str | None]:
-    """Map a raw row onto the kind's fields; raise BadRow naming the (source) field at fault."""
-    if isinstance(raw, BadRow):
-        raise raw
-    if not isinstance(raw, dict):
-        raise BadRow("not_an_object", None, f"row is a {type(raw).__name__}, not an object")
-    required, optional = KINDS[kind]
-    out: dict[str, str | None] = {}
-    for name in required + optional:
-        column = fields.get(name, name)
-        value = raw.get(column)
-        if name == "id" and isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if value is None:
-            if name in required:
-                raise BadRow("missing_field", column, f"field '{column}' is missing")
-            out[name] = None
-            continue
-        if not isinstance(value, str):
-            raise BadRow(
-                "wrong_type", column, f"field '{column}' is {type(value).__name__}, expected string"
-            )
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise BadRow("undecodable", column, f"field '{column}' is not valid UTF-8") from None
-        if not value.strip():
-            if name in required:
-                raise BadRow("empty_field", column, f"field '{column}' is empty")
-            out[name] = None
-            continue
-        out[name] = value
-    return out
-
-
-def _arrow_type_name(type_: pa.DataType) -> str:
-    if pa.types.is_integer(type_):
-        return "int"
-    if pa.types.is_floating(type_):
-        return "float"
-    if pa.types.is_boolean(type_):
-        return "bool"
-    if pa.types.is_list(type_) or pa.types.is_large_list(type_):
-        return "list"
-    if pa.types.is_struct(type_) or pa.types.is_map(type_):
-        return "dict"
-    return str(type_)
-
-
-def _normalize_arrow(
-    batch: pa.RecordBatch, kind: str, fields: dict[str, str]
-) -> tuple[dict[str, pa.Array], list[tuple[int, BadRow]]]:
-    """Column-wise `normalize_row`: the kind's fields as string arrays, and the bad rows (index
-    in the batch, the first failing field in the same order as `normalize_row` checks them)."""
-    required, optional = KINDS[kind]
-    n = batch.num_rows
-    bad: dict[int, BadRow] = {}
-    columns: dict[str, pa.Array] = {}
-    names = set(batch.schema.names)
-    for name in required + optional:
-        column = fields.get(name, name)
-        if column not in names:
-            values = pa.nulls(n, pa.string())
-        else:
-            values = batch.column(column)
-            castable = pa.types.is_large_string(values.type) or pa.types.is_string_view(values.type)
-            if castable or (name == "id" and pa.types.is_integer(values.type)):
-                values = values.cast(pa.string())
-            elif not pa.types.is_string(values.type) and not pa.types.is_null(values.type):
-                typename = _arrow_type_name(values.type)
-                for i in np.flatnonzero(values.is_valid().to_numpy(zero_copy_only=False)):
-                    bad.setdefault(
-                        int(i),
-                        BadRow(
-                            "wrong_type",
-                            column,
-                            f"field '{column}' is {typename}, expected string",
-                        ),
-                    )
-                values = pa.nulls(n, pa.string())
-            if pa.types.is_null(values.type):
-                values = pa.nulls(n, pa.string())
-        missing = values.is_null().to_numpy(zero_copy_only=False)
-        blank = _blank(values)
-        if name in required:
-            for i in np.flatnonzero(missing):
-                bad.setdefault(
-                    int(i), BadRow("missing_field", column, f"field '{column}' is missing")
-                )
-            for i in np.flatnonzero(blank):
-                bad.setdefault(int(i), BadRow("empty_field", column, f"field '{column}' is empty"))
-        elif blank.any():
-            values = pc.if_else(pa.array(blank), pa.scalar(None, pa.string()), values)
-        columns[name] = values
-    return columns, sorted(bad.items())
-
-
-def _blank(values: pa.Array) -> np.ndarray:
-    """Which strings are empty or whitespace only. Trimming whole texts copies them all, so only
-    a short prefix is trimmed; the rare all-space prefixes are then checked in full."""
-    prefix = pc.utf8_slice_codeunits(values, 0, 32)
-    maybe = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(prefix)), 0)
-    maybe = maybe.fill_null(False).to_numpy(zero_copy_only=False)
-    blank = np.zeros(len(values), dtype=bool)
-    for i in np.flatnonzero(maybe):
-        blank[i] = not values[int(i)].as_py().strip()
-    return blank
-
-
-class IdHashSet:
-    """An exact set of 64-bit hashes in open addressing (linear probing), grown by doubling.
-
-    `add` returns, for each hash of a batch, whether it was already present (also when an
-    earlier hash of the same batch was equal). 0 is the empty-slot marker, so hash 0 is stored
-    as 1 (which at worst makes one more suspect, checked exactly like any other).
-    """
-
-    def __init__(self, capacity: int = 1 << 16):
-        self.slots = np.zeros(capacity, dtype=np.uint64)
-        self.size = 0
-
-    def add(self, hashes: np.ndarray) -> np.ndarray:
-        hashes = np.where(hashes == 0, np.uint64(1), hashes).astype(np.uint64)
-        while (self.size + len(hashes)) * 4 > len(self.slots) * 3:
-            self._grow()
-        seen = np.zeros(len(hashes), dtype=np.bool_)
-        self.size += _insert()(self.slots, hashes, seen)
-        return seen
-
-    def _grow(self) -> None:
-        old = self.slots[self.slots != 0]
-        self.slots = np.zeros(len(self.slots) * 2, dtype=np.uint64)
-        self.size = _insert()(self.slots, old, np.zeros(len(old), dtype=np.bool_))
-
-
-def _insert_py(slots, hashes, seen):  # pragma: no cover - compiled by numba below
-    mask = np.uint64(len(slots) - 1)
-    added = 0
-    for i in range(len(hashes)):
-        h = hashes[i]
-        j = (h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20) & mask
-        while True:
-            slot = slots[j]
-            if slot == 0:
-                slots[j] = h
-                added += 1
-                break
-            if slot == h:
-                seen[i] = True
-                break
-            j = (j + np.uint64(1)) & mask
-    return added
-
-
-@functools.cache
-def _insert():
-    # Compiled on first use, not at import: this module is imported by the generation job too,
-    # and vLLM's start-up trips over llvmlite's objects when numba is loaded in its process.
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(_insert_py)
-
-
-def hash_ids(ids: list[str]) -> np.ndarray:
-    h = xxhash.xxh3_64_intdigest
-    return np.fromiter((h(i) for i in ids), dtype=np.uint64, count=len(ids))
 
 
 # --- the split's seed file ---------------------------------------------------------------------

@@ -9,8 +9,7 @@ prompt file per shard, so memory is bounded by a batch, not by the split.
 
 from __future__ import annotations
 
-import random
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -20,16 +19,12 @@ import pyarrow.parquet as pq
 from cosmoforge.core.contracts import (
     ALL_ROUTES,
     DEFAULT_TARGET_WORDS,
-    extract,
     shard_bounds,
 )
 from cosmoforge.core.declare import SPLIT, Command, path_arg, settings_arg
-from cosmoforge.core.errors import ConfigError, TemplateError, TopicError
+from cosmoforge.core.errors import ConfigError, TemplateError
 from cosmoforge.core.io import (
     atomic_path,
-    derive_seed,
-    iter_parquet,
-    stable_hash,
     write_json,
 )
 from cosmoforge.core.tables import (
@@ -37,201 +32,14 @@ from cosmoforge.core.tables import (
     count_rows,
     iter_seed_rows,
 )
+from cosmoforge.stages.prompts.routing import TopicCursor
+from cosmoforge.stages.prompts.variants import (
+    _variants,
+    previous_titles,
+    previous_titles_of_file,
+    sample_id,
+)
 from cosmoforge.stages.templates import Template
-
-MAX_PREVIOUS_UNITS = 5
-
-
-def _seed_rng(global_seed: int, split: str, purpose: str, key: str) -> random.Random:
-    return random.Random(derive_seed(global_seed, split, purpose, key))
-
-
-def _previous_titles(
-    seeds: list[dict], group_keys: tuple[str, ...], title_key: str, global_seed: int, split: str
-) -> dict[str, list[str]]:
-    """For each seed, the titles of earlier seeds in its group (book section, course unit).
-
-    Long histories are subsampled *without* replacement and kept in reading order (Cosmopedia
-    drew with replacement, so titles could repeat, and accumulated them across units).
-    """
-    groups: dict[tuple, list[dict]] = defaultdict(list)
-    for seed in seeds:
-        groups[tuple(seed.get(k) for k in group_keys)].append(seed)
-    previous: dict[str, list[str]] = {}
-    for members in groups.values():
-        for index, seed in enumerate(members):
-            earlier = [m[title_key] for m in members[:index]]
-            if len(earlier) > MAX_PREVIOUS_UNITS:
-                rng = _seed_rng(global_seed, split, "previous_units", seed["seed_id"])
-                keep = sorted(rng.sample(range(len(earlier)), rng.randint(2, MAX_PREVIOUS_UNITS)))
-                earlier = [earlier[i] for i in keep]
-            previous[seed["seed_id"]] = earlier
-    return previous
-
-
-def sample_id(split: str, seed: dict, template: Template, variant: str = "") -> str:
-    return stable_hash(split, seed["seed_id"], template.name, variant)
-
-
-def _variants(
-    split: str,
-    seed: dict,
-    template: Template,
-    options: dict,
-    context: dict,
-    base_id: str,
-) -> list[tuple[str, dict]]:
-    """(variant name, template variables) pairs for one seed and template; `base_id` is the
-    sample id of the seed and template without a variant. Every variant also gets the
-    length to ask for, `target_words`."""
-    return [
-        (name, {**variables, "target_words": options["target_words"]})
-        for name, variables in _kind_variants(split, seed, template, options, context, base_id)
-    ]
-
-
-def _kind_variants(
-    split: str, seed: dict, template: Template, options: dict, context: dict, base_id: str
-) -> list[tuple[str, dict]]:
-    kind = seed["kind"]
-    chars = options["extract_chars"]
-    if kind == "web":
-        topic = seed.get("topic") or ""
-        probability = options["topic_probability"]
-        # The draw is made only where it can go either way (seeding an RNG costs as much as
-        # rendering a prompt); where it is made, it is the same draw as always.
-        if not topic or probability <= 0:
-            inject = False
-        elif probability >= 1:
-            inject = True
-        else:
-            rng = _seed_rng(options["seed"], split, template.name, base_id)
-            inject = rng.random() < probability
-        return [("", {"extract": extract(seed["text"], chars), "topic": topic if inject else ""})]
-    if kind == "auto_math_text":
-        return [("", {"extract": extract(seed["text"], chars)})]
-    if kind == "ultrachat":
-        return [("", {"extract": extract(seed["question"], chars)})]
-    if kind == "openhermes":
-        text = seed["instruction"].strip() + "\n" + seed["answer"].strip()
-        return [("", {"extract": extract(text, chars)})]
-    if kind == "wikihow":
-        return [("", {"title": seed["title"].strip()})]
-    if kind == "stanford":
-        return [
-            (
-                "",
-                {
-                    "course_title": seed["course_title"].strip(),
-                    "course_description": extract(seed.get("course_description"), chars),
-                    "section_title": (seed.get("section_title") or "").strip(),
-                    "unit_title": seed["unit_title"].strip(),
-                },
-            )
-        ]
-    if kind == "openstax":
-        base = {
-            "book_title": seed["book_title"].strip(),
-            "chapter_title": seed["chapter_title"].strip(),
-            "section_title": seed["section_title"].strip(),
-            "unit_title": seed["unit_title"].strip(),
-            "previous_units": context["previous"][seed["seed_id"]],
-        }
-        variants = [("no_reference", {**base, "reference": ""})]
-        reference = extract(seed.get("text"), options["openstax_reference_chars"])
-        if reference:
-            variants.insert(0, ("with_reference", {**base, "reference": reference}))
-        return variants
-    if kind == "khanacademy":
-        return [
-            (
-                "",
-                {
-                    "course_title": seed["course_title"].strip(),
-                    "unit_title": seed["unit_title"].strip(),
-                    "lesson_title": seed["lesson_title"].strip(),
-                    "lesson_outline": (seed.get("lesson_outline") or "").strip(),
-                    "previous_lessons": context["previous"][seed["seed_id"]],
-                },
-            )
-        ]
-    raise ValueError(f"unknown seed kind {kind!r}")
-
-
-class TopicCursor:
-    """The topic assignments of a split's web seeds, read in step with the seed file.
-
-    The assignment files (one per topic shard, in shard order) list the web seeds in seed-file
-    order, so they are joined to the seeds by position, batch by batch, and the seed ids are
-    compared to catch stale assignments: no split-wide dictionary is built."""
-
-    def __init__(self, paths: list[str | Path], decisions_path: str | Path):
-        from cosmoforge.stages.topics import load_decisions
-
-        self.decisions = {e["id"]: e for e in load_decisions(decisions_path)}
-        self.decisions_path = decisions_path
-        self._paths = list(paths)
-        self._batches = iter(())
-        self._ids: list[str] = []
-        self._clusters: list[int] = []
-        self._pos = 0
-        self._path: str | Path = self._paths[0] if self._paths else ""
-
-    def _next_batch(self) -> bool:
-        while True:
-            batch = next(self._batches, None)
-            if batch is not None:
-                self._ids = batch.column(0).to_pylist()
-                self._clusters = batch.column(1).to_pylist()
-                self._pos = 0
-                return True
-            if not self._paths:
-                return False
-            self._open(self._paths.pop(0))
-
-    def _open(self, path) -> None:
-        self._path = path
-        self._batches = iter_parquet(path, 8192, columns=["seed_id", "cluster"])
-
-    def take(self, seed_ids: list[str]) -> list[dict]:
-        """Topic info of the next len(seed_ids) web seeds, which must be exactly these."""
-        out = []
-        for seed_id in seed_ids:
-            if self._pos >= len(self._ids) and not self._next_batch():
-                raise TopicError(
-                    f"web seed {seed_id!r} has no topic cluster; the topic assignments "
-                    "are out of date (rerun the topics stages)"
-                )
-            if self._ids[self._pos] != seed_id:
-                raise TopicError(
-                    f"{self._path}: lists seed {self._ids[self._pos]!r} where the seeds have "
-                    f"{seed_id!r}; the topic assignments are out of date (rerun the topics "
-                    "stages)"
-                )
-            cluster = self._clusters[self._pos]
-            self._pos += 1
-            entry = self.decisions.get(cluster)
-            if entry is None:
-                raise TopicError(
-                    f"{self.decisions_path}: no entry for cluster {cluster} (seed {seed_id})"
-                )
-            out.append(
-                {
-                    "cluster": cluster,
-                    "topic": (entry.get("topic") or "").strip(),
-                    "decision": entry["decision"],
-                    "route": entry.get("route"),
-                }
-            )
-        return out
-
-    def finish(self) -> None:
-        """Every assignment was used: more assignments than web seeds means they are stale."""
-        if self._pos < len(self._ids) or self._next_batch():
-            raise TopicError(
-                f"{self._path}: assignments for more web seeds than the seed file has; the "
-                "topic assignments are out of date (rerun the topics stages)"
-            )
 
 
 class PromptBuilder:
@@ -317,37 +125,6 @@ class PromptBuilder:
             self.counts[f"no_template_for_route_{route}"] += 1
             return None
         return {**row, "topic": info["topic"], "topic_cluster": info["cluster"], "route": route}
-
-
-PREVIOUS_GROUPS = {
-    # kind -> (group key columns, title column): a seed lists the titles before it in its group
-    "openstax": (("source", "book_title", "chapter_title", "section_title"), "unit_title"),
-    "khanacademy": (("source", "course_title", "unit_title"), "lesson_title"),
-}
-
-
-def previous_titles(seed_rows: list[dict], global_seed: int, split: str) -> dict[str, list[str]]:
-    """Earlier titles in each seed's group, for the kinds that list them (OpenStax units, Khan
-    lessons). Needs only the group and title columns of the split."""
-    previous: dict[str, list[str]] = {}
-    for kind, (group_keys, title_key) in PREVIOUS_GROUPS.items():
-        members = [s for s in seed_rows if s["kind"] == kind]
-        if members:
-            previous.update(_previous_titles(members, group_keys, title_key, global_seed, split))
-    return previous
-
-
-def previous_titles_of_file(seeds_path: str | Path, global_seed: int, split: str) -> dict:
-    parquet = pq.ParquetFile(seeds_path)
-    names = set(parquet.schema_arrow.names)
-    columns = {"seed_id", "kind"}
-    for group_keys, title_key in PREVIOUS_GROUPS.values():
-        columns.update(c for c in (*group_keys, title_key) if c in names)
-    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
-    if not pc.any(pc.is_in(kinds, value_set=pa.array(list(PREVIOUS_GROUPS)))).as_py():
-        return {}
-    table = pq.read_table(seeds_path, columns=sorted(columns))
-    return previous_titles(table.to_pylist(), global_seed, split)
 
 
 def build_prompt_rows(

@@ -1,0 +1,171 @@
+"""What a seed becomes: one prompt per applicable template, and per kind the variants (audiences,
+with and without reference text, with the titles that came before it in its book or course).
+All randomness derives from (global seed, split, purpose, seed id)."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cosmoforge.core.contracts import (
+    extract,
+)
+from cosmoforge.core.io import (
+    derive_seed,
+    stable_hash,
+)
+from cosmoforge.stages.templates import Template
+
+MAX_PREVIOUS_UNITS = 5
+
+
+def _seed_rng(global_seed: int, split: str, purpose: str, key: str) -> random.Random:
+    return random.Random(derive_seed(global_seed, split, purpose, key))
+
+
+def _previous_titles(
+    seeds: list[dict], group_keys: tuple[str, ...], title_key: str, global_seed: int, split: str
+) -> dict[str, list[str]]:
+    """For each seed, the titles of earlier seeds in its group (book section, course unit).
+
+    Long histories are subsampled *without* replacement and kept in reading order (Cosmopedia
+    drew with replacement, so titles could repeat, and accumulated them across units).
+    """
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for seed in seeds:
+        groups[tuple(seed.get(k) for k in group_keys)].append(seed)
+    previous: dict[str, list[str]] = {}
+    for members in groups.values():
+        for index, seed in enumerate(members):
+            earlier = [m[title_key] for m in members[:index]]
+            if len(earlier) > MAX_PREVIOUS_UNITS:
+                rng = _seed_rng(global_seed, split, "previous_units", seed["seed_id"])
+                keep = sorted(rng.sample(range(len(earlier)), rng.randint(2, MAX_PREVIOUS_UNITS)))
+                earlier = [earlier[i] for i in keep]
+            previous[seed["seed_id"]] = earlier
+    return previous
+
+
+def sample_id(split: str, seed: dict, template: Template, variant: str = "") -> str:
+    return stable_hash(split, seed["seed_id"], template.name, variant)
+
+
+def _variants(
+    split: str,
+    seed: dict,
+    template: Template,
+    options: dict,
+    context: dict,
+    base_id: str,
+) -> list[tuple[str, dict]]:
+    """(variant name, template variables) pairs for one seed and template; `base_id` is the
+    sample id of the seed and template without a variant. Every variant also gets the
+    length to ask for, `target_words`."""
+    return [
+        (name, {**variables, "target_words": options["target_words"]})
+        for name, variables in _kind_variants(split, seed, template, options, context, base_id)
+    ]
+
+
+def _kind_variants(
+    split: str, seed: dict, template: Template, options: dict, context: dict, base_id: str
+) -> list[tuple[str, dict]]:
+    kind = seed["kind"]
+    chars = options["extract_chars"]
+    if kind == "web":
+        topic = seed.get("topic") or ""
+        probability = options["topic_probability"]
+        # The draw is made only where it can go either way (seeding an RNG costs as much as
+        # rendering a prompt); where it is made, it is the same draw as always.
+        if not topic or probability <= 0:
+            inject = False
+        elif probability >= 1:
+            inject = True
+        else:
+            rng = _seed_rng(options["seed"], split, template.name, base_id)
+            inject = rng.random() < probability
+        return [("", {"extract": extract(seed["text"], chars), "topic": topic if inject else ""})]
+    if kind == "auto_math_text":
+        return [("", {"extract": extract(seed["text"], chars)})]
+    if kind == "ultrachat":
+        return [("", {"extract": extract(seed["question"], chars)})]
+    if kind == "openhermes":
+        text = seed["instruction"].strip() + "\n" + seed["answer"].strip()
+        return [("", {"extract": extract(text, chars)})]
+    if kind == "wikihow":
+        return [("", {"title": seed["title"].strip()})]
+    if kind == "stanford":
+        return [
+            (
+                "",
+                {
+                    "course_title": seed["course_title"].strip(),
+                    "course_description": extract(seed.get("course_description"), chars),
+                    "section_title": (seed.get("section_title") or "").strip(),
+                    "unit_title": seed["unit_title"].strip(),
+                },
+            )
+        ]
+    if kind == "openstax":
+        base = {
+            "book_title": seed["book_title"].strip(),
+            "chapter_title": seed["chapter_title"].strip(),
+            "section_title": seed["section_title"].strip(),
+            "unit_title": seed["unit_title"].strip(),
+            "previous_units": context["previous"][seed["seed_id"]],
+        }
+        variants = [("no_reference", {**base, "reference": ""})]
+        reference = extract(seed.get("text"), options["openstax_reference_chars"])
+        if reference:
+            variants.insert(0, ("with_reference", {**base, "reference": reference}))
+        return variants
+    if kind == "khanacademy":
+        return [
+            (
+                "",
+                {
+                    "course_title": seed["course_title"].strip(),
+                    "unit_title": seed["unit_title"].strip(),
+                    "lesson_title": seed["lesson_title"].strip(),
+                    "lesson_outline": (seed.get("lesson_outline") or "").strip(),
+                    "previous_lessons": context["previous"][seed["seed_id"]],
+                },
+            )
+        ]
+    raise ValueError(f"unknown seed kind {kind!r}")
+
+
+PREVIOUS_GROUPS = {
+    # kind -> (group key columns, title column): a seed lists the titles before it in its group
+    "openstax": (("source", "book_title", "chapter_title", "section_title"), "unit_title"),
+    "khanacademy": (("source", "course_title", "unit_title"), "lesson_title"),
+}
+
+
+def previous_titles(seed_rows: list[dict], global_seed: int, split: str) -> dict[str, list[str]]:
+    """Earlier titles in each seed's group, for the kinds that list them (OpenStax units, Khan
+    lessons). Needs only the group and title columns of the split."""
+    previous: dict[str, list[str]] = {}
+    for kind, (group_keys, title_key) in PREVIOUS_GROUPS.items():
+        members = [s for s in seed_rows if s["kind"] == kind]
+        if members:
+            previous.update(_previous_titles(members, group_keys, title_key, global_seed, split))
+    return previous
+
+
+def previous_titles_of_file(seeds_path: str | Path, global_seed: int, split: str) -> dict:
+    parquet = pq.ParquetFile(seeds_path)
+    names = set(parquet.schema_arrow.names)
+    columns = {"seed_id", "kind"}
+    for group_keys, title_key in PREVIOUS_GROUPS.values():
+        columns.update(c for c in (*group_keys, title_key) if c in names)
+    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
+    if not pc.any(pc.is_in(kinds, value_set=pa.array(list(PREVIOUS_GROUPS)))).as_py():
+        return {}
+    table = pq.read_table(seeds_path, columns=sorted(columns))
+    return previous_titles(table.to_pylist(), global_seed, split)
