@@ -225,13 +225,99 @@ def generate_shard(
             ) from None
 
 
+class _Checkpoint:
+    """Finished rows of a shard, buffered and written as numbered parts of `folder`, each part
+    carrying the settings fingerprint its rows were made with (so a rerun reuses only parts that
+    are still current)."""
+
+    def __init__(self, folder: Path, next_part: int, fingerprint: dict, flush_every: int):
+        self.folder, self.next_part, self.flush_every = folder, next_part, flush_every
+        self.schema = GENERATION_SCHEMA.with_metadata(
+            {FINGERPRINT_KEY: json.dumps(fingerprint, sort_keys=True)}
+        )
+        self.buffer: list[dict] = []  # the folder is made by the first part's write
+
+    def add(self, row: dict) -> None:
+        self.buffer.append(row)
+        if len(self.buffer) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            table = pa.Table.from_pylist(self.buffer, schema=self.schema)
+            write_parquet(self.folder / f"part-{self.next_part:05d}.parquet", table)
+            self.next_part += 1
+            self.buffer.clear()
+
+
+def _requests(todo: list[dict], settings: dict) -> list[Request]:
+    per_request = settings["engine"].get("per_request_seeds", True)
+    return [
+        Request(
+            p["sample_id"],
+            p["prompt"],
+            request_seed(settings["seed"], p["split"], p["template_id"], p["sample_id"])
+            if per_request
+            else None,
+        )
+        for p in todo
+    ]
+
+
+def _generate_todo(todo, done, checkpoint, settings, revision, stats, engine_factory, where):
+    """Start the engine and generate `todo`, adding each row to `done` and each finished one to
+    the checkpoint; `stats` gets the engine's figures. `where` = (output, prompt count) for the
+    message of a job stopped by a signal."""
+    model, engine_cfg, sampling = settings["model"], settings["engine"], settings["sampling"]
+    factory = engine_factory or ENGINES[engine_cfg["backend"]]
+    started = time.perf_counter()
+    engine = factory(model, engine_cfg, sampling)
+    stats["engine_start_s"] = round(time.perf_counter() - started, 3)
+    by_id = {p["sample_id"]: p for p in todo}
+    requests = _requests(todo, settings)
+    seeds = {r.sample_id: r.seed for r in requests}
+    common = {
+        "model": model["name"],
+        "model_revision": revision,
+        "engine": engine.name,
+        "engine_version": engine.version,
+    }
+    started = time.perf_counter()
+    try:
+        for completion in engine.run(requests):
+            row = _row(by_id[completion.sample_id], completion, common, sampling, seeds)
+            stats["completion_tokens"] += completion.completion_tokens
+            stats["prompt_tokens"] += completion.prompt_tokens
+            done[completion.sample_id] = row
+            if not row["error"]:  # only finished work is checkpointed; errors are retried
+                checkpoint.add(row)
+    except Stopped as stop:
+        checkpoint.flush()  # a signal during a flush interrupted it; its rows are still buffered
+        output, prompts = where
+        raise GenerationStopped(
+            f"{output}: stopped by {stop.signal_name}; every finished row is saved in "
+            f"{checkpoint.folder} ({len(done)} of {prompts}), rerun to resume",
+            exit_code=128 + stop.signum,
+        ) from None
+    finally:
+        # On an exception (not on SIGKILL) keep what is finished for the rerun.
+        checkpoint.flush()
+    stats["generate_s"] = round(time.perf_counter() - started, 3)
+    if hasattr(engine, "cache_stats"):
+        stats.update(engine.cache_stats())
+    if stats["generate_s"] > 0:
+        stats["completion_tokens_per_s"] = round(
+            stats["completion_tokens"] / stats["generate_s"], 2
+        )
+
+
 def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) -> dict:
     job_started = time.perf_counter()
     output = Path(output)
     prompts = read_prompt_shard(prompts_path).to_pylist()
     folder = parts_dir(output)
-    model, engine_cfg, sampling = settings["model"], settings["engine"], settings["sampling"]
-    revision = model_revision(model["path"], model.get("revision"))
+    engine_cfg = settings["engine"]
+    revision = model_revision(settings["model"]["path"], settings["model"].get("revision"))
     current = row_settings(settings, revision)
     done, next_part = load_parts(folder, current, {p["sample_id"]: p["prompt"] for p in prompts})
     todo = [p for p in prompts if p["sample_id"] not in done]
@@ -253,70 +339,9 @@ def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) 
         "prompt_tokens": 0,
     }
     if todo:
-        factory = engine_factory or ENGINES[engine_cfg["backend"]]
-        started = time.perf_counter()
-        engine = factory(model, engine_cfg, sampling)
-        stats["engine_start_s"] = round(time.perf_counter() - started, 3)
-        by_id = {p["sample_id"]: p for p in todo}
-        requests = [
-            Request(
-                p["sample_id"],
-                p["prompt"],
-                request_seed(settings["seed"], p["split"], p["template_id"], p["sample_id"])
-                if engine_cfg.get("per_request_seeds", True)
-                else None,
-            )
-            for p in todo
-        ]
-        seeds = {r.sample_id: r.seed for r in requests}
-        common = {
-            "model": model["name"],
-            "model_revision": revision,
-            "engine": engine.name,
-            "engine_version": engine.version,
-        }
-        buffer: list[dict] = []
-        started = time.perf_counter()
-        part_schema = GENERATION_SCHEMA.with_metadata(
-            {FINGERPRINT_KEY: json.dumps(current, sort_keys=True)}
-        )
-
-        def flush() -> None:
-            nonlocal next_part
-            if buffer:
-                table = pa.Table.from_pylist(buffer, schema=part_schema)
-                write_parquet(folder / f"part-{next_part:05d}.parquet", table)
-                next_part += 1
-                buffer.clear()
-
-        folder.mkdir(parents=True, exist_ok=True)
-        try:
-            for completion in engine.run(requests):
-                row = _row(by_id[completion.sample_id], completion, common, sampling, seeds)
-                stats["completion_tokens"] += completion.completion_tokens
-                stats["prompt_tokens"] += completion.prompt_tokens
-                done[completion.sample_id] = row
-                if not row["error"]:  # only finished work is checkpointed; errors are retried
-                    buffer.append(row)
-                if len(buffer) >= engine_cfg["flush_every"]:
-                    flush()
-        except Stopped as stop:
-            flush()  # a signal during a flush interrupted it; its rows are still buffered
-            raise GenerationStopped(
-                f"{output}: stopped by {stop.signal_name}; every finished row is saved in "
-                f"{folder} ({len(done)} of {len(prompts)}), rerun to resume",
-                exit_code=128 + stop.signum,
-            ) from None
-        finally:
-            # On an exception (not on SIGKILL) keep what is finished for the rerun.
-            flush()
-        stats["generate_s"] = round(time.perf_counter() - started, 3)
-        if hasattr(engine, "cache_stats"):
-            stats.update(engine.cache_stats())
-        if stats["generate_s"] > 0:
-            stats["completion_tokens_per_s"] = round(
-                stats["completion_tokens"] / stats["generate_s"], 2
-            )
+        checkpoint = _Checkpoint(folder, next_part, current, engine_cfg["flush_every"])
+        where = (output, len(prompts))
+        _generate_todo(todo, done, checkpoint, settings, revision, stats, engine_factory, where)
     missing = [p["sample_id"] for p in prompts if p["sample_id"] not in done]
     if missing:
         raise RuntimeError(
