@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -65,6 +66,35 @@ def test_outputs_of_different_runs_are_caught(shard):
     write(shard["release"], {"sample_id": ["s0"]})  # s5 has no fate
     with pytest.raises(CosmoforgeError, match=r"1 generated row\(s\) without a fate"):
         shard_fates(shard, stayed={})
+
+
+def test_the_ledger_command_needs_only_the_run_name_and_shard_counts(
+    shard, tmp_path, capsys, monkeypatch
+):
+    """The ledger job is handed where the files are (run name, shards per split), not the whole
+    config: so a Slurm partition or a sampling change does not rerun it."""
+    from cosmoforge.cli import main
+    from cosmoforge.core.layout import RunPaths
+    from cosmoforge.reports.ledger import shard_files
+
+    paths = RunPaths("r", {"stories": 2})
+    monkeypatch.chdir(tmp_path)
+    for name, path in shard_files(paths, "stories", "00001").items():
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(shard[name].read_bytes())
+    for name, path in shard_files(paths, "stories", "00000").items():  # a shard of no rows
+        pq.write_table(pq.read_schema(shard[name]).empty_table(), path)
+    (tmp_path / "stayed.json").write_text(json.dumps({"7": "s0"}))
+    argv = ["ledger", "--settings", json.dumps(paths.settings()), "--stayed", "stayed.json"]
+    assert main([*argv, "--out", "ledger.parquet"]) == 0
+    assert json.loads(capsys.readouterr().out)["stories"] == {
+        "contaminated": 1,
+        "dropped:engine_error": 1,
+        "dropped:too_short": 1,
+        "near_duplicate": 1,
+        "released": 2,
+    }
+    assert pq.read_table(tmp_path / "ledger.parquet").num_rows == 6
 
 
 def test_explain_prints_prompt_text_provenance_and_fate(default_config, tmp_path):

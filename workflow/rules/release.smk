@@ -53,8 +53,13 @@ for _split in SPLITS:
 # One row per prompt with its final fate (cosmoforge.reports.ledger); the card counts fates from it.
 rule ledger:
     input:
-        releases=L.release_files(),
+        # Every file the ledger reads (it finds them by the run's paths: the list of 773
+        # shards' paths would not fit on one command line).
+        generated=[L.generated(split, shard) for split, shard in L.gen_shards],
+        removed=[L.dedup_removed(split, shard) for split, shard in L.gen_shards],
+        contaminated=[L.decont_contaminated(split, shard) for split, shard in L.gen_shards],
         left_out=[L.release_left_out(split, shard) for split, shard in L.gen_shards],
+        releases=L.release_files(),
         stayed=per_shard(f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json"),
     output:
         f"{RESULTS}/ledger.parquet",
@@ -67,7 +72,7 @@ rule ledger:
     resources:
         **JOBS.cpu(),
     params:
-        settings=as_json(config),
+        settings=as_json(L.settings()),
     shell:
         "python -m cosmoforge ledger --settings {params.settings:q}"
         " --stayed {input.stayed} --out {output} > {log} 2>&1"

@@ -88,24 +88,31 @@ def release_file_name(shard: int, shards: int) -> str:
     return f"train-{shard:05d}-of-{shards:05d}.parquet"
 
 
-class Layout:
-    """Paths, shards, ranks and per-stage settings of one validated config."""
+class RunPaths:
+    """Where a run's files are, from its name and each split's shard count alone (what a job
+    that only reads per-shard files, such as the ledger, is given)."""
 
-    def __init__(self, config: dict):
-        self.config = config
-        self.run = config["run_name"]
+    def __init__(self, run_name: str, shard_counts: dict[str, int]):
+        self.run = run_name
         self.results = f"results/{self.run}"
         self.logs = f"logs/{self.run}"
-        self.splits = ordered_splits(config)
+        self.shard_counts = dict(shard_counts)
+        self.splits = list(self.shard_counts)
         self.gen_shards = [(split, shard) for split in self.splits for shard in self.shards(split)]
         self._rank = {key: rank for rank, key in enumerate(self.gen_shards)}
-        self.topic_splits = clustered_splits(config)
-        self.topic_shards = [f"{i:05d}" for i in range(config["topics"]["shards"])]
+
+    def settings(self) -> dict:
+        """What makes these paths, as a job's settings: {"run_name", "shards": {split: n}}."""
+        return {"run_name": self.run, "shards": self.shard_counts}
+
+    @classmethod
+    def of_settings(cls, settings: dict) -> RunPaths:
+        return cls(settings["run_name"], settings["shards"])
 
     # --- shards and ranks -------------------------------------------------------------------
 
     def shard_count(self, split: str) -> int:
-        return self.config["splits"][split]["shards"]
+        return self.shard_counts[split]
 
     def shards(self, split: str) -> list[str]:
         return [f"{i:05d}" for i in range(self.shard_count(split))]
@@ -154,6 +161,24 @@ class Layout:
 
     def per_shard(self, pattern: str) -> list[str]:
         return [pattern.format(split=split, shard=shard) for split, shard in self.gen_shards]
+
+    def dedup_removed(self, split: str, shard: str) -> str:
+        return f"{self.results}/dedup/removed/{split}/{shard}.parquet"
+
+    def decont_contaminated(self, split: str, shard: str) -> str:
+        return f"{self.results}/decont/contaminated/{split}/{shard}.parquet"
+
+
+class Layout(RunPaths):
+    """The workflow contract of one validated config: its paths (RunPaths), the topic shards,
+    and the per-stage settings and job counts."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        splits = ordered_splits(config)
+        super().__init__(config["run_name"], {s: config["splits"][s]["shards"] for s in splits})
+        self.topic_splits = clustered_splits(config)
+        self.topic_shards = [f"{i:05d}" for i in range(config["topics"]["shards"])]
 
     def topic_files(self, kind: str, splits: list[str] | None = None) -> list[str]:
         """embeddings or assignments of every topic shard of `splits` (default: all clustered)."""

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from cosmoforge.core.declare import BASE_DIR, RUN_CONFIG, Command, json_arg, path_arg, run_config
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.io import atomic_path, read_input_table
-from cosmoforge.core.layout import Layout
+from cosmoforge.core.layout import Layout, RunPaths
 from cosmoforge.stages.release import PROVENANCE_COLUMNS
 
 LEDGER_SCHEMA = pa.schema(
@@ -35,14 +35,14 @@ LEDGER_SCHEMA = pa.schema(
 )
 
 
-def shard_files(layout: Layout, split: str, shard: str) -> dict[str, str]:
-    r = layout.results
+def shard_files(paths: RunPaths, split: str, shard: str) -> dict[str, str]:
+    """The files of one generation shard that its fates are read from."""
     return {
-        "generated": layout.generated(split, shard),
-        "removed": f"{r}/dedup/removed/{split}/{shard}.parquet",
-        "contaminated": f"{r}/decont/contaminated/{split}/{shard}.parquet",
-        "left_out": layout.release_left_out(split, shard),
-        "release": layout.release_file(split, shard),
+        "generated": paths.generated(split, shard),
+        "removed": paths.dedup_removed(split, shard),
+        "contaminated": paths.decont_contaminated(split, shard),
+        "left_out": paths.release_left_out(split, shard),
+        "release": paths.release_file(split, shard),
     }
 
 
@@ -95,16 +95,15 @@ def shard_fates(files: dict[str, str | Path], stayed: dict[str, str]) -> pa.Tabl
     )
 
 
-def write_ledger(config: dict, stayed_files: list[str | Path], output: str | Path) -> dict:
+def write_ledger(paths: RunPaths, stayed_files: list[str | Path], output: str | Path) -> dict:
     """The run's ledger, shard by shard in canonical order; returns fate counts per split."""
-    layout = Layout(config)
     stayed: dict[str, str] = {}
     for path in stayed_files:
         stayed.update(json.loads(Path(path).read_text(encoding="utf-8")))
     counts: dict[str, Counter] = {}
     with atomic_path(output) as tmp, pq.ParquetWriter(tmp, LEDGER_SCHEMA, compression="zstd") as w:
-        for split, shard in layout.gen_shards:
-            table = shard_fates(shard_files(layout, split, shard), stayed)
+        for split, shard in paths.gen_shards:
+            table = shard_fates(shard_files(paths, split, shard), stayed)
             if table.num_rows:
                 w.write_table(table)
             counts.setdefault(split, Counter()).update(table.column("fate").to_pylist())
@@ -148,10 +147,7 @@ def explain(config: dict, sample_id: str, base_dir: str | Path = ".") -> str:
 
 
 def _ledger_command(args) -> None:
-    from cosmoforge.core.config import validate_config
-
-    config = validate_config(args.settings, source="--settings")
-    counts = write_ledger(config, args.stayed, args.out)
+    counts = write_ledger(RunPaths.of_settings(args.settings), args.stayed, args.out)
     print(json.dumps(counts, indent=2))
 
 
@@ -165,7 +161,11 @@ COMMANDS = (
         "one row per prompt with its final fate (ledger.parquet)",
         _ledger_command,
         {
-            "--settings": {"required": True, "type": json_arg, "help": "the whole config (JSON)"},
+            "--settings": {
+                "required": True,
+                "type": json_arg,
+                "help": 'JSON: {"run_name", "shards": {split: count}}: where the files are',
+            },
             "--stayed": {"nargs": "*", "default": [], "type": Path, "help": "dedup/stayed/*.json"},
             "--out": path_arg("ledger.parquet"),
         },
