@@ -84,8 +84,10 @@ def test_the_ledger_command_needs_only_the_run_name_and_shard_counts(
         Path(path).write_bytes(shard[name].read_bytes())
     for name, path in shard_files(paths, "stories", "00000").items():  # a shard of no rows
         pq.write_table(pq.read_schema(shard[name]).empty_table(), path)
-    (tmp_path / "stayed.json").write_text(json.dumps({"7": "s0"}))
-    argv = ["ledger", "--settings", json.dumps(paths.settings()), "--stayed", "stayed.json"]
+    for shard_id, stayed in (("00000", {}), ("00001", {"7": "s0"})):
+        Path(paths.dedup_stayed("stories", shard_id)).parent.mkdir(parents=True, exist_ok=True)
+        Path(paths.dedup_stayed("stories", shard_id)).write_text(json.dumps(stayed))
+    argv = ["ledger", "--settings", json.dumps(paths.settings())]
     assert main([*argv, "--out", "ledger.parquet"]) == 0
     assert json.loads(capsys.readouterr().out)["stories"] == {
         "contaminated": 1,

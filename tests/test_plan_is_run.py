@@ -179,3 +179,20 @@ def test_the_fake_engine_converts_no_model(repo, tmp_path):
     assert "convert_model" not in rules
     assert rules["generate"] and all(len(j["input"]) == 1 for j in rules["generate"])
     assert all(j["input"][0].startswith("results/") for j in rules["generate"])
+
+
+def test_the_run_wide_jobs_command_lines_do_not_grow_with_the_shards(repo, tmp_path):
+    """The ledger and the card read every shard's files by the run's paths: their command lines
+    stay the same length at 1 shard a split or 3 (a list of the preset's 773 shards' files
+    would come near Linux's 128 KB limit on one argument)."""
+    lengths = {}
+    for shards in (1, 3):
+        work = workdir(tmp_path / f"s{shards}")
+        overlay = work / "shards.yaml"
+        overlay.write_text(yaml.safe_dump({"splits": {"stories": {"shards": shards}}}))
+        jobs, _ = dry_run_jobs(work, "--configfile", "config/config.yaml", str(overlay))
+        lengths[shards] = {
+            j["rule"]: len(j["shell"]) for j in jobs if j["rule"] in ("ledger", "card")
+        }
+        assert set(lengths[shards]) == {"ledger", "card"}
+    assert lengths[1] == lengths[3]

@@ -60,7 +60,7 @@ rule ledger:
         contaminated=[L.decont_contaminated(split, shard) for split, shard in L.gen_shards],
         left_out=[L.release_left_out(split, shard) for split, shard in L.gen_shards],
         releases=L.release_files(),
-        stayed=per_shard(f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json"),
+        stayed=[L.dedup_stayed(split, shard) for split, shard in L.gen_shards],
     output:
         f"{RESULTS}/ledger.parquet",
     log:
@@ -74,8 +74,7 @@ rule ledger:
     params:
         settings=as_json(L.settings()),
     shell:
-        "python -m cosmoforge ledger --settings {params.settings:q}"
-        " --stayed {input.stayed} --out {output} > {log} 2>&1"
+        "python -m cosmoforge ledger --settings {params.settings:q}" " --out {output} > {log} 2>&1"
 
 
 rule card:
@@ -103,12 +102,14 @@ rule card:
         **JOBS.cpu(),
     params:
         settings=as_json(L.card_settings()),
+        # The per-shard inputs above, by where they are (not one path each on the command line).
+        shards=as_json(L.settings()),
         topics=lambda wildcards, input: (
             f"--topics-report {input.topics[0]}" if input.topics else ""
         ),
     shell:
-        "python -m cosmoforge card --release-stats {input.release_stats}"
-        " --seed-reports {input.seed_reports} --generation-stats {input.generation_stats}"
+        "python -m cosmoforge card --shards {params.shards:q}"
+        " --seed-reports {input.seed_reports}"
         " --dedup-report {input.dedup_report} --contamination {input.contamination}"
         " --benchmarks {input.benchmarks} {params.topics} --ledger {input.ledger}"
         " --settings {params.settings:q} --out {output.card}"

@@ -139,6 +139,9 @@ class RunPaths:
     def generated(self, split: str, shard: str) -> str:
         return f"{self.results}/generated/{split}/{shard}.parquet"
 
+    def generation_stats(self, split: str, shard: str) -> str:
+        return f"{self.results}/generated/{split}/{shard}.stats.json"
+
     def release_file(self, split: str, shard: str) -> str:
         """`shard` may be the wildcard "{shard}" (the rule's output pattern)."""
         count = self.shard_count(split)
@@ -164,6 +167,9 @@ class RunPaths:
 
     def dedup_removed(self, split: str, shard: str) -> str:
         return f"{self.results}/dedup/removed/{split}/{shard}.parquet"
+
+    def dedup_stayed(self, split: str, shard: str) -> str:
+        return f"{self.results}/dedup/stayed/{split}/{shard}.json"
 
     def decont_contaminated(self, split: str, shard: str) -> str:
         return f"{self.results}/decont/contaminated/{split}/{shard}.parquet"

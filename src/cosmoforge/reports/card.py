@@ -13,7 +13,9 @@ import pyarrow.parquet as pq
 import yaml
 
 from cosmoforge.core.declare import Command, json_arg, path_arg, paths_arg
+from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.io import atomic_path, write_json, write_text
+from cosmoforge.core.layout import RunPaths
 from cosmoforge.core.tokens import TOKENIZER_NAME
 from cosmoforge.stages.quality import FLAGS, merge_diversity
 from cosmoforge.stages.release import split_totals
@@ -360,10 +362,20 @@ def ledger_fates(path: str | Path) -> dict[str, dict[str, int]]:
 
 
 def _card_command(args) -> None:
+    release_stats, generation_stats = args.release_stats, args.generation_stats
+    if args.shards is not None:
+        # The workflow's way: one file per shard, found by the run's paths. A list of the
+        # preset's 773 shards' files is ~100 KB of command line, near Linux's 128 KB limit for
+        # one argument (the rule's whole `bash -c` command).
+        paths = RunPaths.of_settings(args.shards)
+        release_stats = [paths.release_stats(s, k) for s, k in paths.gen_shards]
+        generation_stats = [paths.generation_stats(s, k) for s, k in paths.gen_shards]
+    if not release_stats or not generation_stats:
+        raise CosmoforgeError("give --shards, or both --release-stats and --generation-stats")
     build_card(
-        args.release_stats,
+        release_stats,
         args.seed_reports,
-        args.generation_stats,
+        generation_stats,
         args.settings,
         args.out,
         args.stats,
@@ -381,9 +393,18 @@ COMMANDS = (
         "write the dataset card, statistics and plots",
         _card_command,
         {
-            "--release-stats": paths_arg("every shard's statistics"),
+            "--shards": {
+                "type": json_arg,
+                "help": 'JSON: {"run_name", "shards": {split: count}}: every shard\'s '
+                "statistics are read where the run keeps them",
+            },
+            "--release-stats": {"nargs": "+", "type": Path, "help": "or: each shard's statistics"},
             "--seed-reports": paths_arg("every split's seed report"),
-            "--generation-stats": paths_arg("every shard's generation statistics"),
+            "--generation-stats": {
+                "nargs": "+",
+                "type": Path,
+                "help": "and each shard's generation statistics",
+            },
             "--settings": {
                 "required": True,
                 "type": json_arg,

@@ -95,10 +95,10 @@ def shard_fates(files: dict[str, str | Path], stayed: dict[str, str]) -> pa.Tabl
     )
 
 
-def write_ledger(paths: RunPaths, stayed_files: list[str | Path], output: str | Path) -> dict:
+def write_ledger(paths: RunPaths, output: str | Path) -> dict:
     """The run's ledger, shard by shard in canonical order; returns fate counts per split."""
     stayed: dict[str, str] = {}
-    for path in stayed_files:
+    for path in (paths.dedup_stayed(split, shard) for split, shard in paths.gen_shards):
         stayed.update(json.loads(Path(path).read_text(encoding="utf-8")))
     counts: dict[str, Counter] = {}
     with atomic_path(output) as tmp, pq.ParquetWriter(tmp, LEDGER_SCHEMA, compression="zstd") as w:
@@ -147,7 +147,7 @@ def explain(config: dict, sample_id: str, base_dir: str | Path = ".") -> str:
 
 
 def _ledger_command(args) -> None:
-    counts = write_ledger(RunPaths.of_settings(args.settings), args.stayed, args.out)
+    counts = write_ledger(RunPaths.of_settings(args.settings), args.out)
     print(json.dumps(counts, indent=2))
 
 
@@ -166,7 +166,6 @@ COMMANDS = (
                 "type": json_arg,
                 "help": 'JSON: {"run_name", "shards": {split: count}}: where the files are',
             },
-            "--stayed": {"nargs": "*", "default": [], "type": Path, "help": "dedup/stayed/*.json"},
             "--out": path_arg("ledger.parquet"),
         },
     ),
