@@ -38,7 +38,9 @@ rule contamination_report:
         **JOBS.cpu(),
     params:
         settings=decont_settings,
+        # the per-shard inputs above, by where they are
+        shards=as_json(L.settings()),
     shell:
-        "python -m cosmoforge contamination-report --contaminated {input}"
+        "python -m cosmoforge contamination-report --shards {params.shards:q}"
         " --settings {params.settings:q} --out-csv {output.csv} --out-json {output.json}"
         " > {log} 2>&1"

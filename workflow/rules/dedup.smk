@@ -99,7 +99,9 @@ rule dedup_report:
         **JOBS.cpu(),
     params:
         dedup=as_json(DEDUP),
+        # the per-shard inputs above, by where they are
+        shards=as_json(L.settings()),
     shell:
-        "python -m cosmoforge dedup-report --removed {input.removed} --stayed {input.stayed}"
-        " --generated {input.generated} --settings {params.dedup:q}"
+        "python -m cosmoforge dedup-report --shards {params.shards:q}"
+        " --settings {params.dedup:q}"
         " --out {output.removed} --report {output.report} > {log} 2>&1"

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from cosmoforge.core.config import check_setting, parse_config_args, resolve_config
 from cosmoforge.core.contracts import SPLITS
-from cosmoforge.core.errors import ConfigError
+from cosmoforge.core.errors import ConfigError, CosmoforgeError
+from cosmoforge.core.layout import RunPaths
 
 
 @dataclass(frozen=True)
@@ -156,3 +157,32 @@ def config_source(args) -> str:
     """The config files of `args`, for messages: 'preset.yaml + my.yaml'."""
     files = [str(f) for f in config_files(args)]
     return " + ".join(files) if files else "config/config.yaml"
+
+
+# A run-wide job reads one file (or a few) per shard. The workflow passes `--shards`, where the
+# run keeps them ({"run_name", "shards": {split: count}}), not a path per shard: the preset's
+# 773 shards' paths make ~50-110 KB of command line, near Linux's 128 KB limit on one argument.
+SHARDS = {
+    "--shards": {
+        "type": json_arg,
+        "help": 'JSON: {"run_name", "shards": {split: count}}: each shard\'s files are read '
+        "where the run keeps them (instead of the per-shard path lists)",
+    }
+}
+
+
+def optional_paths(help: str) -> dict:
+    """A list of paths that `--shards` may stand in for."""
+    return {"nargs": "+", "type": Path, "help": f"{help} (or give --shards)"}
+
+
+def per_shard_files(args, name: str, path_of: Callable[[RunPaths, str, str], str]) -> list:
+    """The paths of `--NAME` if given, else `path_of(paths, split, shard)` for every shard of
+    `--shards`, in canonical order."""
+    given = getattr(args, name)
+    if given:
+        return list(given)
+    if args.shards is None:
+        raise CosmoforgeError(f"give --{name.replace('_', '-')} or --shards")
+    paths = RunPaths.of_settings(args.shards)
+    return [path_of(paths, split, shard) for split, shard in paths.gen_shards]

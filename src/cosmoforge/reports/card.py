@@ -12,8 +12,15 @@ import jinja2
 import pyarrow.parquet as pq
 import yaml
 
-from cosmoforge.core.declare import Command, json_arg, path_arg, paths_arg
-from cosmoforge.core.errors import CosmoforgeError
+from cosmoforge.core.declare import (
+    SHARDS,
+    Command,
+    json_arg,
+    optional_paths,
+    path_arg,
+    paths_arg,
+    per_shard_files,
+)
 from cosmoforge.core.io import atomic_path, write_json, write_text
 from cosmoforge.core.layout import RunPaths
 from cosmoforge.core.tokens import TOKENIZER_NAME
@@ -362,16 +369,8 @@ def ledger_fates(path: str | Path) -> dict[str, dict[str, int]]:
 
 
 def _card_command(args) -> None:
-    release_stats, generation_stats = args.release_stats, args.generation_stats
-    if args.shards is not None:
-        # The workflow's way: one file per shard, found by the run's paths. A list of the
-        # preset's 773 shards' files is ~100 KB of command line, near Linux's 128 KB limit for
-        # one argument (the rule's whole `bash -c` command).
-        paths = RunPaths.of_settings(args.shards)
-        release_stats = [paths.release_stats(s, k) for s, k in paths.gen_shards]
-        generation_stats = [paths.generation_stats(s, k) for s, k in paths.gen_shards]
-    if not release_stats or not generation_stats:
-        raise CosmoforgeError("give --shards, or both --release-stats and --generation-stats")
+    release_stats = per_shard_files(args, "release_stats", RunPaths.release_stats)
+    generation_stats = per_shard_files(args, "generation_stats", RunPaths.generation_stats)
     build_card(
         release_stats,
         args.seed_reports,
@@ -393,18 +392,10 @@ COMMANDS = (
         "write the dataset card, statistics and plots",
         _card_command,
         {
-            "--shards": {
-                "type": json_arg,
-                "help": 'JSON: {"run_name", "shards": {split: count}}: every shard\'s '
-                "statistics are read where the run keeps them",
-            },
-            "--release-stats": {"nargs": "+", "type": Path, "help": "or: each shard's statistics"},
+            **SHARDS,
+            "--release-stats": optional_paths("each shard's statistics"),
             "--seed-reports": paths_arg("every split's seed report"),
-            "--generation-stats": {
-                "nargs": "+",
-                "type": Path,
-                "help": "and each shard's generation statistics",
-            },
+            "--generation-stats": optional_paths("each shard's generation statistics"),
             "--settings": {
                 "required": True,
                 "type": json_arg,

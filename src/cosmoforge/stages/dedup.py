@@ -39,8 +39,17 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig, ngrams, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
 
-from cosmoforge.core.declare import Command, count_arg, path_arg, paths_arg, settings_arg
+from cosmoforge.core.declare import (
+    SHARDS,
+    Command,
+    count_arg,
+    optional_paths,
+    path_arg,
+    per_shard_files,
+    settings_arg,
+)
 from cosmoforge.core.io import atomic_path, write_json, write_parquet
+from cosmoforge.core.layout import RunPaths
 from cosmoforge.stages.filters import ShardReader, run_rank, split_by_filter
 
 
@@ -291,7 +300,14 @@ def _dedup_command(args) -> None:
 
 
 def _dedup_report_command(args) -> None:
-    dedup_report(args.removed, args.stayed, args.generated, args.settings, args.out, args.report)
+    dedup_report(
+        per_shard_files(args, "removed", RunPaths.dedup_removed),
+        per_shard_files(args, "stayed", RunPaths.dedup_stayed),
+        per_shard_files(args, "generated", RunPaths.generated),
+        args.settings,
+        args.out,
+        args.report,
+    )
 
 
 _RANK = {"required": True, "type": count_arg}
@@ -337,9 +353,10 @@ COMMANDS = (
         "removed documents with the one kept; rates",
         _dedup_report_command,
         {
-            "--removed": paths_arg(),
-            "--stayed": paths_arg("dedup/stayed/*.json"),
-            "--generated": paths_arg(),
+            **SHARDS,
+            "--removed": optional_paths("each shard's removed rows"),
+            "--stayed": optional_paths("dedup/stayed/*.json"),
+            "--generated": optional_paths("each generation shard"),
             "--settings": {
                 "required": True,
                 "type": settings_arg("dedup"),

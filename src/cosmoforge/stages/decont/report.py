@@ -5,7 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cosmoforge.core.declare import Command, json_arg, path_arg, paths_arg
+from cosmoforge.core.declare import (
+    SHARDS,
+    Command,
+    json_arg,
+    optional_paths,
+    path_arg,
+    per_shard_files,
+)
+from cosmoforge.core.layout import RunPaths
 
 
 def contamination_report(
@@ -58,7 +66,7 @@ def _contamination_report_command(args) -> None:
     s = args.settings
     benchmarks = sorted(s["benchmarks"]) or sorted(BENCHMARKS)
     contamination_report(
-        args.contaminated,
+        per_shard_files(args, "contaminated", RunPaths.decont_contaminated),
         s["groups"],
         benchmarks,
         {"ngram": s["ngram"], "threshold": s["threshold"]},
@@ -73,7 +81,8 @@ COMMANDS = (
         "the contamination table",
         _contamination_report_command,
         {
-            "--contaminated": paths_arg("every shard's contaminated rows"),
+            **SHARDS,
+            "--contaminated": optional_paths("each shard's contaminated rows"),
             "--settings": {
                 "required": True,
                 "type": json_arg,
