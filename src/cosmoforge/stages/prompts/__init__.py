@@ -194,21 +194,7 @@ def write_split_prompts(
     with its `.report.json` (each written atomically). Memory is bounded by a batch of seeds;
     a shard's file depends only on its own block of seeds. Returns the split's report."""
 
-    n = count_rows(seeds_path)
-    if 0 < n < shards:
-        # Refused before anything is written: an empty shard is a GPU job (queue wait, engine
-        # start) for nothing, and an empty release file beside the others.
-        raise ConfigError(
-            f"splits.{split}.shards: {shards} shards for {n} seed(s) in {seeds_path} would "
-            f"leave {shards - n} shard(s) empty; set splits.{split}.shards to at most {n}"
-        )
-    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
-    applicable = pa.array(sorted({k for t in templates for k in t.kinds}), pa.string())
-    if n and not pc.any(pc.is_in(kinds, value_set=applicable)).as_py():
-        raise TemplateError(
-            f"split '{split}': no template in {Path(templates[0].path).parent} applies to the "
-            f"seed kinds of this split ({sorted(set(kinds.to_pylist()))})"
-        )
+    n = _check_split(split, seeds_path, templates, shards)
     topics = TopicCursor(topic_assignments, topic_decisions) if topic_decisions else None
     builder = PromptBuilder(
         split,
@@ -222,38 +208,64 @@ def write_split_prompts(
         previous=previous_titles_of_file(seeds_path, seed, split),
     )
     bounds = shard_bounds(n, shards)
-    reports = []
-    for shard in range(shards):
-        per_template: Counter = Counter()
-        left_before = Counter(builder.counts)
-        injected = written = 0
-        path = prompt_shard_path(out_dir, shard)
-        with (
-            atomic_path(path) as tmp,
-            pq.ParquetWriter(tmp, PROMPT_SCHEMA, compression="zstd") as writer,
-        ):
-            seeds = iter_seed_rows(seeds_path, bounds[shard], bounds[shard + 1])
-            for batch in _rebatch(seeds, PROMPT_BATCH):
-                rows = builder.rows(batch, shard)
-                if rows:
-                    writer.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA))
-                per_template.update(r["template_id"] for r in rows)
-                injected += sum(r["topic_injected"] for r in rows)
-                written += len(rows)
-        report = {
-            "split": split,
-            "shard": shard,
-            "seeds": bounds[shard + 1] - bounds[shard],
-            "prompts": written,
-            "per_template": dict(sorted(per_template.items())),
-            "topic_injected": injected,
-            "seeds_left_out": dict(sorted((builder.counts - left_before).items())),
-        }
-        write_json(path.with_suffix(".report.json"), report)
-        reports.append(report)
+    reports = [
+        _write_shard(builder, split, shard, seeds_path, bounds, prompt_shard_path(out_dir, shard))
+        for shard in range(shards)
+    ]
     if topics is not None:
         topics.finish()
     return {"split": split, **merge_prompt_reports(reports)}
+
+
+def _check_split(split: str, seeds_path, templates: list[Template], shards: int) -> int:
+    """The split's seed count, once it is known that every shard gets seeds and some template
+    applies to them; refused before anything is written."""
+    n = count_rows(seeds_path)
+    if 0 < n < shards:
+        # An empty shard is a GPU job (queue wait, engine start) for nothing, and an empty
+        # release file beside the others.
+        raise ConfigError(
+            f"splits.{split}.shards: {shards} shards for {n} seed(s) in {seeds_path} would "
+            f"leave {shards - n} shard(s) empty; set splits.{split}.shards to at most {n}"
+        )
+    kinds = pq.read_table(seeds_path, columns=["kind"]).column("kind")
+    applicable = pa.array(sorted({k for t in templates for k in t.kinds}), pa.string())
+    if n and not pc.any(pc.is_in(kinds, value_set=applicable)).as_py():
+        raise TemplateError(
+            f"split '{split}': no template in {Path(templates[0].path).parent} applies to the "
+            f"seed kinds of this split ({sorted(set(kinds.to_pylist()))})"
+        )
+    return n
+
+
+def _write_shard(builder, split: str, shard: int, seeds_path, bounds: list[int], path: Path):
+    """One shard's prompt file from its block of seeds, and its report (both atomic)."""
+    per_template: Counter = Counter()
+    left_before = Counter(builder.counts)
+    injected = written = 0
+    with (
+        atomic_path(path) as tmp,
+        pq.ParquetWriter(tmp, PROMPT_SCHEMA, compression="zstd") as writer,
+    ):
+        seeds = iter_seed_rows(seeds_path, bounds[shard], bounds[shard + 1])
+        for batch in _rebatch(seeds, PROMPT_BATCH):
+            rows = builder.rows(batch, shard)
+            if rows:
+                writer.write_table(pa.Table.from_pylist(rows, schema=PROMPT_SCHEMA))
+            per_template.update(r["template_id"] for r in rows)
+            injected += sum(r["topic_injected"] for r in rows)
+            written += len(rows)
+    report = {
+        "split": split,
+        "shard": shard,
+        "seeds": bounds[shard + 1] - bounds[shard],
+        "prompts": written,
+        "per_template": dict(sorted(per_template.items())),
+        "topic_injected": injected,
+        "seeds_left_out": dict(sorted((builder.counts - left_before).items())),
+    }
+    write_json(path.with_suffix(".report.json"), report)
+    return report
 
 
 def merge_prompt_reports(reports: list[dict]) -> dict:
