@@ -139,6 +139,32 @@ def cluster_examples(
     }
 
 
+def _label_row(cluster, labels, errors, answers, examples, sizes, asked: bool) -> dict:
+    """The labels table's row of one cluster: its label, or why it has none."""
+    label = labels.get(cluster)
+    error = None
+    if label is None:
+        error = (
+            f"{errors.get(cluster, 'no answer')} (after {len(answers[cluster])} attempts)"
+            if asked
+            else "no members"
+        )
+        log.error("cluster %d: no label: %s", cluster, error)
+    ids, texts = examples.get(cluster, ([], []))
+    return {
+        "cluster": cluster,
+        "size": sizes.get(cluster, 0),
+        "topic": label.topic if label else None,
+        "score": label.score if label else None,
+        "route": label.route if label else None,
+        "attempts": len(answers.get(cluster, [])),
+        "error": error,
+        "answers": answers.get(cluster, []),
+        "examples": texts,
+        "example_ids": ids,
+    }
+
+
 def label_clusters(
     assignment_paths: list[str | Path],
     seeds_paths: dict[str, str | Path],
@@ -190,32 +216,10 @@ def label_clusters(
             log.warning(
                 "attempt %d: %d cluster(s) without a label: %s", attempt + 1, len(todo), todo
             )
-    rows = []
-    for cluster in range(k):
-        label = labels.get(cluster)
-        error = None
-        if label is None:
-            error = (
-                "no members"
-                if cluster not in prompts
-                else f"{errors.get(cluster, 'no answer')} (after {len(answers[cluster])} attempts)"
-            )
-            log.error("cluster %d: no label: %s", cluster, error)
-        ids, texts = examples.get(cluster, ([], []))
-        rows.append(
-            {
-                "cluster": cluster,
-                "size": sizes.get(cluster, 0),
-                "topic": label.topic if label else None,
-                "score": label.score if label else None,
-                "route": label.route if label else None,
-                "attempts": len(answers.get(cluster, [])),
-                "error": error,
-                "answers": answers.get(cluster, []),
-                "examples": texts,
-                "example_ids": ids,
-            }
-        )
+    rows = [
+        _label_row(cluster, labels, errors, answers, examples, sizes, asked=cluster in prompts)
+        for cluster in range(k)
+    ]
     table = pa.Table.from_pylist(rows, schema=LABEL_SCHEMA)
     write_parquet(output, table)
     return table
