@@ -84,3 +84,23 @@ def test_help_shows_every_command_and_the_flag_vocabulary():
     for command in stage_commands():
         assert command.name in text
     assert "--settings JSON" in text
+
+
+@pytest.mark.parametrize(
+    "shards", ['{"run_name": "r"}', '{"run_name": "r", "shards": {"x": 0}}', "[]"]
+)
+def test_a_run_wide_command_refuses_a_malformed_shards_argument(shards, capsys, tmp_path):
+    settings = '{"benchmarks": {}, "groups": {}, "ngram": 10, "threshold": 0.5}'
+    argv = ["contamination-report", "--shards", shards, "--settings", settings]
+    assert (
+        main([*argv, "--out-csv", str(tmp_path / "c.csv"), "--out-json", str(tmp_path / "c.json")])
+        == 2
+    )
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            '--shards: expected {"run_name": NAME, "shards": {SPLIT: COUNT, ...}} with counts of 1 '
+            "or more"
+        )
+    )

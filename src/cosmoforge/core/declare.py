@@ -184,5 +184,16 @@ def per_shard_files(args, name: str, path_of: Callable[[RunPaths, str, str], str
         return list(given)
     if args.shards is None:
         raise CosmoforgeError(f"give --{name.replace('_', '-')} or --shards")
-    paths = RunPaths.of_settings(args.shards)
+    shards = args.shards
+    if not (
+        isinstance(shards, dict)
+        and isinstance(shards.get("run_name"), str)
+        and isinstance(shards.get("shards"), dict)
+        and all(isinstance(n, int) and n > 0 for n in shards["shards"].values())
+    ):
+        raise CosmoforgeError(
+            '--shards: expected {"run_name": NAME, "shards": {SPLIT: COUNT, ...}} with counts '
+            "of 1 or more"
+        )
+    paths = RunPaths.of_settings(shards)
     return [path_of(paths, split, shard) for split, shard in paths.gen_shards]
