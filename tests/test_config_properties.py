@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from cosmoforge.cli import main
 from cosmoforge.core.config import (
     check_inputs,
-    load_schema,
     non_finite_keys,
     resolve_config,
+    schema_for,
     validate_config,
 )
 from cosmoforge.core.errors import CosmoforgeError
@@ -32,7 +32,6 @@ from cosmoforge.core.layout import Layout, stale_shard_files
 from cosmoforge.ops.plan import build_plan, dry_run_lines
 from tests.helpers import REPO, snakemake, workdir
 
-SCHEMA = load_schema()
 BASE = resolve_config([REPO / "config" / "config.yaml"], base_dir=REPO)
 
 ODD = [
@@ -66,22 +65,11 @@ ODD = [
 
 
 def _schema_at(path: tuple) -> dict:
-    """The subschema that validates the value at `path` ({} where the walk finds none)."""
-    node = SCHEMA
-    for key in path:
-        while "$ref" in node:
-            node = SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[1]]
-        if isinstance(key, int):
-            node = node.get("items", {})
-        elif key in node.get("properties", {}):
-            node = node["properties"][key]
-        elif isinstance(node.get("additionalProperties"), dict):
-            node = node["additionalProperties"]
-        else:
-            return {}
-    while "$ref" in node:
-        node = SCHEMA["$defs"][node["$ref"].rsplit("/", 1)[1]]
-    return node
+    """The subschema that validates the value at `path` ({} where the schema has none)."""
+    try:
+        return schema_for(".".join(str(p) for p in path))
+    except KeyError:
+        return {}
 
 
 def _boundaries(schema: dict) -> list:

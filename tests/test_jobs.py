@@ -49,7 +49,13 @@ def test_a_generation_time_limit_uses_the_shards_own_prompt_count(default_config
 
 def test_before_the_prompts_exist_the_time_limit_comes_from_the_plan(default_config, repo):
     config = default_config
+    config["slurm"].update(
+        engine_start_minutes=2,
+        tokens_per_s_per_gpu=10,
+        runtime_margin=3,
+        expected_completion_tokens=100,
+    )
     jobs = JobResources(config, repo)
-    planned = jobs.planned_prompts_per_shard("stories")
-    assert planned == 29  # the bundled stories seeds, one shard
-    assert jobs.generate_runtime("stories", repo / "no-such-report.json") > 0
+    assert jobs.planned_prompts_per_shard("stories") == 29  # the bundled stories seeds, 1 shard
+    # 29 prompts x 100 tokens at 10 tokens/s: 290 s, x3 margin = 14.5 minutes, plus 2 to start
+    assert jobs.generate_runtime("stories", repo / "no-such-report.json") == 17

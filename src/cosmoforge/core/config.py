@@ -308,20 +308,30 @@ def _output_path_problems(config: dict) -> list[str]:
 
 def schema_for(key: str) -> dict:
     """The schema of one config key, dotted ("decontamination.threshold"; "splits.*.shards"
-    for any split), with the definitions it refers to."""
+    for any split; a number for an item of a list, "splits.stories.sources.0.path"; the key of
+    a mapping such as engine.env), with the definitions it refers to."""
     root = load_schema()
-    node = root
-    for part in key.split("."):
+
+    def resolved(node: dict) -> dict:
         while "$ref" in node:
             node = root["$defs"][node["$ref"].split("/")[-1]]
+        return node
+
+    node = root
+    for part in key.split("."):
+        node = resolved(node)
         properties = node.get("properties", {})
         if part == "*":
             node = next(iter(properties.values()))
         elif part in properties:
             node = properties[part]
+        elif part.isdigit() and isinstance(node.get("items"), dict):
+            node = node["items"]
+        elif isinstance(node.get("additionalProperties"), dict):
+            node = node["additionalProperties"]
         else:
             raise KeyError(f"no config key {key!r} in the schema")
-    return {**node, "$defs": root["$defs"]}
+    return {**resolved(node), "$defs": root["$defs"]}
 
 
 def check_setting(key: str, value: Any) -> None:
