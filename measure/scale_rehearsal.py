@@ -178,15 +178,38 @@ def run_dag(work: Path, prompts: int, per_shard: int, cores: int) -> dict:
     for path in (work / "results" / RUN / "release_stats").rglob("*.json"):
         for stage, seconds in json.loads(path.read_text())["stage_seconds"].items():
             stage_seconds[stage] += seconds
+    shards = config["splits"]["web_samples_v1"]["shards"]
     return {
         "prompts": prompts,
-        "shards": config["splits"]["web_samples_v1"]["shards"],
+        "shards": shards,
         "wall_s": wall,
         "synthetic_seeds_s": seeds_s,
         "rules": read_usage(usage),
         "released_rows": stats["rows"],
         "mean_tokens": stats["tokens"] / max(stats["rows"], 1),
         "finish_shard_stages": dict(stage_seconds),
+        "finish_shard_bytes": finish_shard_bytes(work / "results" / RUN, shards),
+    }
+
+
+# What one finish_shard job writes, by folder under results/<run>/ (older layouts wrote full
+# copies of each shard to deduped/ and decontaminated/ as well; a folder absent counts 0).
+FINISH_SHARD_FOLDERS = (
+    "deduped",
+    "decontaminated",
+    "dedup/removed",
+    "dedup/stayed",
+    "decont/contaminated",
+    "release/web_samples_v1",
+    "release_stats",
+)
+
+
+def finish_shard_bytes(results: Path, shards: int) -> dict[str, float]:
+    """Mean bytes per shard that finish_shard left in each of its output folders."""
+    return {
+        folder: sum(f.stat().st_size for f in (results / folder).rglob("*") if f.is_file()) / shards
+        for folder in FINISH_SHARD_FOLDERS
     }
 
 
@@ -328,6 +351,11 @@ def main() -> None:
             )
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in run["finish_shard_stages"].items())
         print(f"  finish_shard's stages (summed over shards): {stages}")
+        written = run["finish_shard_bytes"]
+        print(
+            f"  finish_shard writes {sum(written.values()) / 1e6:.1f} MB per shard: "
+            + ", ".join(f"{k} {v / 1e6:.1f}" for k, v in written.items() if v)
+        )
         cpu_side = sum(s["cpu_s"] for r, s in run["summary"].items() if r not in MODEL_RULES)
         print(
             f"CPU side (all but generate/embed): {cpu_side / 3600:.3f} core-hours, "

@@ -172,7 +172,7 @@ def test_decontaminate_shard_as_a_datatrove_step_and_the_report(index, tmp_path)
     index_path = tmp_path / "index.npz"
     index.save(index_path)
     clean, dirty = tmp_path / "clean.parquet", tmp_path / "dirty.parquet"
-    stats = decontaminate_shard(shard, index_path, 0.5, clean, dirty, tmp_path / "logs")
+    stats = decontaminate_shard(shard, index_path, 0.5, clean, dirty)
     assert stats == {"documents": 4, "contaminated": 2}
     assert pq.read_table(clean).column("sample_id").to_pylist() == ["clean1", "clean2"]
     assert pq.read_table(dirty).column("sample_id").to_pylist() == ["dirty1", "dirty2"]

@@ -63,7 +63,7 @@ def dedup_run(tmp_path_factory):
     outputs = []
     for rank, path in enumerate(shards):
         out = [tmp / f"{name}{rank}" for name in ("kept.parquet", "removed.parquet", "c.json")]
-        dedup.filter_shard(path, rank, 2, tmp / "remove", *out, tmp / "logs" / "filter")
+        dedup.filter_shard(path, rank, tmp / "remove", *out)
         outputs.append(out)
     report = dedup.dedup_report(
         [o[1] for o in outputs],
@@ -118,8 +118,10 @@ def test_signature_shingles_equal_datatrove():
         assert ours.get_shingles(text).tolist() == theirs.get_shingles(text).tolist()
 
 
-def test_split_by_filter_gives_the_kept_mask_and_each_dropped_rows_verdict(tmp_path):
-    """The one helper dedup and decontamination split a shard with, on a toy filter."""
+def test_chained_filters_give_the_kept_mask_and_each_filters_verdicts(tmp_path):
+    """The helper dedup and decontamination share, on two toy filters in a chain: the second
+    sees only what the first kept, and each one's drops are recorded apart, with their
+    verdicts."""
     from datatrove.pipeline.filters.base_filter import BaseFilter
 
     class DropsOdd(BaseFilter):
@@ -131,13 +133,44 @@ def test_split_by_filter_gives_the_kept_mask_and_each_dropped_rows_verdict(tmp_p
                 return False, "odd"
             return True
 
+    class DropsThrees(BaseFilter):
+        name = "drops multiples of three"
+
+        def filter(self, doc):
+            seen.append(doc.id)
+            return int(doc.id[2:]) % 3 != 0
+
+    seen = []
     path = tmp_path / "g.parquet"
-    shard(path, "stories", [f"text number {i}" for i in range(5)], "id")
-    scratch = tmp_path / "scratch"
-    read, kept, verdicts = dedup.split_by_filter(
-        path, lambda dropped: DropsOdd(exclusion_writer=dropped), 0, 1, tmp_path / "logs", scratch
+    shard(path, "stories", [f"text number {i}" for i in range(8)], "id")
+    table = pq.read_table(path)
+    kept, (odd, three) = filters.apply_filters(
+        table,
+        [
+            lambda dropped: DropsOdd(exclusion_writer=dropped),
+            lambda dropped: DropsThrees(exclusion_writer=dropped),
+        ],
+        0,
+        path,
     )
-    ids = read.column("sample_id").to_pylist()
-    assert [i for i, k in zip(ids, kept.to_pylist(), strict=True) if k] == ["id0", "id2", "id4"]
-    assert verdicts == {"id1": {"why": "odd id1"}, "id3": {"why": "odd id3"}}
-    assert not list(scratch.iterdir())  # no scratch file is left to be read by another run
+    ids = table.column("sample_id").to_pylist()
+    assert [i for i, k in zip(ids, kept.to_pylist(), strict=True) if k] == ["id2", "id4"]
+    assert odd == {f"id{i}": {"why": f"odd id{i}"} for i in (1, 3, 5, 7)}
+    assert three == {"id0": None, "id6": None}
+    assert seen == ["id0", "id2", "id4", "id6"]
+
+
+def test_rows_a_filter_neither_kept_nor_dropped_are_an_error(tmp_path):
+    """A filter that swallows a document would make the release silently smaller."""
+    from datatrove.pipeline.base import PipelineStep
+
+    class Swallows(PipelineStep):
+        name = "loses id2"
+
+        def run(self, data, rank=0, world_size=1):
+            yield from (doc for doc in data if doc.id != "id2")
+
+    path = tmp_path / "g.parquet"
+    shard(path, "stories", [f"text number {i}" for i in range(4)], "id")
+    with pytest.raises(RuntimeError, match=r"g.parquet: the filters accounted for 3 of 4 rows"):
+        filters.apply_filters(pq.read_table(path), [lambda dropped: Swallows()], 0, path)

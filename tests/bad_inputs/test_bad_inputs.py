@@ -150,8 +150,6 @@ def decontaminate_args(tmp: Path, shard: Path, index: Path, threshold="0.5") -> 
         str(tmp / "out" / "clean.parquet"),
         "--contaminated",
         str(tmp / "out" / "contaminated.parquet"),
-        "--logging-dir",
-        str(tmp / "logs"),
     ]
 
 
@@ -868,8 +866,6 @@ CASES = [
             "x",
             "--rank",
             "0",
-            "--tasks",
-            "1",
             "--in-dir",
             str(t),
             "--logging-dir",

@@ -13,10 +13,8 @@ for _split in SPLITS:
             index=f"{RESULTS}/decont/benchmark_index.npz",
             quality_patterns=config["quality"]["patterns"],
         output:
-            deduped=f"{RESULTS}/deduped/{_split}/{{shard}}.parquet",
             removed=f"{RESULTS}/dedup/removed/{_split}/{{shard}}.parquet",
             stayed=f"{RESULTS}/dedup/stayed/{_split}/{{shard}}.json",
-            clean=f"{RESULTS}/decontaminated/{_split}/{{shard}}.parquet",
             contaminated=f"{RESULTS}/decont/contaminated/{_split}/{{shard}}.parquet",
             release=L.release_file(_split, "{shard}"),
             stats=L.release_stats(_split, "{shard}"),
@@ -32,22 +30,19 @@ for _split in SPLITS:
         params:
             split=_split,
             rank=lambda wildcards, split=_split: L.dedup_rank(split, wildcards.shard),
-            tasks=len(L.gen_shards),
             threshold=config["decontamination"]["threshold"],
             min_token_length=config["release"]["min_token_length"],
             drop_truncated=("--drop-truncated" if config["release"]["drop_truncated"] else ""),
             quality=as_json(config["quality"]),
-            logging_dir=f"{LOGS}/datatrove",
         shell:
             "python -m cosmoforge finish-shard --split {params.split}"
-            " --generated {input.generated} --rank {params.rank} --tasks {params.tasks}"
+            " --generated {input.generated} --rank {params.rank}"
             " --clusters {input.clusters} --index {input.index} --threshold {params.threshold}"
             " --min-token-length {params.min_token_length} {params.drop_truncated}"
             " --quality {params.quality:q}"
-            " --deduped {output.deduped} --removed {output.removed} --stayed {output.stayed}"
-            " --clean {output.clean} --contaminated {output.contaminated}"
-            " --release {output.release} --stats {output.stats} --left-out {output.left_out}"
-            " --logging-dir {params.logging_dir} > {log} 2>&1"
+            " --removed {output.removed} --stayed {output.stayed}"
+            " --contaminated {output.contaminated} --release {output.release}"
+            " --stats {output.stats} --left-out {output.left_out} > {log} 2>&1"
 
 
 # One row per prompt with its final fate (cosmoforge.reports.ledger); the card counts fates from it.

@@ -287,8 +287,6 @@ SHARD_FOLDERS = (
     "release/{split}",
     "release_stats/{split}",
     "generated/{split}",
-    "deduped/{split}",
-    "decontaminated/{split}",
     "dedup/removed/{split}",
     "dedup/stayed/{split}",
     "decont/contaminated/{split}",

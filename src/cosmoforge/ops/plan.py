@@ -302,7 +302,7 @@ def format_plan(plan: dict) -> str:
     lines.append(f"  {'total':<22}{plan['total_jobs']:>8,}")
     lines.append(
         f"  {'submitted on Slurm':<22}{plan['cluster_jobs']:>8,}  (one job per shard for "
-        "dedup_filter + decontaminate + release_shard; local rules run on the submitting node)"
+        "the dedup filter, decontamination and release; local rules run on the submitting node)"
     )
     return "\n".join(lines)
 

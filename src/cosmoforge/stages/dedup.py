@@ -48,9 +48,9 @@ from cosmoforge.core.declare import (
     per_shard_files,
     settings_arg,
 )
-from cosmoforge.core.io import atomic_path, write_json, write_parquet
+from cosmoforge.core.io import atomic_path, read_input_table, write_json, write_parquet
 from cosmoforge.core.layout import RunPaths
-from cosmoforge.stages.filters import ShardReader, run_rank, split_by_filter
+from cosmoforge.stages.filters import FilterFactory, ShardReader, apply_filters, rows_in, run_rank
 
 
 class WhitespaceTokenizer(WordTokenizer):
@@ -170,39 +170,46 @@ def cluster(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
 
 
+def minhash_filter(remove_dir: str | Path) -> FilterFactory:
+    """MinHash stage 4 over one rank's documents, given the clusters of the whole run."""
+    return lambda dropped: MinhashDedupFilter(str(remove_dir), exclusion_writer=dropped)
+
+
+def dedup_side_files(
+    table: pa.Table, removed: dict[str, object], remove_dir: str | Path, rank: int
+) -> tuple[pa.Table, dict[str, str]]:
+    """What the dedup filter leaves beside a shard: its removed rows with their cluster ids, and
+    which document stayed in each duplicate cluster that has a member here. Cluster ids come
+    straight from the cluster stage's file, for kept and removed documents alike (datatrove's
+    filter loads none for a rank without removals)."""
+    cluster_of = dict(_cluster_ids(remove_dir, rank))
+    removed_rows = rows_in(table, removed)
+    removed_flags = removed_rows.to_pylist()
+    removed_table = table.filter(removed_rows).append_column(
+        "minhash_cluster_id",
+        pa.array([cluster_of.get(i, -1) for i, r in enumerate(removed_flags) if r], pa.int64()),
+    )
+    ids = table.column("sample_id").to_pylist()
+    stayed = {str(c): ids[i] for i, c in cluster_of.items() if not removed_flags[i]}
+    return removed_table, stayed
+
+
 def filter_shard(
     shard: str | Path,
     rank: int,
-    tasks: int,
     remove_dir: str | Path,
     kept_out: str | Path,
     removed_out: str | Path,
     clusters_out: str | Path,
-    logging_dir: str | Path,
 ) -> dict:
-    scratch = Path(logging_dir) / f"scratch-{rank:05d}"
-    table, mask, removed = split_by_filter(
-        shard,
-        lambda dropped: MinhashDedupFilter(str(remove_dir), exclusion_writer=dropped),
-        rank,
-        tasks,
-        logging_dir,
-        scratch,
-    )
-    write_parquet(kept_out, table.filter(mask))
-    # Cluster ids straight from the cluster stage's file, for kept and removed documents alike
-    # (datatrove's filter loads none for a rank without removals).
-    cluster_of = dict(_cluster_ids(remove_dir, rank))
-    kept_rows = mask.to_pylist()
-    ids = table.column("sample_id").to_pylist()
-    removed_table = table.filter(pc.invert(mask))
-    removed_table = removed_table.append_column(
-        "minhash_cluster_id",
-        pa.array([cluster_of.get(i, -1) for i, k in enumerate(kept_rows) if not k], pa.int64()),
-    )
+    """The dedup filter alone over one generation shard (finish-shard runs it chained with the
+    other filters instead): its kept rows, removed rows and which document stayed."""
+    table = read_input_table(shard)
+    kept, (removed,) = apply_filters(table, [minhash_filter(remove_dir)], rank, shard)
+    write_parquet(kept_out, table.filter(kept))
+    removed_table, stayed = dedup_side_files(table, removed, remove_dir, rank)
     write_parquet(removed_out, removed_table)
-    # Which document stayed in each duplicate cluster that has a member here.
-    write_json(clusters_out, {str(c): ids[i] for i, c in cluster_of.items() if kept_rows[i]})
+    write_json(clusters_out, stayed)
     return {
         "documents": table.num_rows,
         "kept": table.num_rows - len(removed),
@@ -287,16 +294,7 @@ def _dedup_command(args) -> None:
     elif args.stage == "cluster":
         cluster(args.in_dir, args.out_dir, p, args.logging_dir)
     elif args.stage == "filter":
-        filter_shard(
-            args.shard,
-            args.rank,
-            args.tasks,
-            args.in_dir,
-            args.kept,
-            args.removed,
-            args.stayed,
-            args.logging_dir,
-        )
+        filter_shard(args.shard, args.rank, args.in_dir, args.kept, args.removed, args.stayed)
 
 
 def _dedup_report_command(args) -> None:
@@ -340,7 +338,6 @@ COMMANDS = (
             "filter": {
                 "--shard": path_arg("the generation shard"),
                 "--rank": _RANK,
-                "--tasks": _RANK,
                 "--in-dir": path_arg("the clusters folder"),
                 "--kept": path_arg("the shard's kept rows (parquet)"),
                 "--removed": path_arg("its removed rows, with the one kept"),

@@ -1,11 +1,16 @@
-"""datatrove plumbing shared by the filter stages (dedup, decontamination): a reader of one
-generation shard, a stand-in writer that records verdicts, one datatrove task run in this
-process, and a shard split by a filter's verdicts. Not a stage of its own.
+"""datatrove plumbing shared by the filter stages (dedup, decontamination): the documents of a
+generation shard, datatrove's filter steps run over them as chained generators in this process,
+and an in-memory exclusion writer that records what each filter dropped and why. Not a stage of
+its own.
+
+The steps are called the way datatrove's own tests call them (`step.run(documents)`), without
+its executor: one shard is read once, passed through every filter, and split by their verdicts,
+with no intermediate copy of the shard on disk.
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,9 +21,24 @@ from datatrove.pipeline.base import PipelineStep
 
 from cosmoforge.core.io import read_input_table
 
+# A filter that wants its finding kept with a dropped row puts it here, JSON-serializable.
+VERDICT_KEY = "cosmoforge_verdict"
+
+
+def shard_documents(table: pa.Table, text_column: str = "text") -> Iterator[Document]:
+    """The documents of one generation shard, in row order: MinHash stage 1 and stage 4 must see
+    the same order, since datatrove names a document by its index within the rank."""
+    for sample_id, split, text in zip(
+        table.column("sample_id").to_pylist(),
+        table.column("split").to_pylist(),
+        table.column(text_column).to_pylist(),
+        strict=True,
+    ):
+        yield Document(text=text or "", id=sample_id, metadata={"split": split})
+
 
 class ShardReader(PipelineStep):
-    """The documents of one generation shard, in row order (stage 1 and 4 must agree)."""
+    """A generation shard as the first step of a datatrove pipeline (MinHash signatures)."""
 
     name = "cosmoforge shard reader"
     type = "📖 - READER"
@@ -30,61 +50,55 @@ class ShardReader(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         table = read_input_table(self.path, columns=["sample_id", "split", self.text_column])
-        for sample_id, split, text in zip(
-            table.column("sample_id").to_pylist(),
-            table.column("split").to_pylist(),
-            table.column(self.text_column).to_pylist(),
-            strict=True,
-        ):
+        for doc in shard_documents(table, self.text_column):
             self.stat_update("documents")
-            yield Document(text=text or "", id=sample_id, metadata={"split": split})
+            yield doc
 
 
-class Collector:
-    """Stands in for a datatrove writer: records each document it gets, one JSON line: its id
-    and its `doc.metadata` (where a filter records why it dropped the document). datatrove
-    deep-copies the pipeline for each rank, so state must live in a file."""
+class DroppedRows:
+    """An exclusion writer that keeps, in memory, each dropped document's id and what the filter
+    recorded in `doc.metadata[VERDICT_KEY]` (None if nothing). Used in this process only, so
+    nothing has to survive a copy of the pipeline."""
 
-    def __init__(self, path: str | Path):
-        self.path = str(path)
-        self._fh = None
+    def __init__(self):
+        self.verdicts: dict[str, object] = {}
 
     def __enter__(self):
-        self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - closed in __exit__
         return self
 
     def __exit__(self, *exc):
-        self._fh.close()
         return False
 
     def write(self, doc: Document, rank: int = 0) -> None:
-        self._fh.write(json.dumps([doc.id, doc.metadata.get(VERDICT_KEY)]) + "\n")
-
-    def read(self) -> dict[str, object]:
-        """id -> what the filter recorded in doc.metadata[VERDICT_KEY] (None if nothing)."""
-        if not Path(self.path).exists():
-            return {}
-        with open(self.path, encoding="utf-8") as fh:
-            return dict(json.loads(line) for line in fh)
+        self.verdicts[doc.id] = doc.metadata.get(VERDICT_KEY)
 
 
-# A filter that wants its finding kept with a dropped row puts it here, JSON-serializable.
-VERDICT_KEY = "cosmoforge_verdict"
+# Builds a datatrove filter step around the exclusion writer that records its drops.
+FilterFactory = Callable[[DroppedRows], PipelineStep]
 
 
-class CollectStep(PipelineStep):
-    name = "cosmoforge collect"
-    type = "💽 - WRITER"
+def apply_filters(
+    table: pa.Table, filters: Sequence[FilterFactory], rank: int = 0, shard: str | Path = ""
+) -> tuple[pa.Array, list[dict[str, object]]]:
+    """Pass a shard's rows through the filters in turn (each sees only what the ones before it
+    kept). Returns a mask of the rows every filter kept and, per filter, the verdict of each row
+    it dropped, by sample id. Rows that come out neither kept nor dropped are an error, never a
+    silently smaller release."""
+    dropped = [DroppedRows() for _ in filters]
+    documents: Iterator[Document] = shard_documents(table)
+    for make_filter, writer in zip(filters, dropped, strict=True):
+        documents = make_filter(writer).run(documents, rank, 1)
+    kept = [doc.id for doc in documents]
+    seen = len(kept) + sum(len(d.verdicts) for d in dropped)
+    if seen != table.num_rows:
+        raise RuntimeError(f"{shard}: the filters accounted for {seen} of {table.num_rows} rows")
+    mask = pc.is_in(table.column("sample_id"), value_set=pa.array(kept, pa.string()))
+    return mask, [d.verdicts for d in dropped]
 
-    def __init__(self, collector: Collector):
-        super().__init__()
-        self.collector = collector
 
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        with self.collector as out:
-            for doc in data:
-                out.write(doc)
-                yield doc
+def rows_in(table: pa.Table, verdicts: dict[str, object]) -> pa.Array:
+    """A mask of the rows whose sample id is in `verdicts`."""
+    return pc.is_in(table.column("sample_id"), value_set=pa.array(list(verdicts), pa.string()))
 
 
 def run_rank(pipeline: list, rank: int, tasks: int, logging_dir: str | Path) -> None:
@@ -98,33 +112,3 @@ def run_rank(pipeline: list, rank: int, tasks: int, logging_dir: str | Path) -> 
         logging_dir=str(logging_dir),
         skip_completed=False,
     ).run()
-
-
-def split_by_filter(
-    shard: str | Path, make_filter, rank: int, tasks: int, logging_dir: str | Path, scratch: Path
-) -> tuple[pa.Table, pa.Array, dict[str, object]]:
-    """Run one datatrove filter over a generation shard and split the shard by its verdict: the
-    shard's table, a mask of the rows it kept, and for each dropped row what the filter put in
-    `doc.metadata[VERDICT_KEY]`. `make_filter(exclusion_writer)` builds the filter around the
-    collector of dropped rows. A shard whose rows datatrove did not all see is an error, never
-    a silently smaller release."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    kept = Collector(scratch / "kept.jsonl")
-    dropped = Collector(scratch / "dropped.jsonl")
-    for collector in (kept, dropped):  # a killed job may have left one behind
-        Path(collector.path).unlink(missing_ok=True)
-    try:
-        pipeline = [ShardReader(shard), make_filter(dropped), CollectStep(kept)]
-        run_rank(pipeline, rank, tasks, logging_dir)
-        kept_ids, dropped_ids = kept.read(), dropped.read()
-    finally:
-        for collector in (kept, dropped):
-            Path(collector.path).unlink(missing_ok=True)
-    table = read_input_table(shard)
-    if len(kept_ids) + len(dropped_ids) != table.num_rows:
-        raise RuntimeError(
-            f"{shard}: datatrove saw {len(kept_ids) + len(dropped_ids)} of "
-            f"{table.num_rows} documents"
-        )
-    mask = pc.is_in(table.column("sample_id"), value_set=pa.array(list(kept_ids), pa.string()))
-    return table, mask, dropped_ids

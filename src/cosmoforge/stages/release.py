@@ -12,6 +12,7 @@ The shard is streamed in batches (tokenized a batch at a time), so memory is bou
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import pyarrow as pa
@@ -186,10 +187,37 @@ def release_shard(
     quality: dict | None = None,
     left_out_path: str | Path | None = None,
 ) -> dict:
-    """Write the released rows of one (deduplicated, decontaminated) shard, and its statistics.
-    Every row gets its quality flags (`quality`: the config section; defaults if None); engine
-    errors and the flags in `quality.drop` (plus `truncated` with `drop_truncated`) leave a row
-    out."""
+    """Release one (deduplicated, decontaminated) shard file, streamed a batch at a time;
+    `release_batches` says what is written."""
+    with reading(shard_path):
+        return release_batches(
+            split,
+            iter_parquet(shard_path, BATCH_ROWS),
+            output,
+            stats_path,
+            min_token_length,
+            drop_truncated=drop_truncated,
+            quality=quality,
+            left_out_path=left_out_path,
+            source=shard_path,
+        )
+
+
+def release_batches(
+    split: str,
+    batches: Iterable[pa.RecordBatch],
+    output: str | Path,
+    stats_path: str | Path,
+    min_token_length: int,
+    drop_truncated: bool = False,
+    quality: dict | None = None,
+    left_out_path: str | Path | None = None,
+    source: str | Path = "",
+) -> dict:
+    """Write the released rows of a shard's batches (in the generation schema), and its
+    statistics. Every row gets its quality flags (`quality`: the config section; defaults if
+    None); engine errors and the flags in `quality.drop` (plus `truncated` with
+    `drop_truncated`) leave a row out. `source` names the rows' file in error messages."""
     quality = quality or default_quality()
     if drop_truncated:
         quality = {**quality, "drop": sorted({*quality["drop"], "truncated"})}
@@ -198,9 +226,8 @@ def release_shard(
     with (
         atomic_path(output) as tmp,
         pq.ParquetWriter(tmp, RELEASE_SCHEMA, compression="zstd") as writer,
-        reading(shard_path),
     ):
-        for batch in iter_parquet(shard_path, BATCH_ROWS):
+        for batch in batches:
             token_length, keys, flags, reasons = _flagged(batch, checker)
             tally.add_generated(batch, flags, reasons, keys)
             keep = [r is None for r in reasons]
@@ -208,7 +235,7 @@ def release_shard(
             finish = batch.column("finish_reason").to_pylist()
             tally.add_kept(
                 table,
-                shard_path,
+                source,
                 [n for n, k in zip(token_length, keep, strict=True) if k],
                 [f for f, k in zip(finish, keep, strict=True) if k],
             )

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pyarrow as pa
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from cosmoforge.core.declare import Command, config_value_arg, path_arg
+from cosmoforge.core.io import read_input_table, write_parquet
 from cosmoforge.stages.decont.index import BenchmarkIndex
+from cosmoforge.stages.filters import VERDICT_KEY, FilterFactory, apply_filters, rows_in
 
 
 class BenchmarkDecontFilter(BaseFilter):
     """Drops documents contaminated by any benchmark item, each with its matches in
-    `doc.metadata` (dedup.VERDICT_KEY), which the exclusion writer records."""
+    `doc.metadata` (filters.VERDICT_KEY), which the exclusion writer records."""
 
     name = "🧼 benchmark decontamination (Cosmopedia rule)"
 
@@ -23,8 +26,6 @@ class BenchmarkDecontFilter(BaseFilter):
         self._index = None
 
     def filter_batch(self, batch) -> list[bool | tuple[bool, str]]:
-        from cosmoforge.stages.filters import VERDICT_KEY
-
         if self._index is None:
             self._index = BenchmarkIndex.load(self.index_file)
         results = []
@@ -42,38 +43,35 @@ class BenchmarkDecontFilter(BaseFilter):
         return self.filter_batch([doc])[0]
 
 
-def decontaminate_shard(
-    shard: str | Path,
-    index_path: str | Path,
-    threshold: float,
-    clean_out: str | Path,
-    contaminated_out: str | Path,
-    logging_dir: str | Path,
-) -> dict:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def benchmark_filter(index_path: str | Path, threshold: float) -> FilterFactory:
+    """The decontamination filter, given the benchmark index and the match threshold."""
+    return lambda dropped: BenchmarkDecontFilter(str(index_path), threshold, dropped)
 
-    from cosmoforge.core.io import write_parquet
-    from cosmoforge.stages.filters import split_by_filter
 
-    scratch = Path(logging_dir) / f"scratch-{Path(shard).parent.name}-{Path(shard).stem}"
-    table, kept, findings = split_by_filter(
-        shard,
-        lambda dropped: BenchmarkDecontFilter(str(index_path), threshold, dropped),
-        0,
-        1,
-        logging_dir,
-        scratch,
-    )
-    write_parquet(clean_out, table.filter(kept))
-    contaminated = table.filter(pc.invert(kept))
-    contaminated = contaminated.append_column(
+def contaminated_rows(table: pa.Table, findings: dict[str, object]) -> pa.Table:
+    """The rows the filter dropped, each with its benchmark matches (JSON)."""
+    contaminated = table.filter(rows_in(table, findings))
+    return contaminated.append_column(
         "benchmark_matches",
         pa.array(
             [json.dumps(findings[i]) for i in contaminated.column("sample_id").to_pylist()],
             pa.string(),
         ),
     )
+
+
+def decontaminate_shard(
+    shard: str | Path,
+    index_path: str | Path,
+    threshold: float,
+    clean_out: str | Path,
+    contaminated_out: str | Path,
+) -> dict:
+    """Decontamination alone over one shard (finish-shard chains it after the dedup filter)."""
+    table = read_input_table(shard)
+    kept, (findings,) = apply_filters(table, [benchmark_filter(index_path, threshold)], 0, shard)
+    write_parquet(clean_out, table.filter(kept))
+    contaminated = contaminated_rows(table, findings)
     write_parquet(contaminated_out, contaminated)
     return {"documents": table.num_rows, "contaminated": contaminated.num_rows}
 
@@ -82,9 +80,7 @@ def decontaminate_shard(
 
 
 def _decontaminate_command(args) -> None:
-    decontaminate_shard(
-        args.shard, args.index, args.threshold, args.out, args.contaminated, args.logging_dir
-    )
+    decontaminate_shard(args.shard, args.index, args.threshold, args.out, args.contaminated)
 
 
 COMMANDS = (
@@ -101,7 +97,6 @@ COMMANDS = (
             },
             "--out": path_arg("the clean shard"),
             "--contaminated": path_arg("its contaminated rows with their matches"),
-            "--logging-dir": path_arg("datatrove's logs"),
         },
     ),
 )
