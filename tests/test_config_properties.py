@@ -20,13 +20,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from cosmoforge.cli import main
-from cosmoforge.core.config import (
-    check_inputs,
-    non_finite_keys,
-    resolve_config,
-    schema_for,
-    validate_config,
-)
+from cosmoforge.core.config import check_inputs, resolve_config, schema_for, validate_config
+from cosmoforge.core.config_checks import non_finite_keys
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.layout import Layout, stale_shard_files
 from cosmoforge.ops.plan import build_plan, dry_run_lines

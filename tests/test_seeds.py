@@ -304,8 +304,10 @@ def test_duplicate_detection_is_exact_under_hash_collisions(tmp_path, monkeypatc
     """With a hash that maps every id onto 4 values, only equal ids count as duplicates."""
     import numpy as np
 
+    from cosmoforge.stages.seeds import seedfile
+
     monkeypatch.setattr(
-        seeds_module,
+        seedfile,
         "hash_ids",
         lambda ids: np.array([sum(map(ord, i)) % 4 for i in ids], dtype=np.uint64),
     )

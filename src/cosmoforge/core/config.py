@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,6 +25,11 @@ from typing import Any
 import jsonschema
 import yaml
 
+from cosmoforge.core.config_checks import (
+    non_finite_keys,
+    output_path_problems,
+    secret_problems,
+)
 from cosmoforge.core.contracts import KINDS
 from cosmoforge.core.errors import ConfigError, yaml_error_line
 
@@ -195,62 +199,6 @@ def check_renamed_keys(config: dict, source: str = "config") -> None:
             raise ConfigError(f"{source}: '{old}' is now called '{new}' ({why}); rename it")
 
 
-def non_finite_keys(value: Any, key: str = "") -> list[str]:
-    """Dotted keys holding NaN or an infinity. JSON Schema's `number` admits them, and a NaN
-    threshold compares false with everything: decontamination would silently find nothing."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return [key or "<top level>"]
-    if isinstance(value, dict):
-        items = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return []
-    return [
-        k
-        for name, sub in items
-        for k in non_finite_keys(sub, f"{key}.{name}" if key else str(name))
-    ]
-
-
-# Secrets are never config values: the resolved config is on every job's command line, in its
-# log and in the run's records. A variable named like one of these (split at "_") or a value
-# that starts like a known key format is refused before the schema can quote it.
-_SECRET_NAME = re.compile(
-    r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)", re.IGNORECASE
-)
-_SECRET_VALUE = re.compile(
-    r"^(sk-[A-Za-z0-9_-]{16,}|hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|AKIA[0-9A-Z]{16}"
-    r"|xox[abpr]-[A-Za-z0-9-]{10,}|eyJ[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]+)"
-)
-
-
-def secret_problems(value: Any, key: str = "") -> list[str]:
-    """Where the config holds something that looks like a secret, without quoting it."""
-    if isinstance(value, dict):
-        found = []
-        for name, sub in value.items():
-            sub_key = f"{key}.{name}" if key else str(name)
-            if key == "engine.env" and _SECRET_NAME.search(str(name)):
-                found.append(
-                    f"{sub_key}: a secret is never set in the config (every job's command line "
-                    f"and log would show it): export {name} where you start snakemake; local and "
-                    "Slurm jobs inherit the environment"
-                )
-                continue
-            found += secret_problems(sub, sub_key)
-        return found
-    if isinstance(value, list):
-        return [p for i, sub in enumerate(value) for p in secret_problems(sub, f"{key}[{i}]")]
-    if isinstance(value, str) and _SECRET_VALUE.match(value.strip()):
-        return [
-            f"{key}: the value given looks like an API key or token; a secret is never put in "
-            "the config: export it as an environment variable (for the openai engine, name "
-            "that variable in engine.openai.api_key_env)"
-        ]
-    return []
-
-
 def error_text(err: jsonschema.ValidationError) -> str:
     """A schema error in words: the rule's own hint (x-hint) where it has one, and never the
     value of a rule marked x-secret (an API key pasted in the wrong place)."""
@@ -273,37 +221,10 @@ def validate_config(config: dict, source: str = "config") -> dict:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
             lines.append(f"{source}: {key}: {error_text(err)}")
     if not lines:
-        lines = [f"{source}: {line}" for line in _output_path_problems(config)]
+        lines = [f"{source}: {line}" for line in output_path_problems(config)]
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config
-
-
-# Where the workflow may write besides results/<run>/ and logs/<run>/: the folder a model
-# converted from a packaged GGUF goes to (shared by runs, so it is converted once).
-CONVERTED_MODELS = Path("resources") / "models"
-
-
-def _output_path_problems(config: dict) -> list[str]:
-    """Config values that name an output path among the project's own files. A converted
-    model's folder is replaced by the conversion: relative to the working folder (the checkout)
-    it must lie under resources/models/; an absolute path (a scratch disk) is the user's own."""
-    if not config["model"].get("gguf"):
-        return []
-    path = Path(config["model"]["path"])
-    prefix = CONVERTED_MODELS.parts
-    if path.is_absolute() or (
-        ".." not in path.parts
-        and path.parts[: len(prefix)] == prefix
-        and len(path.parts) > len(prefix)
-    ):
-        return []
-    return [
-        f"model.path: {path} is where the model converted from model.gguf is written (the "
-        f"folder is replaced), so a relative path must be a folder under {CONVERTED_MODELS}/, "
-        f"e.g. {CONVERTED_MODELS}/{Path(config['model']['name']).name.lower()}, or give an "
-        "absolute path of your own"
-    ]
 
 
 def schema_for(key: str) -> dict:
@@ -401,35 +322,7 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
         return not (p if p.is_absolute() else base / p).exists()
 
     for split, cfg in config["splits"].items():
-        names: dict[str, int] = {}
-        for i, source in enumerate(cfg["sources"]):
-            first = names.setdefault(source["name"], i)
-            if first != i:
-                errors.append(
-                    f"config: splits.{split}.sources[{i}].name: {source['name']!r} is also the "
-                    f"name of sources[{first}]; give each source its own name (it starts the "
-                    "source's seed ids)"
-                )
-            if source["format"] == "hf":
-                continue
-            where = (
-                Path(source["path"])
-                if Path(source["path"]).is_absolute()
-                else base / source["path"]
-            )
-            if where.is_dir():
-                errors.append(
-                    f"config: splits.{split}.sources[{i}].path: {source['path']} is a folder; "
-                    f"name a {source['format']} file (a folder of data files is format hf)"
-                )
-            elif not where.exists():
-                required, _ = KINDS[source["kind"]]
-                fields = {f: source.get("fields", {}).get(f, f) for f in required}
-                errors.append(
-                    f"config: splits.{split}.sources[{i}].path: no such file {source['path']} "
-                    f"(a {source['format']} file of {source['kind']} seeds with fields "
-                    f"{', '.join(fields.values())}; see config/README.md, seed sources)"
-                )
+        errors += _source_problems(split, cfg["sources"], base)
         folder = Path(config["prompts_dir"]) / split
         for i, name in enumerate(cfg.get("templates") or []):
             if missing(str(folder / f"{name}.yaml")):
@@ -449,4 +342,37 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
         template = config["topics"]["label"]["template"]
         if missing(template):
             errors.append(f"config: topics.label.template: no such file {template}")
+    return errors
+
+
+def _source_problems(split: str, sources: list[dict], base: Path) -> list[str]:
+    """A split's seed sources: names unique, local files present and files, not folders."""
+    errors = []
+    names: dict[str, int] = {}
+    for i, source in enumerate(sources):
+        first = names.setdefault(source["name"], i)
+        if first != i:
+            errors.append(
+                f"config: splits.{split}.sources[{i}].name: {source['name']!r} is also the "
+                f"name of sources[{first}]; give each source its own name (it starts the "
+                "source's seed ids)"
+            )
+        if source["format"] == "hf":
+            continue
+        where = (
+            Path(source["path"]) if Path(source["path"]).is_absolute() else base / source["path"]
+        )
+        if where.is_dir():
+            errors.append(
+                f"config: splits.{split}.sources[{i}].path: {source['path']} is a folder; "
+                f"name a {source['format']} file (a folder of data files is format hf)"
+            )
+        elif not where.exists():
+            required, _ = KINDS[source["kind"]]
+            fields = {f: source.get("fields", {}).get(f, f) for f in required}
+            errors.append(
+                f"config: splits.{split}.sources[{i}].path: no such file {source['path']} "
+                f"(a {source['format']} file of {source['kind']} seeds with fields "
+                f"{', '.join(fields.values())}; see config/README.md, seed sources)"
+            )
     return errors

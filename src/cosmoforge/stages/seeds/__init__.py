@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +37,7 @@ import pyarrow.parquet as pq
 from cosmoforge.core.contracts import KINDS
 from cosmoforge.core.declare import SPLIT, Command, path_arg, settings_arg
 from cosmoforge.core.errors import SeedError
-from cosmoforge.core.io import atomic_path, iter_parquet, stable_hash, write_json
+from cosmoforge.core.io import atomic_path, iter_parquet, write_json
 from cosmoforge.stages.seeds.readers import (
     _arrow_json_batch,
     _batched,
@@ -51,23 +51,30 @@ from cosmoforge.stages.seeds.readers import (
 )
 from cosmoforge.stages.seeds.rows import (
     BadRow,
-    IdHashSet,
     _normalize_arrow,
-    hash_ids,
     normalize_row,
 )
+from cosmoforge.stages.seeds.seedfile import (
+    BASE_COLUMNS,
+    BATCH_ROWS,
+    SEED_FILE_OPTIONS,
+    SourceReport,
+    SplitWriter,
+    seed_columns,
+    seed_schema,
+    settle_suspects,
+)
+
+__all__ = [
+    "BASE_COLUMNS",
+    "read_split_seeds",
+    "seed_cap",
+    "seeds_stage",
+    "source_location",
+    "write_split_seeds",
+]
 
 log = logging.getLogger(__name__)
-
-# Columns of the seed table besides the kinds' fields.
-BASE_COLUMNS = ("seed_id", "source", "kind", "row")
-MAX_EXAMPLES = 20
-# Rows per read batch and per row group of the seed file (readers downstream read row groups).
-BATCH_ROWS = 4096
-# The seed file is an intermediate read once or twice: snappy writes 3-4x faster than zstd
-# (measured on 600 MB of web-like text: 1.2 s vs 4.3 s) for about twice the size; only the
-# source and kind columns repeat enough for a dictionary.
-SEED_FILE_OPTIONS = {"compression": "snappy", "use_dictionary": ["source", "kind"]}
 
 
 def seed_cap(max_seeds: int | str | None) -> int | None:
@@ -75,117 +82,7 @@ def seed_cap(max_seeds: int | str | None) -> int | None:
     return None if max_seeds in ("all", None) else int(max_seeds)
 
 
-@dataclass
-class SourceReport:
-    name: str
-    location: str
-    rows_read: int = 0
-    rows_kept: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    examples: list[str] = field(default_factory=list)
-
-    def skip(self, reason: str, message: str) -> None:
-        self.skipped[reason] += 1
-        if len(self.examples) < MAX_EXAMPLES:
-            self.examples.append(message)
-
-    def as_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "location": self.location,
-            "rows_read": self.rows_read,
-            "rows_kept": self.rows_kept,
-            "rows_skipped": sum(self.skipped.values()),
-            "skipped_by_reason": dict(sorted(self.skipped.items())),
-            "examples": self.examples,
-        }
-
-
-# --- the split's seed file ---------------------------------------------------------------------
-
-
-def seed_columns(sources: list[dict]) -> list[str]:
-    columns = list(BASE_COLUMNS)
-    for kind in sorted({s["kind"] for s in sources}):
-        required, optional = KINDS[kind]
-        columns += [c for c in required + optional if c != "id" and c not in columns]
-    return columns
-
-
-def seed_schema(columns: list[str]) -> pa.Schema:
-    return pa.schema([(c, pa.int64() if c == "row" else pa.string()) for c in columns])
-
-
-class _SplitWriter:
-    """Rows in, batches of the seed schema out to one parquet writer; duplicates held back."""
-
-    def __init__(self, split, schema, writer, suspects_writer, on_bad_row, max_seeds):
-        self.split = split
-        self.schema = schema
-        self.writer = writer
-        self.suspects = suspects_writer
-        self.on_bad_row = on_bad_row
-        self.max_seeds = max_seeds
-        self.ids = IdHashSet()
-        self.written = 0
-        self.held = 0
-
-    @property
-    def full(self) -> bool:
-        return self.max_seeds is not None and self.written >= self.max_seeds
-
-    def bad(self, report: SourceReport, where: str, bad: BadRow) -> None:
-        field_part = f", field '{bad.field_name}'" if bad.field_name else ""
-        message = f"{where}{field_part}: {bad.detail}"
-        if self.on_bad_row == "error":
-            raise SeedError(f"bad seed row in split '{self.split}': {message}")
-        report.skip(bad.reason, message)
-
-    def write(self, source: dict, report: SourceReport, columns: dict[str, list | pa.Array]):
-        """Write one batch of valid rows (columns: the kind's fields plus `id` and `row`)."""
-        rows = len(columns["row"])
-        if not rows:
-            return
-        kind = source["kind"]
-        required = KINDS[kind][0]
-        ids = columns["id"]
-        ids = ids.to_pylist() if isinstance(ids, pa.Array) else ids
-        if None in ids:
-            fields = [
-                c.to_pylist() if isinstance(c, pa.Array) else c
-                for c in (columns[k] for k in required)
-            ]
-            ids = [
-                i if i is not None else stable_hash(*(f[r] for f in fields), length=12)
-                for r, i in enumerate(ids)
-            ]
-        prefix = f"{source['name']}:"
-        seed_ids = [prefix + i for i in ids]
-        data = {
-            "seed_id": pa.array(seed_ids, pa.string()),
-            "source": pa.array([source["name"]] * rows, pa.string()),
-            "kind": pa.array([kind] * rows, pa.string()),
-            "row": pa.array(columns["row"], pa.int64()),
-        }
-        for name in self.schema.names[len(BASE_COLUMNS) :]:
-            values = columns.get(name)
-            data[name] = (
-                pa.nulls(rows, pa.string()) if values is None else pa.array(values, pa.string())
-            )
-        table = pa.table(data, schema=self.schema)
-        seen = self.ids.add(hash_ids(seed_ids))
-        if seen.any():
-            self.suspects.write_table(table.filter(pa.array(seen)))
-            self.held += int(seen.sum())
-            table = table.filter(pa.array(~seen))
-        if self.max_seeds is not None and self.written + table.num_rows > self.max_seeds:
-            table = table.slice(0, self.max_seeds - self.written)
-        self.writer.write_table(table, row_group_size=BATCH_ROWS)
-        self.written += table.num_rows
-        report.rows_kept += table.num_rows
-
-
-def _read_source(source: dict, out: _SplitWriter, report: SourceReport, base_dir, batch_rows):
+def _read_source(source: dict, out: SplitWriter, report: SourceReport, base_dir, batch_rows):
     kind, fields = source["kind"], source.get("fields", {})
     names = KINDS[kind][0] + KINDS[kind][1]
     if source["format"] in ("parquet", "hf"):
@@ -218,7 +115,7 @@ def _read_source(source: dict, out: _SplitWriter, report: SourceReport, base_dir
         _write_rows(source, out, report, batch)
 
 
-def _write_rows(source: dict, out: _SplitWriter, report: SourceReport, batch: list) -> None:
+def _write_rows(source: dict, out: SplitWriter, report: SourceReport, batch: list) -> None:
     """Validate and write a batch of (row number, raw row or BadRow)."""
     kind, fields = source["kind"], source.get("fields", {})
     names = KINDS[kind][0] + KINDS[kind][1]
@@ -260,7 +157,7 @@ def _string_batch(batch: list, kind: str, fields: dict[str, str]) -> pa.RecordBa
 
 
 def _write_arrow_batch(
-    source: dict, out: _SplitWriter, report: SourceReport, batch: pa.RecordBatch, rows: np.ndarray
+    source: dict, out: SplitWriter, report: SourceReport, batch: pa.RecordBatch, rows: np.ndarray
 ) -> None:
     """Validate a batch column-wise, report its bad rows, write the others (`rows`: the
     source's row numbers of the batch)."""
@@ -276,52 +173,6 @@ def _write_arrow_batch(
         rows = rows[keep]
     columns["row"] = rows
     out.write(source, report, columns)
-
-
-def _settle_suspects(
-    main: Path, suspects: Path, locations: dict[str, str], out: _SplitWriter, reports: dict
-) -> pa.Table | None:
-    """Decide every held-back row: a duplicate (counted or an error) or a hash collision (kept,
-    returned). Reads the written ids once, column only."""
-    held = pq.read_table(suspects)
-    wanted = np.unique(hash_ids(held.column("seed_id").to_pylist()))
-    earlier: dict[str, str] = {}  # seed id -> where it was first used, for the suspects' hashes
-    for batch in iter_parquet(main, 1 << 17, columns=["seed_id", "source", "row"]):
-        ids = batch.column(0).to_pylist()
-        hit = np.flatnonzero(np.isin(hash_ids(ids), wanted))
-        sources, rows = batch.column(1).to_pylist(), batch.column(2).to_pylist()
-        for i in hit:
-            earlier[ids[i]] = f"{locations[sources[i]]}: row {rows[i]}"
-    keep = []
-    for i, (seed_id, source, row) in enumerate(
-        zip(*(held.column(c).to_pylist() for c in ("seed_id", "source", "row")), strict=True)
-    ):
-        where = f"{locations[source]}: row {row}"
-        report = reports[source]
-        if seed_id in earlier:
-            local = seed_id[len(source) + 1 :]
-            id_field = report.fields.get("id", "id")
-            out.bad(
-                report.report,
-                where,
-                BadRow(
-                    "duplicate_id",
-                    id_field,
-                    f"seed id '{local}' already used at {earlier[seed_id]}",
-                ),
-            )
-            continue
-        # Same hash, different id: a real new seed.
-        earlier[seed_id] = where
-        keep.append(i)
-    if not keep:
-        return None
-    kept = held.take(pa.array(keep, pa.int64()))
-    if out.max_seeds is not None:
-        kept = kept.slice(0, max(0, out.max_seeds - out.written))
-    for source in kept.column("source").to_pylist():
-        reports[source].report.rows_kept += 1
-    return kept
 
 
 @dataclass
@@ -358,14 +209,14 @@ def write_split_seeds(
             pq.ParquetWriter(tmp, schema, **SEED_FILE_OPTIONS) as writer,
             pq.ParquetWriter(suspects_path, schema, **SEED_FILE_OPTIONS) as suspects,
         ):
-            split_writer = _SplitWriter(split, schema, writer, suspects, on_bad_row, max_seeds)
+            split_writer = SplitWriter(split, schema, writer, suspects, on_bad_row, max_seeds)
             for source in sources:
                 _read_source(
                     source, split_writer, reports[source["name"]].report, base_dir, batch_rows
                 )
         collisions = None
         if split_writer.held:
-            collisions = _settle_suspects(tmp, suspects_path, locations, split_writer, reports)
+            collisions = settle_suspects(tmp, suspects_path, locations, split_writer, reports)
         if collisions is not None:
             log.warning("%d seed id hash collision(s): kept, after the other rows", len(collisions))
             merged = Path(scratch) / "merged.parquet"

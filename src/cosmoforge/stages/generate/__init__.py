@@ -15,18 +15,14 @@ and its prompts are generated again: a resumed shard never mixes rows of two set
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from cosmoforge.core.declare import GENERATION_SETTINGS, Command, path_arg
 from cosmoforge.core.errors import CosmoforgeError
@@ -37,172 +33,33 @@ from cosmoforge.core.tables import (
 )
 from cosmoforge.engines import ENGINES, Completion, Request
 from cosmoforge.engines.model import model_revision
+from cosmoforge.stages.generate.parts import (
+    Checkpoint,
+    load_parts,
+    parts_dir,
+    row_settings,
+    set_aside_dir,
+)
+from cosmoforge.stages.generate.stopping import GenerationStopped, Stopped, stop_on_signals
+
+__all__ = [
+    "GenerationFailed",
+    "GenerationStopped",
+    "generate_shard",
+    "parts_dir",
+    "request_seed",
+    "set_aside_dir",
+]
 
 log = logging.getLogger(__name__)
-
-
-def parts_dir(output: Path) -> Path:
-    return output.with_name(output.name + ".parts")
 
 
 def request_seed(global_seed: int, split: str, template_id: str, sample_id: str) -> int:
     return derive_seed(global_seed, split, template_id, sample_id, "generation")
 
 
-# Engine settings that change what is generated (the others only change speed or memory).
-OUTPUT_ENGINE_KEYS = ("backend", "dtype", "max_model_len", "per_request_seeds", "extra_args")
-FINGERPRINT_KEY = b"cosmoforge.row_settings"
-
-
-def row_settings(settings: dict, revision: str | None) -> dict:
-    """Everything besides the prompt that makes a generated row what it is."""
-    engine = settings["engine"]
-    return {
-        "model": {"name": settings["model"]["name"], "revision": revision},
-        "sampling": settings["sampling"],
-        "seed": settings["seed"],
-        "engine": {k: engine[k] for k in OUTPUT_ENGINE_KEYS if k in engine}
-        | (
-            {"served_model": engine["openai"]["model"]} if engine.get("backend") == "openai" else {}
-        ),
-    }
-
-
-def _flat(settings: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in settings.items():
-        if isinstance(value, dict) and value:
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _settings_change(made_with: dict, current: dict) -> str:
-    """'sampling.temperature 0.7 -> 0.6, ...': how a part's settings differ from the current."""
-    old, new = _flat(made_with), _flat(current)
-    changes = [
-        f"{k} {json.dumps(old.get(k))} -> {json.dumps(new.get(k))}"
-        for k in sorted(old.keys() | new.keys())
-        if old.get(k) != new.get(k)
-    ]
-    return ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
-
-
-def set_aside_dir(folder: Path) -> Path:
-    return folder.with_name(folder.name + ".set-aside")
-
-
-def _set_aside(part: Path, reason: str) -> None:
-    target_dir = set_aside_dir(part.parent)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    target = target_dir / part.name
-    n = 1
-    while target.exists():
-        target = target_dir / f"{part.stem}.{n}{part.suffix}"
-        n += 1
-    part.rename(target)
-    log.warning("%s: not reused, %s; moved to %s", part, reason, target)
-
-
-def _part_problem(table: pa.Table, made_with: dict | None, current: dict, prompts: dict) -> str:
-    """Why a part cannot be reused, or '' if it can."""
-    missing = [n for n in GENERATION_SCHEMA.names if n not in table.schema.names]
-    if missing:
-        return f"it lacks column(s) {missing} of a generation part"
-    if made_with is None:
-        return "it records no generation settings (made by an older cosmoforge)"
-    if made_with != current:
-        return "it was made with other settings: " + _settings_change(made_with, current)
-    for sample_id, prompt in zip(
-        table.column("sample_id").to_pylist(), table.column("prompt").to_pylist(), strict=True
-    ):
-        if sample_id not in prompts:
-            return f"its sample {sample_id!r} is not in the current prompt file"
-        if prompts[sample_id] != prompt:
-            return f"the prompt of sample {sample_id!r} has changed (template or seed edited)"
-    return ""
-
-
-def load_parts(
-    folder: Path, current: dict | None = None, prompts: dict[str, str] | None = None
-) -> tuple[dict[str, dict], int]:
-    """Rows already finished by earlier runs, by sample id, and the next part number. With
-    `current` (row settings) and `prompts` (sample id -> prompt text), a part that does not
-    match them is set aside instead of reused."""
-    done: dict[str, dict] = {}
-    if not folder.is_dir():
-        return done, 0
-    parts = sorted(folder.glob("part-*.parquet"))
-    next_index = 1 + max((int(p.stem.split("-")[1]) for p in parts), default=-1)
-    for part in parts:
-        try:
-            table = pq.read_table(part)
-        except (pa.ArrowException, OSError) as exc:
-            _set_aside(part, f"it is unreadable ({exc})")
-            continue
-        meta = table.schema.metadata or {}
-        made_with = json.loads(meta[FINGERPRINT_KEY]) if FINGERPRINT_KEY in meta else None
-        if current is not None:
-            problem = _part_problem(table, made_with, current, prompts or {})
-            if problem:
-                _set_aside(part, problem)
-                continue
-        for row in table.select(GENERATION_SCHEMA.names).to_pylist():
-            # An error row is not finished work (parts made before errors were kept out of
-            # them may hold some): the rerun asks again.
-            if row["error"]:
-                continue
-            # A part is only ever renamed into place complete, and reruns skip finished ids,
-            # so repeats cannot happen; keep the first anyway rather than trusting that.
-            done.setdefault(row["sample_id"], row)
-    return done, next_index
-
-
-class Stopped(BaseException):
-    """Raised in the main thread by SIGTERM or SIGUSR1 (BaseException: no `except Exception`
-    on the way swallows it)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-        self.signal_name = signal.Signals(signum).name
-
-
 class GenerationFailed(CosmoforgeError):
     """A shard that is not done for a reason outside the job: too many engine errors."""
-
-
-class GenerationStopped(CosmoforgeError):
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-@contextlib.contextmanager
-def stop_on_signals(signums=(signal.SIGTERM, signal.SIGUSR1)):
-    """Slurm sends SIGTERM on preemption, scancel and at the time limit (then SIGKILL after
-    KillWait), and the profile asks for SIGUSR1 a margin before the limit. Python's default
-    SIGTERM handling exits without running `finally`, losing every row since the last flush;
-    here the signal stops generation where it is so the finished rows are flushed first."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    fired = False
-
-    def handler(signum, frame):
-        nonlocal fired
-        if not fired:  # later signals must not interrupt the final flush
-            fired = True
-            raise Stopped(signum)
-
-    previous = {s: signal.signal(s, handler) for s in signums}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def generate_shard(
@@ -223,31 +80,6 @@ def generate_shard(
                 f"are kept in {parts_dir(Path(output))}, rerun to resume",
                 exit_code=128 + stop.signum,
             ) from None
-
-
-class _Checkpoint:
-    """Finished rows of a shard, buffered and written as numbered parts of `folder`, each part
-    carrying the settings fingerprint its rows were made with (so a rerun reuses only parts that
-    are still current)."""
-
-    def __init__(self, folder: Path, next_part: int, fingerprint: dict, flush_every: int):
-        self.folder, self.next_part, self.flush_every = folder, next_part, flush_every
-        self.schema = GENERATION_SCHEMA.with_metadata(
-            {FINGERPRINT_KEY: json.dumps(fingerprint, sort_keys=True)}
-        )
-        self.buffer: list[dict] = []  # the folder is made by the first part's write
-
-    def add(self, row: dict) -> None:
-        self.buffer.append(row)
-        if len(self.buffer) >= self.flush_every:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.buffer:
-            table = pa.Table.from_pylist(self.buffer, schema=self.schema)
-            write_parquet(self.folder / f"part-{self.next_part:05d}.parquet", table)
-            self.next_part += 1
-            self.buffer.clear()
 
 
 def _requests(todo: list[dict], settings: dict) -> list[Request]:
@@ -339,7 +171,7 @@ def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) 
         "prompt_tokens": 0,
     }
     if todo:
-        checkpoint = _Checkpoint(folder, next_part, current, engine_cfg["flush_every"])
+        checkpoint = Checkpoint(folder, next_part, current, engine_cfg["flush_every"])
         where = (output, len(prompts))
         _generate_todo(todo, done, checkpoint, settings, revision, stats, engine_factory, where)
     missing = [p["sample_id"] for p in prompts if p["sample_id"] not in done]
