@@ -273,6 +273,21 @@ def format_plan(plan: dict) -> str:
         "generation jobs' time.",
         "",
     ]
+    lines += _measured_lines(plan)
+    lines += ["jobs per rule:"]
+    lines += [f"  {rule:<22}{count:>8,}" for rule, count in plan["jobs"].items() if count]
+    lines.append(f"  {'total':<22}{plan['total_jobs']:>8,}")
+    lines.append(
+        f"  {'submitted on Slurm':<22}{plan['cluster_jobs']:>8,}  (one job per shard for "
+        "the dedup filter, decontamination and release; local rules run on the submitting node)"
+    )
+    return "\n".join(lines)
+
+
+def _measured_lines(plan: dict) -> list[str]:
+    """The plan's lines on what was measured: the engine on this node (or that it was not) and
+    the CPU side's rates."""
+    lines = []
     measured = plan["measured"]
     if measured:
         lines += [
@@ -297,14 +312,7 @@ def format_plan(plan: dict) -> str:
             "  " + ", ".join(f"{rule} {hours:,.1f}" for rule, hours in cpu.items()),
             "",
         ]
-    lines += ["jobs per rule:"]
-    lines += [f"  {rule:<22}{count:>8,}" for rule, count in plan["jobs"].items() if count]
-    lines.append(f"  {'total':<22}{plan['total_jobs']:>8,}")
-    lines.append(
-        f"  {'submitted on Slurm':<22}{plan['cluster_jobs']:>8,}  (one job per shard for "
-        "the dedup filter, decontamination and release; local rules run on the submitting node)"
-    )
-    return "\n".join(lines)
+    return lines
 
 
 def engine_line(engine: dict) -> str:

@@ -113,6 +113,29 @@ def _answers(base_url: str) -> bool:
         return False
 
 
+def _wait_until_ready(
+    server: subprocess.Popen, port: int, timeout: float, log_path: Path, stopping: list
+) -> bool:
+    """Wait for the server to answer: True once it does, False if this job was stopped first;
+    CosmoforgeError if it exits or does not answer within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not _answers(f"http://127.0.0.1:{port}/v1"):
+        if stopping:
+            return False
+        if server.poll() is not None:
+            raise CosmoforgeError(
+                f"vllm serve exited with status {server.returncode} before it answered; "
+                f"see {log_path}"
+            )
+        if time.monotonic() > deadline:
+            raise CosmoforgeError(
+                f"vllm serve did not answer within {timeout} s "
+                f"(engine.openai.ready_timeout_s); see {log_path}"
+            )
+        time.sleep(2)
+    return True
+
+
 def serve(
     config: dict,
     overlay_path: str | Path,
@@ -152,21 +175,8 @@ def serve(
     previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         timeout = config["engine"]["openai"]["ready_timeout_s"]
-        deadline = time.monotonic() + timeout
-        while not _answers(f"http://127.0.0.1:{port}/v1"):
-            if stopping:
-                return 0
-            if server.poll() is not None:
-                raise CosmoforgeError(
-                    f"vllm serve exited with status {server.returncode} before it answered; "
-                    f"see {log_path}"
-                )
-            if time.monotonic() > deadline:
-                raise CosmoforgeError(
-                    f"vllm serve did not answer within {timeout} s "
-                    f"(engine.openai.ready_timeout_s); see {log_path}"
-                )
-            time.sleep(2)
+        if not _wait_until_ready(server, port, timeout, log_path, stopping):
+            return 0
         with atomic_path(overlay_path) as tmp:
             Path(tmp).write_text(yaml.safe_dump(overlay_for(config, base_url), sort_keys=False))
         log.info("serving %s at %s; overlay %s", served_model_name(config), base_url, overlay_path)

@@ -90,18 +90,7 @@ def run_status(
             # since: Snakemake does not rebuild a missing intermediate whose products exist,
             # and status says what Snakemake will do.
             if output.is_file() or (base / layout.release_file(split, shard)).is_file():
-                entry["done"] += 1
-                stats = _json(output.with_name(output.stem + ".stats.json")) or {}
-                entry["rows"] += stats.get("rows", prompts)
-                entry["completion_tokens"] += stats.get(
-                    "total_completion_tokens", stats.get("completion_tokens", 0)
-                )
-                seconds = stats.get("engine_start_s", 0) + stats.get("generate_s", 0)
-                entry["gpu_seconds"] += stats.get("gpu_hours", seconds * gpus / 3600) * 3600
-                entry["engine_start_s"] += stats.get("engine_start_s", 0)
-                entry["job_s"] += seconds
-                entry["cache_queries"] += stats.get("prefix_cache_queries", 0)
-                entry["cache_hits"] += stats.get("prefix_cache_hits", 0)
+                _add_done_shard(entry, output, prompts, gpus)
                 continue
             parts = _parts(base / parts_dir(Path(layout.generated(split, shard))))
             if not parts:
@@ -116,6 +105,22 @@ def run_status(
             recent_tokens += sum(p[2] for p in parts if now - p[0] <= window_s)
         splits[split] = entry
     return _totals(splits, recent_tokens / window_s, configured_rate, config)
+
+
+def _add_done_shard(entry: dict, output: Path, prompts: int, gpus: int) -> None:
+    """A finished shard's figures, from its generation statistics where they are kept."""
+    entry["done"] += 1
+    stats = _json(output.with_name(output.stem + ".stats.json")) or {}
+    entry["rows"] += stats.get("rows", prompts)
+    entry["completion_tokens"] += stats.get(
+        "total_completion_tokens", stats.get("completion_tokens", 0)
+    )
+    seconds = stats.get("engine_start_s", 0) + stats.get("generate_s", 0)
+    entry["gpu_seconds"] += stats.get("gpu_hours", seconds * gpus / 3600) * 3600
+    entry["engine_start_s"] += stats.get("engine_start_s", 0)
+    entry["job_s"] += seconds
+    entry["cache_queries"] += stats.get("prefix_cache_queries", 0)
+    entry["cache_hits"] += stats.get("prefix_cache_hits", 0)
 
 
 def _totals(splits: dict, tokens_per_s: float, configured_rate: float, config: dict) -> dict:

@@ -72,24 +72,28 @@ def _variants(
     ]
 
 
+def _injected_topic(split: str, seed: dict, template: Template, options: dict, base_id: str) -> str:
+    """The web seed's cluster topic if it is put in this prompt (topic_probability), else ''.
+    The draw is made only where it can go either way (seeding an RNG costs as much as rendering
+    a prompt); where it is made, it is the same draw as always."""
+    topic = seed.get("topic") or ""
+    probability = options["topic_probability"]
+    if not topic or probability <= 0:
+        return ""
+    if probability >= 1:
+        return topic
+    rng = _seed_rng(options["seed"], split, template.name, base_id)
+    return topic if rng.random() < probability else ""
+
+
 def _kind_variants(
     split: str, seed: dict, template: Template, options: dict, context: dict, base_id: str
 ) -> list[tuple[str, dict]]:
     kind = seed["kind"]
     chars = options["extract_chars"]
     if kind == "web":
-        topic = seed.get("topic") or ""
-        probability = options["topic_probability"]
-        # The draw is made only where it can go either way (seeding an RNG costs as much as
-        # rendering a prompt); where it is made, it is the same draw as always.
-        if not topic or probability <= 0:
-            inject = False
-        elif probability >= 1:
-            inject = True
-        else:
-            rng = _seed_rng(options["seed"], split, template.name, base_id)
-            inject = rng.random() < probability
-        return [("", {"extract": extract(seed["text"], chars), "topic": topic if inject else ""})]
+        topic = _injected_topic(split, seed, template, options, base_id)
+        return [("", {"extract": extract(seed["text"], chars), "topic": topic})]
     if kind == "auto_math_text":
         return [("", {"extract": extract(seed["text"], chars)})]
     if kind == "ultrachat":

@@ -226,29 +226,37 @@ def write_split_seeds(
                 writer.write_table(collisions, row_group_size=BATCH_ROWS)
             merged.replace(tmp)
             split_writer.written += collisions.num_rows
-        total = split_writer.written
-        report = {
-            "split": split,
-            "seeds": total,
-            "max_seeds": max_seeds,
-            "stopped_at_max_seeds": max_seeds is not None and total >= max_seeds,
-            "sources": [s.report.as_dict() for s in reports.values()],
-        }
+        report = _split_report(split, split_writer.written, max_seeds, reports)
         if report_path is not None:
             write_json(report_path, report)
-        if not total:
-            reasons = Counter()
-            for s in reports.values():
-                reasons.update(s.report.skipped)
-            detail = ", ".join(f"{k}: {n}" for k, n in sorted(reasons.items())) or "no rows"
-            raise SeedError(
-                f"split '{split}': no usable seed rows in "
-                + ", ".join(locations.values())
-                + f" ({detail}"
-                + (f"; see {report_path}" if report_path is not None else "")
-                + ")"
-            )
+        if not report["seeds"]:
+            raise _no_usable_rows(split, reports, report_path)
     return report
+
+
+def _split_report(split: str, total: int, max_seeds: int | None, reports: dict) -> dict:
+    return {
+        "split": split,
+        "seeds": total,
+        "max_seeds": max_seeds,
+        "stopped_at_max_seeds": max_seeds is not None and total >= max_seeds,
+        "sources": [s.report.as_dict() for s in reports.values()],
+    }
+
+
+def _no_usable_rows(split: str, reports: dict, report_path: str | Path | None) -> SeedError:
+    """The error of a split without a single usable row: its sources and why rows were skipped."""
+    reasons = Counter()
+    for s in reports.values():
+        reasons.update(s.report.skipped)
+    detail = ", ".join(f"{k}: {n}" for k, n in sorted(reasons.items())) or "no rows"
+    return SeedError(
+        f"split '{split}': no usable seed rows in "
+        + ", ".join(s.report.location for s in reports.values())
+        + f" ({detail}"
+        + (f"; see {report_path}" if report_path is not None else "")
+        + ")"
+    )
 
 
 def read_split_seeds(

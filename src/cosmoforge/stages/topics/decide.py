@@ -21,9 +21,9 @@ DECISIONS_HEADER = """\
 """
 
 
-def decide(labels_path: str | Path, settings: dict, output: str | Path) -> list[dict]:
-    labels = read_parquet(labels_path).to_pylist()
-    k = len(labels)
+def _overrides(settings: dict, k: int) -> dict[int, dict]:
+    """topics.decisions.overrides by cluster id; a key that is not one of the k ids is an
+    error."""
     overrides = {}
     for key, value in (settings.get("overrides") or {}).items():
         try:
@@ -35,6 +35,13 @@ def decide(labels_path: str | Path, settings: dict, output: str | Path) -> list[
                 f"topics.decisions.overrides: key {key!r} is not a cluster id (0-{k - 1})"
             )
         overrides[cluster] = value
+    return overrides
+
+
+def decide(labels_path: str | Path, settings: dict, output: str | Path) -> list[dict]:
+    labels = read_parquet(labels_path).to_pylist()
+    k = len(labels)
+    overrides = _overrides(settings, k)
     min_score = settings["min_score"]
     entries = []
     for label in labels:

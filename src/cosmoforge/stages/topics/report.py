@@ -130,6 +130,17 @@ def score_histogram_plot(decisions: list[dict], min_score: int | None, path: Pat
     _save(fig, path)
 
 
+def _csv_text(rows: list[dict], columns: list[str]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def topics_report(
     decisions_path: str | Path,
     labels_path: str | Path,
@@ -141,8 +152,6 @@ def topics_report(
     out_dir: str | Path,
 ) -> dict:
     """The cluster table (CSV), report.json (drops and their reasons) and the three plots."""
-    import csv
-    import io
     import json
 
     out_dir = Path(out_dir)
@@ -159,11 +168,7 @@ def topics_report(
                 "examples": " || ".join(_short(t, 160) for t in label["examples"][:3]),
             }
         )
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CLUSTER_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(out_dir / "clusters.csv", buffer.getvalue())
+    write_text(out_dir / "clusters.csv", _csv_text(rows, CLUSTER_COLUMNS))
     per_split: dict[str, Counter] = {}
     keep = {e["id"]: e["decision"] == "keep" for e in decisions}
     for split, cluster in zip(
