@@ -5,6 +5,7 @@ profiles/slurm as a user would, plus what this cluster needs: squeue for job sta
 accounting daemon) and short polling intervals.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -259,7 +260,7 @@ def test_a_vllm_server_job_serves_the_generation_jobs(repo, cluster, small_model
 
         write_prompt_shard(rows, prompts)
         settings = Layout(config).generate_settings("stories")
-        settings["sampling"] = {**settings["sampling"], "max_tokens": 32}
+        settings = dataclasses.replace(settings, sampling={**settings.sampling, "max_tokens": 32})
         out = tmp_path / "00000.parquet"
         stats = generate_shard(prompts, out, settings, tmp_path / "stats.json")
     finally:

@@ -203,7 +203,7 @@ def test_prompts_ask_for_a_length_sized_to_max_tokens(repo, default_config):
     from cosmoforge.core.layout import Layout
 
     assert target_words(192) == 110 and target_words(2500) == 1500
-    words = Layout(default_config).prompts_settings("stories")["target_words"]
+    words = Layout(default_config).prompts_settings("stories").target_words
     assert words == target_words(default_config["sampling"]["max_tokens"])
     templates = load_templates(repo / "prompts", "stories")
     rows = build_prompt_rows(

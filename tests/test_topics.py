@@ -201,7 +201,7 @@ def label_settings(repo, k=5, **extra):
         "max_attempts": 3,
         "structured": True,
         "sampling": {"temperature": 0.6, "max_tokens": 48},
-        "model": {},
+        "model": {"name": "fake/engine", "path": "none"},
         "engine": {"backend": "fake"},
         **extra,
     }

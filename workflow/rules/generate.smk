@@ -46,7 +46,7 @@ rule calibrate:
     resources:
         **JOBS.engine(JOBS.start_only_runtime()),
     params:
-        settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
+        settings=as_json(L.generate_settings()),
         prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
     shell:
         "python -m cosmoforge calibrate --prompts-dirs {params.prompts_dirs}"
@@ -72,11 +72,11 @@ rule canary:
     resources:
         **JOBS.engine(JOBS.start_only_runtime()),
     params:
-        settings=as_json(L.generate_settings(L.splits[0]) | {"sampling": config["sampling"]}),
+        settings=as_json(L.generate_settings()),
         prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
         quality=as_json(config["quality"]),
         min_token_length=config["release"]["min_token_length"],
-        target_words=as_json({s: L.prompts_settings(s)["target_words"] for s in L.splits}),
+        target_words=as_json({s: L.prompts_settings(s).target_words for s in L.splits}),
     shell:
         "python -m cosmoforge canary --prompts-dirs {params.prompts_dirs}"
         " --settings {params.settings:q} --quality {params.quality:q}"

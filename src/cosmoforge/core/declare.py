@@ -69,19 +69,12 @@ def config_value_arg(key: str, convert: Callable):
     return parse
 
 
-def settings_arg(section: str | None = None, **keys: str):
-    """JSON settings: the whole of a config `section`, or each listed field by its key."""
+def settings_arg(section: str):
+    """JSON settings that are one whole config `section`, checked by its schema (a stage whose
+    settings gather keys from several places has a record in core.settings instead)."""
 
     def parse(text: str) -> dict:
-        value = json_arg(text)
-        if section is not None:
-            return _checked(section, value)
-        if not isinstance(value, dict):
-            raise argparse.ArgumentTypeError("expected a JSON object")
-        for name, key in keys.items():
-            if name in value:
-                _checked(key, value[name])
-        return value
+        return _checked(section, json_arg(text))
 
     return parse
 
@@ -104,13 +97,6 @@ def paths_arg(help: str | None = None, **spec) -> dict:
 
 
 SPLIT = {"required": True, "choices": SPLITS}
-
-# The generation settings of generate, calibrate and canary.
-GENERATION_SETTINGS = {
-    "required": True,
-    "type": settings_arg(seed="seed", model="model", engine="engine", sampling="sampling"),
-    "help": 'JSON: {"seed", "model": {...}, "engine": {...}, "sampling": {...}}',
-}
 
 # The commands that read a run's config take it as Snakemake does (cosmoforge.core.config
 # resolve_config): so `cosmoforge plan --configfile A B --config run_name=x` describes exactly

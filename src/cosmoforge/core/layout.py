@@ -16,6 +16,14 @@ from pathlib import Path
 from cosmoforge.core.config import REPO_ROOT, clustered_splits, split_extract_chars, split_sampling
 from cosmoforge.core.contracts import SPLITS, target_words
 from cosmoforge.core.errors import ConfigError
+from cosmoforge.core.settings import (
+    CardSettings,
+    GenerationSettings,
+    PromptSettings,
+    SeedSettings,
+    Settings,
+    TopicLabelSettings,
+)
 
 # Rules that run once per split and once per generation shard. Every other rule of
 # workflow/rules/ runs once per run, unless it is counted apart below or made only on demand.
@@ -80,7 +88,7 @@ def ordered_splits(config: dict) -> list[str]:
 def as_json(data) -> str:
     # Sorted keys: the same settings always give the same string, so Snakemake's params
     # trigger reruns only when a setting really changes.
-    return json.dumps(data, sort_keys=True)
+    return json.dumps(data.as_dict() if isinstance(data, Settings) else data, sort_keys=True)
 
 
 def release_file_name(shard: int, shards: int) -> str:
@@ -196,61 +204,60 @@ class Layout(RunPaths):
 
     # --- settings each stage gets (as JSON on its command line) -----------------------------
 
-    def seeds_settings(self, split: str) -> dict:
+    def seeds_settings(self, split: str) -> SeedSettings:
         cfg = self.config["splits"][split]
-        return {
-            "sources": cfg["sources"],
-            "on_bad_row": self.config["seeds"]["on_bad_row"],
-            "max_seeds": cfg["max_seeds"],
-        }
+        return SeedSettings(
+            sources=cfg["sources"],
+            on_bad_row=self.config["seeds"]["on_bad_row"],
+            max_seeds=cfg["max_seeds"],
+        )
 
-    def prompts_settings(self, split: str) -> dict:
+    def prompts_settings(self, split: str) -> PromptSettings:
         cfg = self.config["splits"][split]
-        return {
-            "seed": self.config["seed"],
-            "shards": cfg["shards"],
-            "extract_chars": split_extract_chars(self.config, split),
-            "target_words": target_words(split_sampling(self.config, split)["max_tokens"]),
-            "topic_probability": cfg["topic_probability"],
-            "templates": cfg["templates"],
-        }
+        return PromptSettings(
+            seed=self.config["seed"],
+            shards=cfg["shards"],
+            extract_chars=split_extract_chars(self.config, split),
+            target_words=target_words(split_sampling(self.config, split)["max_tokens"]),
+            topic_probability=cfg["topic_probability"],
+            templates=cfg["templates"],
+        )
 
-    def generate_settings(self, split: str) -> dict:
-        return {
-            "seed": self.config["seed"],
-            "model": self.config["model"],
-            "engine": self.config["engine"],
-            "sampling": split_sampling(self.config, split),
-        }
+    def generate_settings(self, split: str | None = None) -> GenerationSettings:
+        """A split's generation settings; without a split, the global sampling (for the jobs
+        that run the engine for the whole run: calibrate, canary)."""
+        return GenerationSettings(
+            seed=self.config["seed"],
+            model=self.config["model"],
+            engine=self.config["engine"],
+            sampling=self.config["sampling"]
+            if split is None
+            else split_sampling(self.config, split),
+        )
 
-    def topic_label_settings(self) -> dict:
+    def topic_label_settings(self) -> TopicLabelSettings:
         topics = self.config["topics"]
         label = topics["label"]
-        return {
-            "seed": self.config["seed"],
-            "k": topics["kmeans"]["k"],
-            **{
-                key: label[key]
-                for key in (
-                    "template",
-                    "examples_per_cluster",
-                    "example_chars",
-                    "max_attempts",
-                    "structured",
-                    "sampling",
-                )
-            },
-            "model": self.config["model"],
-            "engine": self.config["engine"],
-        }
+        return TopicLabelSettings(
+            seed=self.config["seed"],
+            k=topics["kmeans"]["k"],
+            template=label["template"],
+            examples_per_cluster=label["examples_per_cluster"],
+            example_chars=label["example_chars"],
+            max_attempts=label["max_attempts"],
+            structured=label["structured"],
+            sampling=label["sampling"],
+            model=self.config["model"],
+            engine=self.config["engine"],
+        )
 
-    def card_settings(self) -> dict:
-        return {
-            "run_name": self.run,
-            "model": self.config["model"],
-            "engine": self.config["engine"],
-            "sampling": {split: split_sampling(self.config, split) for split in self.splits},
-        }
+    def card_settings(self) -> CardSettings:
+        return CardSettings(
+            run_name=self.run,
+            model=self.config["model"],
+            engine=self.config["engine"],
+            sampling={split: split_sampling(self.config, split) for split in self.splits},
+        )
 
     # --- job counts -------------------------------------------------------------------------
 

@@ -23,9 +23,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cosmoforge.core.declare import GENERATION_SETTINGS, Command, path_arg
+from cosmoforge.core.declare import Command, path_arg
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.io import stable_hash, write_json
+from cosmoforge.core.settings import GenerationSettings
 from cosmoforge.core.tables import PROMPT_SCHEMA
 from cosmoforge.stages.generate import generate_shard
 
@@ -46,7 +47,9 @@ def prompts_by_template(files: list[str | Path], enough, seed: int, purpose: str
     return by_template
 
 
-def generate_probe(sample: pa.Table, settings: dict, output: Path, engine_factory=None) -> dict:
+def generate_probe(
+    sample: pa.Table, settings: GenerationSettings, output: Path, engine_factory=None
+) -> dict:
     """A probe's prompts through the generation code of a shard; its stats."""
     with tempfile.TemporaryDirectory(prefix="cosmoforge-probe-") as scratch:
         probe = Path(scratch) / "probe.parquet"
@@ -77,13 +80,14 @@ def sample_prompts(prompt_files: dict[str, list[str | Path]], total: int, seed: 
 
 def calibrate(
     prompt_files: dict[str, list[str | Path]],
-    settings: dict,
+    settings: GenerationSettings | dict,
     output: str | Path,
     prompts: int = 256,
     engine_factory=None,
 ) -> dict:
     """Run the probe and write the calibration file (`settings` as for a generation job)."""
-    sample = sample_prompts(prompt_files, prompts, settings["seed"])
+    settings = GenerationSettings.of(settings)
+    sample = sample_prompts(prompt_files, prompts, settings.seed)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="cosmoforge-calibrate-") as scratch:
         generated = Path(scratch) / "generated.parquet"
@@ -91,7 +95,7 @@ def calibrate(
         rows = pq.read_table(
             generated, columns=["split", "completion_tokens", "finish_reason", "error"]
         ).to_pylist()
-    gpus = settings["engine"].get("tensor_parallel_size", 1)
+    gpus = settings.engine.get("tensor_parallel_size", 1)
     per_split: dict[str, dict] = {}
     for split in sorted({r["split"] for r in rows}):
         mine = [r for r in rows if r["split"] == split and not r["error"]]
@@ -115,9 +119,9 @@ def calibrate(
         else None,
         "gpus": gpus,
         "splits": per_split,
-        "model": settings["model"]["name"],
-        "engine": {k: settings["engine"].get(k) for k in ("backend", "dtype", "max_model_len")},
-        "max_tokens": settings["sampling"]["max_tokens"],
+        "model": settings.model["name"],
+        "engine": {k: settings.engine.get(k) for k in ("backend", "dtype", "max_model_len")},
+        "max_tokens": settings.sampling["max_tokens"],
         "wall_s": round(time.perf_counter() - started, 1),
         "prefix_cache_hit_rate": stats.get("prefix_cache_hit_rate"),
     }
@@ -157,7 +161,7 @@ def split_prompt_files(items: list[str]) -> dict[str, list[Path]]:
 # The arguments of the commands that run a probe of the run's prompts (calibrate, canary).
 PROBE_ARGUMENTS = {
     "--prompts-dirs": {"required": True, "nargs": "+", "metavar": "SPLIT=DIR"},
-    "--settings": {**GENERATION_SETTINGS, "help": "as for generate"},
+    "--settings": GenerationSettings.argument(),
 }
 
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from cosmoforge.core.declare import Command, config_value_arg, json_arg, path_arg, settings_arg
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.io import write_json, write_text
+from cosmoforge.core.settings import GenerationSettings
 from cosmoforge.core.tables import PROMPT_SCHEMA
 from cosmoforge.core.tokens import count_tokens
 from cosmoforge.ops.calibrate import (
@@ -57,7 +58,7 @@ def per_template_sample(prompt_files: dict[str, list[str | Path]], per_template:
 
 def run_canary(
     prompt_files: dict[str, list[str | Path]],
-    settings: dict,
+    settings: GenerationSettings | dict,
     quality: dict,
     min_token_length: int,
     out_dir: str | Path,
@@ -66,7 +67,8 @@ def run_canary(
     engine_factory=None,
 ) -> dict:
     out_dir = Path(out_dir)
-    sample = per_template_sample(prompt_files, per_template, settings["seed"])
+    settings = GenerationSettings.of(settings)
+    sample = per_template_sample(prompt_files, per_template, settings.seed)
     generated = out_dir / "generated.parquet"
     generate_probe(sample, settings, generated, engine_factory)
     rows = pq.read_table(generated).to_pylist()

@@ -14,7 +14,6 @@ import yaml
 from cosmoforge.core.declare import (
     SHARDS,
     Command,
-    json_arg,
     optional_paths,
     path_arg,
     paths_arg,
@@ -22,6 +21,7 @@ from cosmoforge.core.declare import (
 )
 from cosmoforge.core.io import atomic_path, write_json, write_text
 from cosmoforge.core.layout import RunPaths
+from cosmoforge.core.settings import CardSettings
 from cosmoforge.core.tokens import TOKENIZER_NAME
 from cosmoforge.reports.card_sections import (
     card_stats,
@@ -98,7 +98,7 @@ def build_card(
     release_stats: list[str | Path],
     seed_reports: list[str | Path],
     generation_stats: list[str | Path],
-    settings: dict,
+    settings: CardSettings | dict,
     out_readme: str | Path,
     out_stats: str | Path,
     dedup_report: str | Path | None = None,
@@ -144,7 +144,7 @@ def build_card(
                 shutil.copyfile(Path(topics_report).parent / f"{plot}.png", tmp)
     stats = card_stats(sections)
     write_json(out_stats, stats)
-    write_text(out_readme, render_card(sections, settings))
+    write_text(out_readme, render_card(sections, CardSettings.of(settings)))
     return stats
 
 
@@ -179,7 +179,7 @@ def _card_template():
     return env.get_template("card.md.j2")
 
 
-def render_card(sections: dict, settings: dict) -> str:
+def render_card(sections: dict, settings: CardSettings) -> str:
     """The card's markdown: card.md.j2 over the sections' figures and the run's settings."""
     header = {
         "pretty_name": "cosmoforge synthetic dataset",
@@ -193,8 +193,8 @@ def render_card(sections: dict, settings: dict) -> str:
     text = _card_template().render(
         header=header,
         settings=settings,
-        model=settings["model"],
-        run_name=settings.get("run_name", ""),
+        model=settings.model,
+        run_name=settings.run_name,
         tokenizer=TOKENIZER_NAME,
         flags=FLAGS,
         topic_plots=TOPIC_PLOTS,
@@ -234,11 +234,7 @@ COMMANDS = (
             "--release-stats": optional_paths("each shard's statistics"),
             "--seed-reports": paths_arg("every split's seed report"),
             "--generation-stats": optional_paths("each shard's generation statistics"),
-            "--settings": {
-                "required": True,
-                "type": json_arg,
-                "help": 'JSON: {"run_name", "model", "engine", "sampling": {split: ...}}',
-            },
+            "--settings": CardSettings.argument(),
             "--dedup-report": {"type": Path},
             "--contamination": {"type": Path},
             "--benchmarks": {"type": Path},

@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from cosmoforge.core.declare import GENERATION_SETTINGS, Command, path_arg
+from cosmoforge.core.declare import Command, path_arg
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.io import derive_seed, write_json, write_parquet
+from cosmoforge.core.settings import GenerationSettings
 from cosmoforge.core.tables import (
     GENERATION_SCHEMA,
     read_prompt_shard,
@@ -65,12 +66,13 @@ class GenerationFailed(CosmoforgeError):
 def generate_shard(
     prompts_path: str | Path,
     output: str | Path,
-    settings: dict,
+    settings: GenerationSettings | dict,
     stats_path: str | Path | None = None,
     engine_factory: Callable | None = None,
 ) -> dict:
     """Run one shard's prompt file through the engine; write `output`. SIGTERM or SIGUSR1 at
     any point (engine start-up included) stops it with every finished row saved."""
+    settings = GenerationSettings.of(settings)
     with stop_on_signals():
         try:
             return _generate_shard(prompts_path, output, settings, stats_path, engine_factory)
@@ -82,13 +84,13 @@ def generate_shard(
             ) from None
 
 
-def _requests(todo: list[dict], settings: dict) -> list[Request]:
-    per_request = settings["engine"].get("per_request_seeds", True)
+def _requests(todo: list[dict], settings: GenerationSettings) -> list[Request]:
+    per_request = settings.engine.get("per_request_seeds", True)
     return [
         Request(
             p["sample_id"],
             p["prompt"],
-            request_seed(settings["seed"], p["split"], p["template_id"], p["sample_id"])
+            request_seed(settings.seed, p["split"], p["template_id"], p["sample_id"])
             if per_request
             else None,
         )
@@ -100,7 +102,7 @@ def _generate_todo(todo, done, checkpoint, settings, revision, stats, engine_fac
     """Start the engine and generate `todo`, adding each row to `done` and each finished one to
     the checkpoint; `stats` gets the engine's figures. `where` = (output, prompt count) for the
     message of a job stopped by a signal."""
-    model, engine_cfg, sampling = settings["model"], settings["engine"], settings["sampling"]
+    model, engine_cfg, sampling = settings.model, settings.engine, settings.sampling
     factory = engine_factory or ENGINES[engine_cfg["backend"]]
     started = time.perf_counter()
     engine = factory(model, engine_cfg, sampling)
@@ -148,8 +150,8 @@ def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) 
     output = Path(output)
     prompts = read_prompt_shard(prompts_path).to_pylist()
     folder = parts_dir(output)
-    engine_cfg = settings["engine"]
-    revision = model_revision(settings["model"]["path"], settings["model"].get("revision"))
+    engine_cfg = settings.engine
+    revision = model_revision(settings.model["path"], settings.model.get("revision"))
     current = row_settings(settings, revision)
     done, next_part = load_parts(folder, current, {p["sample_id"]: p["prompt"] for p in prompts})
     todo = [p for p in prompts if p["sample_id"] not in done]
@@ -256,7 +258,7 @@ COMMANDS = (
             "--prompts": path_arg("the shard's prompt file"),
             "--out": path_arg("the generated shard (parquet)"),
             "--stats": path_arg("the shard's generation statistics (JSON)"),
-            "--settings": GENERATION_SETTINGS,
+            "--settings": GenerationSettings.argument(),
         },
     ),
 )

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cosmoforge.core.io import write_parquet
+from cosmoforge.core.settings import GenerationSettings
 from cosmoforge.core.tables import GENERATION_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -26,13 +27,13 @@ OUTPUT_ENGINE_KEYS = ("backend", "dtype", "max_model_len", "per_request_seeds", 
 FINGERPRINT_KEY = b"cosmoforge.row_settings"
 
 
-def row_settings(settings: dict, revision: str | None) -> dict:
+def row_settings(settings: GenerationSettings, revision: str | None) -> dict:
     """Everything besides the prompt that makes a generated row what it is."""
-    engine = settings["engine"]
+    engine = settings.engine
     return {
-        "model": {"name": settings["model"]["name"], "revision": revision},
-        "sampling": settings["sampling"],
-        "seed": settings["seed"],
+        "model": {"name": settings.model["name"], "revision": revision},
+        "sampling": settings.sampling,
+        "seed": settings.seed,
         "engine": {k: engine[k] for k in OUTPUT_ENGINE_KEYS if k in engine}
         | (
             {"served_model": engine["openai"]["model"]} if engine.get("backend") == "openai" else {}

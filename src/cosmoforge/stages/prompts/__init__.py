@@ -21,12 +21,13 @@ from cosmoforge.core.contracts import (
     DEFAULT_TARGET_WORDS,
     shard_bounds,
 )
-from cosmoforge.core.declare import SPLIT, Command, path_arg, settings_arg
+from cosmoforge.core.declare import SPLIT, Command, path_arg
 from cosmoforge.core.errors import ConfigError, TemplateError
 from cosmoforge.core.io import (
     atomic_path,
     write_json,
 )
+from cosmoforge.core.settings import PromptSettings
 from cosmoforge.core.tables import (
     PROMPT_SCHEMA,
     count_rows,
@@ -301,29 +302,30 @@ def _on_route(seed_row: dict, template: Template) -> bool:
 def prompts_stage(
     split: str,
     seeds_path: str | Path,
-    settings: dict,
+    settings: PromptSettings | dict,
     prompts_dir: str | Path,
     out_dir: str | Path,
     report_path: str | Path,
     topic_assignments: list[str | Path] | None = None,
     topic_decisions: str | Path | None = None,
 ) -> dict:
-    """The `prompts` stage as the workflow runs it (settings: Layout.prompts_settings): the
-    split's templates loaded from `prompts_dir`, one prompt file per shard, the merged report."""
+    """The `prompts` stage as the workflow runs it: the split's templates loaded from
+    `prompts_dir`, one prompt file per shard, the merged report."""
     from cosmoforge.core.io import write_json
     from cosmoforge.stages.templates import load_templates
 
-    templates = load_templates(prompts_dir, split, settings.get("templates"))
+    settings = PromptSettings.of(settings)
+    templates = load_templates(prompts_dir, split, settings.templates)
     report = write_split_prompts(
         split,
         seeds_path,
         templates,
-        settings["shards"],
+        settings.shards,
         out_dir,
-        seed=settings["seed"],
-        extract_chars=settings["extract_chars"],
-        target_words=settings.get("target_words", DEFAULT_TARGET_WORDS),
-        topic_probability=settings.get("topic_probability", 1.0),
+        seed=settings.seed,
+        extract_chars=settings.extract_chars,
+        target_words=settings.target_words,
+        topic_probability=settings.topic_probability,
         topic_assignments=topic_assignments,
         topic_decisions=topic_decisions,
     )
@@ -358,18 +360,7 @@ COMMANDS = (
             "--prompts-dir": path_arg("the template folder"),
             "--topic-assignments": {"nargs": "+", "type": Path, "help": "web splits: clusters"},
             "--topic-decisions": {"type": Path, "help": "web splits: the decisions file"},
-            "--settings": {
-                "required": True,
-                "type": settings_arg(
-                    seed="seed",
-                    shards="splits.*.shards",
-                    extract_chars="splits.*.extract_chars",
-                    topic_probability="splits.*.topic_probability",
-                    templates="splits.*.templates",
-                ),
-                "help": 'JSON: {"seed", "shards", "extract_chars", "topic_probability", '
-                '"templates", "target_words"}',
-            },
+            "--settings": PromptSettings.argument(),
             "--out-dir": path_arg("<shard>.parquet and .report.json go here"),
             "--report": path_arg("the split's report (JSON)"),
         },

@@ -35,9 +35,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cosmoforge.core.contracts import KINDS
-from cosmoforge.core.declare import SPLIT, Command, path_arg, settings_arg
+from cosmoforge.core.declare import SPLIT, Command, path_arg
 from cosmoforge.core.errors import SeedError
 from cosmoforge.core.io import atomic_path, iter_parquet, write_json
+from cosmoforge.core.settings import SeedSettings
 from cosmoforge.stages.seeds.readers import (
     _arrow_json_batch,
     _batched,
@@ -277,16 +278,19 @@ def read_split_seeds(
     return table, report
 
 
-def seeds_stage(split: str, settings: dict, out: str | Path, report_path: str | Path) -> dict:
-    """The `seeds` stage as the workflow runs it (settings: Layout.seeds_settings): the split's
-    seed file and report, with every skipped row's reason logged."""
+def seeds_stage(
+    split: str, settings: SeedSettings | dict, out: str | Path, report_path: str | Path
+) -> dict:
+    """The `seeds` stage as the workflow runs it: the split's seed file and report, with every
+    skipped row's reason logged."""
+    settings = SeedSettings.of(settings)
     report = write_split_seeds(
         split,
-        settings["sources"],
+        settings.sources,
         out,
         report_path,
-        on_bad_row=settings.get("on_bad_row", "skip"),
-        max_seeds=seed_cap(settings.get("max_seeds", "all")),
+        on_bad_row=settings.on_bad_row,
+        max_seeds=seed_cap(settings.max_seeds),
     )
     for source in report["sources"]:
         if source["rows_skipped"]:
@@ -315,15 +319,7 @@ COMMANDS = (
         _seeds_command,
         {
             "--split": SPLIT,
-            "--settings": {
-                "required": True,
-                "type": settings_arg(
-                    sources="splits.*.sources",
-                    on_bad_row="seeds.on_bad_row",
-                    max_seeds="splits.*.max_seeds",
-                ),
-                "help": 'JSON: {"sources": [...], "on_bad_row": "skip", "max_seeds": "all"}',
-            },
+            "--settings": SeedSettings.argument(),
             "--out": path_arg("the split's seed parquet"),
             "--report": path_arg("the split's seed report (JSON)"),
         },

@@ -20,6 +20,7 @@ names they share.
 from pathlib import Path
 
 from cosmoforge.core.declare import SPLIT, Command, count_arg, json_arg, path_arg, paths_arg
+from cosmoforge.core.settings import TopicLabelSettings
 from cosmoforge.stages.topics.common import (
     ASSIGNMENT_SCHEMA,
     DECISIONS,
@@ -126,7 +127,7 @@ def _topics_command(args) -> None:
         assign_shard(args.embeddings[0], args.centroids, args.out)
     elif args.stage == "label":
         seeds = dict(item.split("=", 1) for item in args.split_seeds)
-        label_clusters(args.assignments, seeds, s["k"], s, args.out)
+        label_clusters(args.assignments, seeds, s.k, s, args.out)
     elif args.stage == "decide":
         decide(args.labels, s, args.out)
     elif args.stage == "report":
@@ -175,10 +176,7 @@ COMMANDS = (
                 "--out": path_arg(),
             },
             "label": {
-                "--settings": _settings(
-                    'topics.label\'s keys with "seed", "k", "model", "engine" (snakemake -n -p '
-                    "prints the exact JSON)"
-                ),
+                "--settings": TopicLabelSettings.argument(),
                 "--assignments": paths_arg(),
                 "--split-seeds": {"required": True, "nargs": "+", "metavar": "SPLIT=PATH"},
                 "--out": path_arg(),

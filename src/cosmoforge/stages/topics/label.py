@@ -19,6 +19,7 @@ import yaml
 from cosmoforge.core.contracts import ROUTES, extract
 from cosmoforge.core.errors import TemplateError, yaml_error_line
 from cosmoforge.core.io import derive_seed, write_parquet
+from cosmoforge.core.settings import TopicLabelSettings
 from cosmoforge.engines import ENGINES, Request
 from cosmoforge.stages.topics.common import LABEL_SCHEMA, PLACEHOLDER_TOPICS
 from cosmoforge.stages.topics.kmeans import read_assignments
@@ -99,7 +100,7 @@ def parse_label(answer: str, template: LabelTemplate) -> Label:
 
 
 def cluster_examples(
-    assignments: pa.Table, seeds_paths: dict[str, str | Path], settings: dict
+    assignments: pa.Table, seeds_paths: dict[str, str | Path], settings: TopicLabelSettings
 ) -> dict[int, tuple[list[str], list[str]]]:
     """Per cluster: ids and extracts of up to N members, drawn without replacement with a seed
     derived from the cluster id (Cosmopedia drew 10 with replacement, unseeded). Only the
@@ -115,8 +116,8 @@ def cluster_examples(
     picks = {}
     for cluster, keys in members.items():
         keys.sort()
-        rng = random.Random(derive_seed(settings["seed"], "topics", "examples", cluster))
-        picks[cluster] = rng.sample(keys, min(settings["examples_per_cluster"], len(keys)))
+        rng = random.Random(derive_seed(settings.seed, "topics", "examples", cluster))
+        picks[cluster] = rng.sample(keys, min(settings.examples_per_cluster, len(keys)))
     wanted: dict[str, set[str]] = {}
     for keys in picks.values():
         for split, seed_id in keys:
@@ -133,7 +134,7 @@ def cluster_examples(
     return {
         cluster: (
             [f"{s}/{i}" for s, i in keys],
-            [extract(texts[(s, i)], settings["example_chars"]) for s, i in keys],
+            [extract(texts[(s, i)], settings.example_chars) for s, i in keys],
         )
         for cluster, keys in picks.items()
     }
@@ -169,33 +170,34 @@ def label_clusters(
     assignment_paths: list[str | Path],
     seeds_paths: dict[str, str | Path],
     k: int,
-    settings: dict,
+    settings: TopicLabelSettings | dict,
     output: str | Path,
     engine_factory: Callable | None = None,
 ) -> pa.Table:
     """One request per cluster; unparsable answers are retried (new seed), then reported."""
-    template = load_label_template(settings["template"])
+    settings = TopicLabelSettings.of(settings)
+    template = load_label_template(settings.template)
     assignments = read_assignments(assignment_paths)
     sizes = Counter(assignments.column("cluster").to_pylist())
     examples = cluster_examples(assignments, seeds_paths, settings)
     prompts = {c: template.render(examples[c][1]) for c in sorted(examples)}
-    engine_cfg = settings["engine"]
-    sampling = settings["sampling"]
+    engine_cfg = settings.engine
+    sampling = settings.sampling
     factory = engine_factory or ENGINES[engine_cfg["backend"]]
-    regex = template.structured_regex if settings["structured"] else None
+    regex = template.structured_regex if settings.structured else None
     answers: dict[int, list[str]] = {c: [] for c in prompts}
     labels: dict[int, Label] = {}
     errors: dict[int, str] = {}
     todo = sorted(prompts)
-    engine = factory(settings["model"], engine_cfg, sampling) if todo else None
-    for attempt in range(settings["max_attempts"]):
+    engine = factory(settings.model, engine_cfg, sampling) if todo else None
+    for attempt in range(settings.max_attempts):
         if not todo:
             break
         requests = [
             Request(
                 f"cluster-{c}-attempt-{attempt}",
                 prompts[c],
-                derive_seed(settings["seed"], "topics", "label", c, attempt),
+                derive_seed(settings.seed, "topics", "label", c, attempt),
                 regex=regex,
             )
             for c in todo
