@@ -33,5 +33,5 @@ localrules:
 rule all:
     default_target: True
     input:
-        f"{RESULTS}/release/README.md",
+        rules.card.output.card,
         L.release_files(),

@@ -106,17 +106,11 @@ def shard_of_rank(wildcards):
 
 def signatures_of_bucket(wildcards):
     bucket = f"{int(wildcards.bucket):03d}"
-    return [
-        f"{RESULTS}/dedup/signatures/bucket_{bucket}/{L.dedup_rank(*gs):05d}.minhash.sig"
-        for gs in L.gen_shards
-    ]
+    return [L.dedup_signature(bucket, f"{L.dedup_rank(*gs):05d}") for gs in L.gen_shards]
 
 
-def all_generated(wildcards):
-    return L.per_shard(f"{RESULTS}/generated/{{split}}/{{shard}}.parquet")
-
-
-per_shard = L.per_shard
+def split_prompt_dirs(wildcards, input):
+    return " ".join(f"{split}={path}" for split, path in zip(L.splits, input.prompts))
 
 
 def decont_settings(wildcards):
@@ -169,7 +163,7 @@ def split_topic_inputs(wildcards):
         return {}
     return {
         "assignments": topic_files("assignments", [wildcards.split]),
-        "decisions": f"{RESULTS}/topics/decisions.yaml",
+        "decisions": rules.topics_decide.output[0],
     }
 
 
@@ -186,9 +180,7 @@ def split_seed_args(wildcards, input):
 def topic_card_inputs(wildcards):
     if not TOPIC_SPLITS:
         return []
-    return [f"{RESULTS}/topics/report/report.json"] + [
-        f"{RESULTS}/topics/report/{plot}.png" for plot in TOPIC_PLOTS
-    ]
+    return [rules.topics_report.output.report, *rules.topics_report.output.plots]
 
 
 def card_plots():

@@ -24,7 +24,7 @@ rule benchmark_index:
 
 rule contamination_report:
     input:
-        per_shard(f"{RESULTS}/decont/contaminated/{{split}}/{{shard}}.parquet"),
+        L.every_shard(L.decont_contaminated),
     output:
         csv=f"{RESULTS}/decont/contamination.csv",
         json=f"{RESULTS}/decont/contamination.json",

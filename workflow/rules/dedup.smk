@@ -6,10 +6,7 @@ rule dedup_signatures:
     input:
         shard_of_rank,
     output:
-        expand(
-            f"{RESULTS}/dedup/signatures/bucket_{{bucket}}/{{{{rank}}}}.minhash.sig",
-            bucket=SIG_BUCKETS,
-        ),
+        expand(L.dedup_signature("{bucket}", "{{rank}}"), bucket=SIG_BUCKETS),
     log:
         f"{LOGS}/dedup/signatures/{{rank}}.log",
     benchmark:
@@ -58,7 +55,7 @@ rule dedup_buckets:
 rule dedup_cluster:
     input:
         expand(
-            f"{RESULTS}/dedup/buckets/{{bucket}}_{{worker}}.dups",
+            rules.dedup_buckets.output[0],
             bucket=[f"{b:05d}" for b in range(DEDUP["num_buckets"])],
             worker=DEDUP_WORKERS,
         ),
@@ -83,9 +80,9 @@ rule dedup_cluster:
 
 rule dedup_report:
     input:
-        removed=per_shard(f"{RESULTS}/dedup/removed/{{split}}/{{shard}}.parquet"),
-        stayed=per_shard(f"{RESULTS}/dedup/stayed/{{split}}/{{shard}}.json"),
-        generated=all_generated,
+        removed=L.every_shard(L.dedup_removed),
+        stayed=L.every_shard(L.dedup_stayed),
+        generated=L.every_shard(L.generated),
     output:
         removed=f"{RESULTS}/dedup/removed.parquet",
         report=f"{RESULTS}/dedup/report.json",

@@ -2,11 +2,11 @@
 # are checkpointed in <output>.parts/ so a rerun of a killed job resumes where it stopped.
 rule generate:
     input:
-        prompts=f"{RESULTS}/prompts/{{split}}",
+        prompts=rules.prompts.output.prompts,
         model=model_input,
     output:
-        generated=f"{RESULTS}/generated/{{split}}/{{shard}}.parquet",
-        stats=f"{RESULTS}/generated/{{split}}/{{shard}}.stats.json",
+        generated=L.generated("{split}", "{shard}"),
+        stats=L.generation_stats("{split}", "{shard}"),
     log:
         f"{LOGS}/generate/{{split}}/{{shard}}.log",
     benchmark:
@@ -32,10 +32,10 @@ rule generate:
 # generation time limits then use its measurement.
 rule calibrate:
     input:
-        prompts=expand(f"{RESULTS}/prompts/{{split}}", split=L.splits),
+        prompts=expand(rules.prompts.output.prompts, split=L.splits),
         model=model_input,
     output:
-        f"{RESULTS}/calibration.json",
+        L.calibration(),
     log:
         f"{LOGS}/calibrate.log",
     benchmark:
@@ -47,7 +47,7 @@ rule calibrate:
         **JOBS.engine(JOBS.start_only_runtime()),
     params:
         settings=as_json(L.generate_settings()),
-        prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
+        prompts_dirs=split_prompt_dirs,
     shell:
         "python -m cosmoforge calibrate --prompts-dirs {params.prompts_dirs}"
         " --settings {params.settings:q} --out {output} > {log} 2>&1"
@@ -57,7 +57,7 @@ rule calibrate:
 # the configured model, with the quality flags and a verdict per template.
 rule canary:
     input:
-        prompts=expand(f"{RESULTS}/prompts/{{split}}", split=L.splits),
+        prompts=expand(rules.prompts.output.prompts, split=L.splits),
         model=model_input,
         quality_patterns=config["quality"]["patterns"],
     output:
@@ -73,7 +73,7 @@ rule canary:
         **JOBS.engine(JOBS.start_only_runtime()),
     params:
         settings=as_json(L.generate_settings()),
-        prompts_dirs=" ".join(f"{s}={RESULTS}/prompts/{s}" for s in L.splits),
+        prompts_dirs=split_prompt_dirs,
         quality=as_json(config["quality"]),
         min_token_length=config["release"]["min_token_length"],
         target_words=as_json({s: L.prompts_settings(s).target_words for s in L.splits}),

@@ -5,11 +5,11 @@ rule prompts:
     input:
         # Web splits with topic clustering: assignments (their clusters) and decisions.
         unpack(split_topic_inputs),
-        seeds=f"{RESULTS}/seeds/{{split}}.parquet",
+        seeds=rules.seeds.output.seeds,
         templates=template_paths,
     output:
-        prompts=directory(f"{RESULTS}/prompts/{{split}}"),
-        report=f"{RESULTS}/prompts/{{split}}.report.json",
+        prompts=directory(L.prompt_dir("{split}")),
+        report=L.prompt_report("{split}"),
     log:
         f"{LOGS}/prompts/{{split}}.log",
     benchmark:

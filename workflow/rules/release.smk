@@ -8,14 +8,14 @@ for _split in SPLITS:
         name:
             f"finish_shard_{_split}"
         input:
-            generated=f"{RESULTS}/generated/{_split}/{{shard}}.parquet",
-            clusters=f"{RESULTS}/dedup/clusters",
-            index=f"{RESULTS}/decont/benchmark_index.npz",
+            generated=L.generated(_split, "{shard}"),
+            clusters=rules.dedup_cluster.output[0],
+            index=rules.benchmark_index.output.index,
             quality_patterns=config["quality"]["patterns"],
         output:
-            removed=f"{RESULTS}/dedup/removed/{_split}/{{shard}}.parquet",
-            stayed=f"{RESULTS}/dedup/stayed/{_split}/{{shard}}.json",
-            contaminated=f"{RESULTS}/decont/contaminated/{_split}/{{shard}}.parquet",
+            removed=L.dedup_removed(_split, "{shard}"),
+            stayed=L.dedup_stayed(_split, "{shard}"),
+            contaminated=L.decont_contaminated(_split, "{shard}"),
             release=L.release_file(_split, "{shard}"),
             stats=L.release_stats(_split, "{shard}"),
             left_out=L.release_left_out(_split, "{shard}"),
@@ -50,14 +50,14 @@ rule ledger:
     input:
         # Every file the ledger reads (it finds them by the run's paths: the list of 773
         # shards' paths would not fit on one command line).
-        generated=[L.generated(split, shard) for split, shard in L.gen_shards],
-        removed=[L.dedup_removed(split, shard) for split, shard in L.gen_shards],
-        contaminated=[L.decont_contaminated(split, shard) for split, shard in L.gen_shards],
-        left_out=[L.release_left_out(split, shard) for split, shard in L.gen_shards],
+        generated=L.every_shard(L.generated),
+        removed=L.every_shard(L.dedup_removed),
+        contaminated=L.every_shard(L.decont_contaminated),
+        left_out=L.every_shard(L.release_left_out),
         releases=L.release_files(),
-        stayed=[L.dedup_stayed(split, shard) for split, shard in L.gen_shards],
+        stayed=L.every_shard(L.dedup_stayed),
     output:
-        f"{RESULTS}/ledger.parquet",
+        L.ledger(),
     log:
         f"{LOGS}/ledger.log",
     benchmark:
@@ -76,13 +76,13 @@ rule card:
     input:
         releases=L.release_files(),
         release_stats=L.release_stats_files(),
-        seed_reports=expand(f"{RESULTS}/seeds/{{split}}.report.json", split=SPLITS),
-        generation_stats=per_shard(f"{RESULTS}/generated/{{split}}/{{shard}}.stats.json"),
-        dedup_report=f"{RESULTS}/dedup/report.json",
-        contamination=f"{RESULTS}/decont/contamination.json",
-        benchmarks=f"{RESULTS}/decont/benchmarks.json",
+        seed_reports=expand(rules.seeds.output.report, split=SPLITS),
+        generation_stats=L.every_shard(L.generation_stats),
+        dedup_report=rules.dedup_report.output.report,
+        contamination=rules.contamination_report.output.json,
+        benchmarks=rules.benchmark_index.output.report,
         topics=topic_card_inputs,
-        ledger=f"{RESULTS}/ledger.parquet",
+        ledger=rules.ledger.output[0],
     output:
         card=f"{RESULTS}/release/README.md",
         stats=f"{RESULTS}/release/stats.json",

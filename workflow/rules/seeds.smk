@@ -2,8 +2,8 @@ rule seeds:
     input:
         seed_files,
     output:
-        seeds=f"{RESULTS}/seeds/{{split}}.parquet",
-        report=f"{RESULTS}/seeds/{{split}}.report.json",
+        seeds=L.seeds("{split}"),
+        report=L.seed_report("{split}"),
     log:
         f"{LOGS}/seeds/{{split}}.log",
     benchmark:

@@ -6,9 +6,9 @@
 
 rule topics_embed:
     input:
-        f"{RESULTS}/seeds/{{split}}.parquet",
+        rules.seeds.output.seeds,
     output:
-        f"{RESULTS}/topics/embeddings/{{split}}/{{shard}}.parquet",
+        L.topic_file("embeddings", "{split}", "{shard}"),
     log:
         f"{LOGS}/topics/embed/{{split}}/{{shard}}.log",
     benchmark:
@@ -52,10 +52,10 @@ rule topics_fit:
 
 rule topics_assign:
     input:
-        embeddings=f"{RESULTS}/topics/embeddings/{{split}}/{{shard}}.parquet",
-        centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
+        embeddings=rules.topics_embed.output[0],
+        centroids=rules.topics_fit.output.centroids,
     output:
-        f"{RESULTS}/topics/assignments/{{split}}/{{shard}}.parquet",
+        L.topic_file("assignments", "{split}", "{shard}"),
     log:
         f"{LOGS}/topics/assign/{{split}}/{{shard}}.log",
     benchmark:
@@ -75,7 +75,7 @@ rule topics_assign:
 rule topics_label:
     input:
         assignments=topic_files("assignments"),
-        seeds=expand(f"{RESULTS}/seeds/{{split}}.parquet", split=TOPIC_SPLITS),
+        seeds=expand(rules.seeds.output.seeds, split=TOPIC_SPLITS),
         template=TOPICS["label"]["template"],
         model=model_input,
     output:
@@ -103,7 +103,7 @@ rule topics_label:
 # to it in place are kept until then (see its header).
 rule topics_decide:
     input:
-        f"{RESULTS}/topics/labels.parquet",
+        rules.topics_label.output[0],
     output:
         f"{RESULTS}/topics/decisions.yaml",
     log:
@@ -123,12 +123,12 @@ rule topics_decide:
 
 rule topics_report:
     input:
-        decisions=f"{RESULTS}/topics/decisions.yaml",
-        labels=f"{RESULTS}/topics/labels.parquet",
+        decisions=rules.topics_decide.output[0],
+        labels=rules.topics_label.output[0],
         assignments=topic_files("assignments"),
-        map_sample=f"{RESULTS}/topics/kmeans/map_sample.parquet",
-        centroids=f"{RESULTS}/topics/kmeans/centroids.npy",
-        fit=f"{RESULTS}/topics/kmeans/fit.json",
+        map_sample=rules.topics_fit.output.map_sample,
+        centroids=rules.topics_fit.output.centroids,
+        fit=rules.topics_fit.output.report,
     output:
         table=f"{RESULTS}/topics/report/clusters.csv",
         report=f"{RESULTS}/topics/report/report.json",

@@ -135,11 +135,20 @@ class RunPaths:
 
     # --- paths ------------------------------------------------------------------------------
 
+    # Each file of a run is named here once: the rules take their outputs from these (with
+    # "{split}"/"{shard}" for wildcards) and their inputs from `rules.X.output` or from these.
+
     def seeds(self, split: str) -> str:
         return f"{self.results}/seeds/{split}.parquet"
 
+    def seed_report(self, split: str) -> str:
+        return f"{self.results}/seeds/{split}.report.json"
+
+    def prompt_dir(self, split: str) -> str:
+        return f"{self.results}/prompts/{split}"
+
     def prompt_shard(self, split: str, shard: str) -> str:
-        return f"{self.results}/prompts/{split}/{shard}.parquet"
+        return f"{self.prompt_dir(split)}/{shard}.parquet"
 
     def prompt_report(self, split: str) -> str:
         return f"{self.results}/prompts/{split}.report.json"
@@ -170,8 +179,18 @@ class RunPaths:
     def release_stats_files(self) -> list[str]:
         return [self.release_stats(split, shard) for split, shard in self.gen_shards]
 
-    def per_shard(self, pattern: str) -> list[str]:
-        return [pattern.format(split=split, shard=shard) for split, shard in self.gen_shards]
+    def every_shard(self, path_of) -> list[str]:
+        """`path_of(split, shard)` (one of the methods here) for every generation shard."""
+        return [path_of(split, shard) for split, shard in self.gen_shards]
+
+    def dedup_signature(self, bucket: str, rank: str) -> str:
+        return f"{self.results}/dedup/signatures/bucket_{bucket}/{rank}.minhash.sig"
+
+    def calibration(self) -> str:
+        return f"{self.results}/calibration.json"
+
+    def ledger(self) -> str:
+        return f"{self.results}/ledger.parquet"
 
     def dedup_removed(self, split: str, shard: str) -> str:
         return f"{self.results}/dedup/removed/{split}/{shard}.parquet"
@@ -194,10 +213,14 @@ class Layout(RunPaths):
         self.topic_splits = clustered_splits(config)
         self.topic_shards = [f"{i:05d}" for i in range(config["topics"]["shards"])]
 
+    def topic_file(self, kind: str, split: str, shard: str) -> str:
+        """A topic shard's embeddings or assignments."""
+        return f"{self.results}/topics/{kind}/{split}/{shard}.parquet"
+
     def topic_files(self, kind: str, splits: list[str] | None = None) -> list[str]:
         """embeddings or assignments of every topic shard of `splits` (default: all clustered)."""
         return [
-            f"{self.results}/topics/{kind}/{split}/{shard}.parquet"
+            self.topic_file(kind, split, shard)
             for split in (self.topic_splits if splits is None else splits)
             for shard in self.topic_shards
         ]

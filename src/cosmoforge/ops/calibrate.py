@@ -30,8 +30,6 @@ from cosmoforge.core.settings import GenerationSettings
 from cosmoforge.core.tables import PROMPT_SCHEMA
 from cosmoforge.stages.generate import generate_shard
 
-CALIBRATION_FILE = "calibration.json"
-
 
 def prompts_by_template(files: list[str | Path], enough, seed: int, purpose: str) -> dict:
     """A split's prompts by template, each template's in a seeded order; its shard files are

@@ -225,9 +225,7 @@ def stop_signal_seconds(config: dict, runtime_minutes: int) -> int:
 
 
 def calibration_path(config: dict, base_dir: str | Path = ".") -> Path:
-    from cosmoforge.ops.calibrate import CALIBRATION_FILE
-
-    return Path(base_dir) / Layout(config).results / CALIBRATION_FILE
+    return Path(base_dir) / Layout(config).calibration()
 
 
 def measured_split_rate(config: dict, split: str, base_dir: str | Path = "."):

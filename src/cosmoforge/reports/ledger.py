@@ -114,7 +114,7 @@ def explain(config: dict, sample_id: str, base_dir: str | Path = ".") -> str:
     """The prompt, the text, the provenance and the fate of one sample, from the run's files."""
     layout = Layout(config)
     base = Path(base_dir)
-    ledger_path = base / layout.results / "ledger.parquet"
+    ledger_path = base / layout.ledger()
     if not ledger_path.is_file():
         raise CosmoforgeError(f"{ledger_path}: no ledger yet (it is written after the release)")
     ledger = read_input_table(ledger_path, filters=[("sample_id", "=", sample_id)]).to_pylist()
