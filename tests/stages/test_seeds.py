@@ -385,3 +385,69 @@ def test_one_column_may_feed_two_fields_of_a_datasets_source(tmp_path):
     assert table.num_rows == 5 and report["seeds"] == 5
     assert table.column("url").to_pylist() == [r["url"] for r in rows]
     assert table.column("seed_id").to_pylist() == [f"amt:{r['url']}" for r in rows]
+
+
+# --- compressed sources ------------------------------------------------------------------------
+
+COMPRESSORS = {
+    ".gz": lambda data: __import__("gzip").compress(data),
+    ".bz2": lambda data: __import__("bz2").compress(data),
+    ".zst": lambda data: __import__("zstandard").ZstdCompressor().compress(data),
+    ".xz": lambda data: __import__("lzma").compress(data),
+}
+
+
+def web_lines(count=30):
+    rows = [{"id": f"u{i}", "text": f"web page number {i} about rivers"} for i in range(count)]
+    rows[7] = {"id": "u7"}  # a bad row: its row number must survive decompression
+    return b"".join((json.dumps(r) + "\n").encode() for r in rows)
+
+
+@pytest.mark.parametrize("suffix", sorted(COMPRESSORS))
+def test_compressed_json_lines_read_as_the_plain_file(tmp_path, suffix):
+    plain = tmp_path / "web.jsonl"
+    plain.write_bytes(web_lines())
+    packed = tmp_path / f"web.jsonl{suffix}"
+    packed.write_bytes(COMPRESSORS[suffix](web_lines()))
+    expected, expected_report = read_split_seeds("web_samples_v1", [web_source(plain)])
+    table, report = read_split_seeds("web_samples_v1", [web_source(packed)], batch_rows=8)
+    assert table.equals(expected)
+    assert report["sources"][0]["skipped_by_reason"] == {"missing_field": 1}
+    assert report["sources"][0]["examples"] == [
+        e.replace(str(plain), str(packed)) for e in expected_report["sources"][0]["examples"]
+    ]
+    assert str(packed) + ": row 8" in report["sources"][0]["examples"][0]
+
+
+def test_compression_is_found_by_content_when_the_name_does_not_say(tmp_path):
+    import gzip
+
+    path = tmp_path / "export.jsonl"  # gzip inside, named as plain JSON lines
+    path.write_bytes(gzip.compress(web_lines()))
+    table, report = read_split_seeds("web_samples_v1", [web_source(path)])
+    assert table.num_rows == 29 and report["sources"][0]["rows_skipped"] == 1
+
+
+def test_compressed_csv_reads_as_the_plain_file(tmp_path):
+    import bz2
+
+    text = "id,text\nc1,a page about hills\nc2,a page about lakes\n"
+    (tmp_path / "web.csv").write_text(text)
+    (tmp_path / "web.csv.bz2").write_bytes(bz2.compress(text.encode()))
+    source = {"name": "web", "kind": "web", "format": "csv"}
+    plain, _ = read_split_seeds("web_samples_v1", [{**source, "path": str(tmp_path / "web.csv")}])
+    packed, _ = read_split_seeds(
+        "web_samples_v1", [{**source, "path": str(tmp_path / "web.csv.bz2")}]
+    )
+    assert packed.equals(plain) and packed.num_rows == 2
+
+
+def test_a_truncated_compressed_file_is_one_line_and_writes_nothing(tmp_path):
+    import gzip
+
+    path = tmp_path / "web.jsonl.gz"
+    path.write_bytes(gzip.compress(web_lines(3000))[:-200])
+    out = tmp_path / "seeds.parquet"
+    with pytest.raises(SeedError, match=r"web.jsonl.gz: not a readable gzip file \(EOFError"):
+        write_split_seeds("web_samples_v1", [web_source(path)], out)
+    assert not out.exists() and list(tmp_path.iterdir()) == [path]

@@ -4,11 +4,13 @@ that is validated column-wise)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.json as pa_json
@@ -31,9 +33,56 @@ def _batched(rows, size: int) -> Iterator[list]:
         yield batch
 
 
-def _jsonl_chunks(path: Path, lines: int) -> Iterator[tuple[int, list[bytes]]]:
-    """The file's lines, `lines` at a time, with the line number of each chunk's first."""
+# What a compressed file starts with, for one whose name does not say (`export.jsonl` that is
+# gzip inside): gzip, bzip2, zstandard, xz.
+MAGIC = {
+    b"\x1f\x8b": "gzip",
+    b"BZh": "bz2",
+    b"\x28\xb5\x2f\xfd": "zstd",
+    b"\xfd7zXZ\x00": "xz",
+}
+
+
+def compression_of(path: Path) -> str | None:
+    """The file's compression, by its extension (fsspec's table: .gz, .bz2, .zst, .xz, ...) or
+    else by its first bytes; None for a plain file."""
+    import fsspec.utils
+
+    by_name = fsspec.utils.infer_compression(str(path))
+    if by_name is not None:
+        return by_name
     with open(path, "rb") as fh:
+        head = fh.read(6)
+    return next((name for magic, name in MAGIC.items() if head.startswith(magic)), None)
+
+
+@contextlib.contextmanager
+def open_seed_file(path: Path) -> Iterator[IO[bytes]]:
+    """A seed file's bytes, decompressed as they are read (fsspec's codecs: memory stays a
+    read buffer at any file size). A damaged or truncated compressed file is one line naming
+    it and the codec, and nothing of the split is written (its seed file is written
+    atomically)."""
+    import fsspec
+
+    compression = compression_of(path)
+    with fsspec.open(str(path), "rb", compression=compression) as fh:
+        if compression is None:
+            yield fh
+            return
+        try:
+            # zstandard's reader has no readline: a buffer over it iterates lines like the rest
+            yield io.BufferedReader(fh) if compression == "zstd" else fh
+        except (OSError, EOFError, ValueError) as exc:
+            raise SeedError(
+                f"{path}: not a readable {compression} file ({type(exc).__name__}: {exc}); "
+                "export it again, or give it uncompressed"
+            ) from exc
+
+
+def _jsonl_chunks(path: Path, lines: int) -> Iterator[tuple[int, list[bytes]]]:
+    """The file's lines, `lines` at a time, with the line number of each chunk's first
+    (decompressed where the file is compressed)."""
+    with open_seed_file(path) as fh:
         first = 1
         while chunk := list(itertools.islice(fh, lines)):
             if first == 1 and chunk[0].startswith(b"\xef\xbb\xbf"):
@@ -88,8 +137,9 @@ def _csv_rows(path: Path) -> Iterator[tuple[int, Any]]:
     # utf-8-sig drops a byte order mark (else the first column's name would carry it);
     # surrogateescape keeps undecodable bytes visible so they are reported per row and field
     # instead of aborting the whole file.
-    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as fh:
-        yield from enumerate(csv.DictReader(fh), start=1)
+    with open_seed_file(path) as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        yield from enumerate(csv.DictReader(text), start=1)
 
 
 def _hf_batches(source: dict, batch_rows: int) -> Iterator[tuple[int, pa.RecordBatch]]:
