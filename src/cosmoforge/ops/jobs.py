@@ -1,6 +1,7 @@
 """What the workflow asks Slurm for, per job: resources and time limits, from the config and (for
 generation) the shard's own prompt count and the run's calibration. The rules take these as
-they are (workflow/rules/common.smk makes one `JobResources`); unit-tested in tests/ops/test_jobs.py.
+they are (workflow/rules/common.smk makes one `JobResources`); unit-tested in
+tests/ops/test_jobs.py.
 """
 
 from __future__ import annotations
