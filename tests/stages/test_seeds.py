@@ -451,3 +451,33 @@ def test_a_truncated_compressed_file_is_one_line_and_writes_nothing(tmp_path):
     with pytest.raises(SeedError, match=r"web.jsonl.gz: not a readable gzip file \(EOFError"):
         write_split_seeds("web_samples_v1", [web_source(path)], out)
     assert not out.exists() and list(tmp_path.iterdir()) == [path]
+
+
+# --- field mappings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
+def test_a_mapped_field_that_matches_no_column_is_one_line(tmp_path, file_format):
+    rows = [{"doc": f"page {i} on soils", "meta": {"url": f"https://x/{i}"}} for i in range(5)]
+    path = tmp_path / f"web.{file_format}"
+    if file_format == "jsonl":
+        write_jsonl(path, rows)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    source = web_source(path, format=file_format, fields={"text": "doc", "url": "meta.url"})
+    out = tmp_path / "seeds.parquet"
+    with pytest.raises(
+        SeedError,
+        match=rf"web.{file_format}: fields.url: column 'meta.url' is missing or empty in all 5 "
+        r"usable rows of source 'web'",
+    ):
+        write_split_seeds("web_samples_v1", [source], out)
+    assert not out.exists()
+
+
+def test_a_mapped_field_with_values_in_some_rows_is_kept(tmp_path):
+    path = tmp_path / "web.jsonl"
+    write_jsonl(path, [{"doc": "page one", "link": "https://x/1"}, {"doc": "page two"}])
+    source = web_source(path, fields={"text": "doc", "url": "link"})
+    table, _ = read_split_seeds("web_samples_v1", [source])
+    assert table.column("url").to_pylist() == ["https://x/1", None]

@@ -61,6 +61,7 @@ from cosmoforge.stages.seeds.seedfile import (
     SEED_FILE_OPTIONS,
     SourceReport,
     SplitWriter,
+    check_mapped_fields,
     seed_columns,
     seed_schema,
     settle_suspects,
@@ -212,9 +213,9 @@ def write_split_seeds(
         ):
             split_writer = SplitWriter(split, schema, writer, suspects, on_bad_row, max_seeds)
             for source in sources:
-                _read_source(
-                    source, split_writer, reports[source["name"]].report, base_dir, batch_rows
-                )
+                source_report = reports[source["name"]].report
+                _read_source(source, split_writer, source_report, base_dir, batch_rows)
+                check_mapped_fields(source, source_report)
         collisions = None
         if split_writer.held:
             collisions = settle_suspects(tmp, suspects_path, locations, split_writer, reports)

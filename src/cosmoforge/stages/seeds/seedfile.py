@@ -36,6 +36,8 @@ class SourceReport:
     rows_kept: int = 0
     skipped: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
+    # Per optional field the source maps (`fields`): how many kept rows had a value for it.
+    mapped_values: Counter = field(default_factory=Counter)
 
     def skip(self, reason: str, message: str) -> None:
         self.skipped[reason] += 1
@@ -91,6 +93,18 @@ class SplitWriter:
             raise SeedError(f"bad seed row in split '{self.split}': {message}")
         report.skip(bad.reason, message)
 
+    @staticmethod
+    def _count_mapped(source: dict, report: SourceReport, columns: dict) -> None:
+        optional = KINDS[source["kind"]][1]
+        for name in source.get("fields", {}):
+            if name in optional:
+                values = columns[name]
+                report.mapped_values[name] += (
+                    len(values) - values.null_count
+                    if isinstance(values, pa.Array)
+                    else sum(v is not None for v in values)
+                )
+
     def write(self, source: dict, report: SourceReport, columns: dict[str, list | pa.Array]):
         """Write one batch of valid rows (columns: the kind's fields plus `id` and `row`)."""
         rows = len(columns["row"])
@@ -100,6 +114,7 @@ class SplitWriter:
         required = KINDS[kind][0]
         ids = columns["id"]
         ids = ids.to_pylist() if isinstance(ids, pa.Array) else ids
+        self._count_mapped(source, report, columns)
         if None in ids:
             fields = [
                 c.to_pylist() if isinstance(c, pa.Array) else c
@@ -179,3 +194,18 @@ def settle_suspects(
     for source in kept.column("source").to_pylist():
         reports[source].report.rows_kept += 1
     return kept
+
+
+def check_mapped_fields(source: dict, report: SourceReport) -> None:
+    """An optional field the source maps onto a column that no kept row has is a mistyped
+    column name, not data without it: one line naming the source and the field. (A required
+    field's rows are each left out as missing_field, with the column named.)"""
+    optional = KINDS[source["kind"]][1]
+    for name, column in source.get("fields", {}).items():
+        if name in optional and report.rows_kept and not report.mapped_values[name]:
+            raise SeedError(
+                f"{report.location}: fields.{name}: column '{column}' is missing or empty in "
+                f"all {report.rows_kept} usable rows of source '{source['name']}'; name a "
+                "column the source has (nested fields such as 'meta.url' are not looked into), "
+                f"or remove fields.{name}"
+            )
