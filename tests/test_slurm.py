@@ -104,7 +104,7 @@ def test_profile_run_survives_a_cancelled_generation_job(repo, cluster, tmp_path
                 gone = time.time() + 60
                 while squeue_job(job_id) in {"RUNNING", "COMPLETING"} and time.time() < gone:
                     time.sleep(0.2)
-                flushed = sum(pq.read_table(p).num_rows for p in parts_dir.glob("part-*.parquet"))
+                flushed = settled_rows(parts_dir)
                 cancelled = (job_id, parts_dir, flushed)
                 break
         time.sleep(0.5)
@@ -211,9 +211,30 @@ def test_a_signalled_generation_job_keeps_every_finished_row(repo, cluster, tmp_
     assert pq.read_table(out).column("sample_id").to_pylist() == [r["sample_id"] for r in rows]
 
 
+def settled_rows(parts_dir, quiet_s=3.0):
+    """Rows in a shard's parts once no part has been added for `quiet_s` seconds (the job's
+    last flush may land just after Slurm stops listing it)."""
+    seen = None
+    while True:
+        parts = sorted(parts_dir.glob("part-*.parquet"))
+        if parts == seen:
+            return sum(pq.read_table(p).num_rows for p in parts)
+        seen = parts
+        time.sleep(quiet_s)
+
+
 def squeue_job(job_id):
-    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True)
-    return out.stdout.strip()
+    """The job's state, or "" once Slurm no longer lists it. A failed squeue (a busy controller
+    times out) is no answer: asked again, never taken for a job that has gone, which would
+    count a cancelled job's parts before its last flush."""
+    for _ in range(30):
+        out = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True
+        )
+        if out.returncode == 0 or "Invalid job id" in out.stderr:
+            return out.stdout.strip()
+        time.sleep(1)
+    raise RuntimeError(f"squeue gave no answer about job {job_id}: {out.stderr.strip()}")
 
 
 @pytest.mark.vllm

@@ -34,6 +34,19 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "khanacademy": (("course_title", "unit_title", "lesson_title"), ("id", "lesson_outline")),
 }
 
+# The field of each kind that the length gates (seeds.min_chars, seeds.max_chars) measure: the
+# text a prompt is built around.
+MAIN_FIELD = {
+    "web": "text",
+    "auto_math_text": "text",
+    "stanford": "unit_title",
+    "ultrachat": "question",
+    "openhermes": "instruction",
+    "wikihow": "title",
+    "openstax": "unit_title",
+    "khanacademy": "lesson_title",
+}
+
 # Topic routes of web seeds: the web templates of one format, or "all" of them.
 ROUTES = ("textbook", "blogpost", "wikihow")
 ALL_ROUTES = "all"

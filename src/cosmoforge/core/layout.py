@@ -233,6 +233,8 @@ class Layout(RunPaths):
             sources=cfg["sources"],
             on_bad_row=self.config["seeds"]["on_bad_row"],
             max_seeds=cfg["max_seeds"],
+            min_chars=self.config["seeds"]["min_chars"],
+            max_chars=self.config["seeds"]["max_chars"],
         )
 
     def prompts_settings(self, split: str) -> PromptSettings:

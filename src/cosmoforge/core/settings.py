@@ -105,6 +105,12 @@ class SeedSettings(Settings):
     sources: list = setting("the split's seed sources", "splits.*.sources")
     on_bad_row: str = setting("skip or error", "seeds.on_bad_row", default="skip")
     max_seeds: int | str = setting("a number, or all", "splits.*.max_seeds", default="all")
+    min_chars: dict = setting(
+        "per seed kind, the shortest main field kept", "seeds.min_chars", default_factory=dict
+    )
+    max_chars: dict = setting(
+        "per seed kind, the longest main field kept", "seeds.max_chars", default_factory=dict
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,6 +90,14 @@ def seeds_section(seed_reports: list[dict]) -> dict[str, dict]:
             "seeds": r["seeds"],
             "rows_read": sum(src["rows_read"] for src in r["sources"]),
             "rows_skipped": sum(src["rows_skipped"] for src in r["sources"]),
+            "gated": dict(
+                sorted(
+                    sum(
+                        (Counter(src.get("gated_by_reason", {})) for src in r["sources"]),
+                        Counter(),
+                    ).items()
+                )
+            ),
         }
         for r in seed_reports
     }

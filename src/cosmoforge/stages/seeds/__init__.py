@@ -59,6 +59,7 @@ from cosmoforge.stages.seeds.seedfile import (
     BASE_COLUMNS,
     BATCH_ROWS,
     SEED_FILE_OPTIONS,
+    LengthGates,
     SourceReport,
     SplitWriter,
     check_mapped_fields,
@@ -192,10 +193,12 @@ def write_split_seeds(
     max_seeds: int | None = None,
     base_dir: Path | None = None,
     batch_rows: int = BATCH_ROWS,
+    gates: LengthGates | None = None,
 ) -> dict:
     """Read, validate and normalize every source of a split into one seed parquet (written
     atomically, one row group per `BATCH_ROWS` rows) and its report (written even when no row
-    is usable, so the skipped rows can be looked up)."""
+    is usable, so the skipped rows can be looked up). `gates`: the length gates (none if
+    None)."""
     columns = seed_columns(sources)
     schema = seed_schema(columns)
     reports: dict[str, _Source] = {}
@@ -211,7 +214,9 @@ def write_split_seeds(
             pq.ParquetWriter(tmp, schema, **SEED_FILE_OPTIONS) as writer,
             pq.ParquetWriter(suspects_path, schema, **SEED_FILE_OPTIONS) as suspects,
         ):
-            split_writer = SplitWriter(split, schema, writer, suspects, on_bad_row, max_seeds)
+            split_writer = SplitWriter(
+                split, schema, writer, suspects, on_bad_row, max_seeds, gates
+            )
             for source in sources:
                 source_report = reports[source["name"]].report
                 _read_source(source, split_writer, source_report, base_dir, batch_rows)
@@ -251,6 +256,7 @@ def _no_usable_rows(split: str, reports: dict, report_path: str | Path | None) -
     reasons = Counter()
     for s in reports.values():
         reasons.update(s.report.skipped)
+        reasons.update(s.report.gated)
     detail = ", ".join(f"{k}: {n}" for k, n in sorted(reasons.items())) or "no rows"
     return SeedError(
         f"split '{split}': no usable seed rows in "
@@ -268,12 +274,13 @@ def read_split_seeds(
     max_seeds: int | None = None,
     base_dir: Path | None = None,
     batch_rows: int = BATCH_ROWS,
+    gates: LengthGates | None = None,
 ) -> tuple[pa.Table, dict]:
     """`write_split_seeds` into memory: for tests and small tools, not for split-scale data."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "seeds.parquet"
         report = write_split_seeds(
-            split, sources, path, None, on_bad_row, max_seeds, base_dir, batch_rows
+            split, sources, path, None, on_bad_row, max_seeds, base_dir, batch_rows, gates
         )
         table = pq.read_table(path)
     return table, report
@@ -292,6 +299,7 @@ def seeds_stage(
         report_path,
         on_bad_row=settings.on_bad_row,
         max_seeds=seed_cap(settings.max_seeds),
+        gates=LengthGates(settings.min_chars, settings.max_chars),
     )
     for source in report["sources"]:
         if source["rows_skipped"]:
@@ -303,6 +311,14 @@ def seeds_stage(
             )
             for example in source["examples"]:
                 log.warning("  %s", example)
+        if source["rows_gated"]:
+            log.warning(
+                "%s: left out %d seed(s) by the length gates (seeds.min_chars, "
+                "seeds.max_chars): %s",
+                source["location"],
+                source["rows_gated"],
+                source["gated_by_reason"],
+            )
     return report
 
 

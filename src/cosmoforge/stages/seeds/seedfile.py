@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cosmoforge.core.contracts import KINDS
+from cosmoforge.core.contracts import KINDS, MAIN_FIELD
 from cosmoforge.core.errors import SeedError
 from cosmoforge.core.io import iter_parquet, stable_hash
 from cosmoforge.stages.seeds.rows import BadRow, IdHashSet, hash_ids
@@ -38,6 +39,9 @@ class SourceReport:
     examples: list[str] = field(default_factory=list)
     # Per optional field the source maps (`fields`): how many kept rows had a value for it.
     mapped_values: Counter = field(default_factory=Counter)
+    # Valid rows the quality gates left out, by reason (too_short, too_long): not bad rows,
+    # so never an error, but counted like them.
+    gated: Counter = field(default_factory=Counter)
 
     def skip(self, reason: str, message: str) -> None:
         self.skipped[reason] += 1
@@ -53,6 +57,47 @@ class SourceReport:
             "rows_skipped": sum(self.skipped.values()),
             "skipped_by_reason": dict(sorted(self.skipped.items())),
             "examples": self.examples,
+            "rows_gated": sum(self.gated.values()),
+            "gated_by_reason": dict(sorted(self.gated.items())),
+        }
+
+
+@dataclass(frozen=True)
+class LengthGates:
+    """seeds.min_chars and seeds.max_chars: per kind, the shortest and longest main field
+    (core.contracts.MAIN_FIELD) a kept seed has. A seed of a person's name is no material for a
+    textbook, and a whole book in one row is a broken export."""
+
+    min_chars: dict[str, int] = field(default_factory=dict)
+    max_chars: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, kind: str, columns: dict, gated: Counter) -> dict:
+        """The columns without the rows a gate leaves out, each counted in `gated`."""
+        low, high = self.min_chars.get(kind), self.max_chars.get(kind)
+        if low is None and high is None:
+            return columns
+        values = columns[MAIN_FIELD[kind]]
+        if not isinstance(values, pa.Array):
+            values = pa.array(values, pa.string())
+        lengths = pc.utf8_length(values).to_numpy(zero_copy_only=False)
+        short = lengths < low if low is not None else np.zeros(len(lengths), bool)
+        long = lengths > high if high is not None else np.zeros(len(lengths), bool)
+        if not (short.any() or long.any()):
+            return columns
+        for reason, hit in (("too_short", short), ("too_long", long)):
+            if hit.any():
+                gated[reason] += int(hit.sum())
+        keep = ~(short | long)
+        mask = pa.array(keep)
+        return {
+            name: value.filter(mask)
+            if isinstance(value, pa.Array)
+            else (
+                value[keep]
+                if isinstance(value, np.ndarray)
+                else [v for v, k in zip(value, keep, strict=True) if k]
+            )
+            for name, value in columns.items()
         }
 
 
@@ -71,8 +116,9 @@ def seed_schema(columns: list[str]) -> pa.Schema:
 class SplitWriter:
     """Rows in, batches of the seed schema out to one parquet writer; duplicates held back."""
 
-    def __init__(self, split, schema, writer, suspects_writer, on_bad_row, max_seeds):
+    def __init__(self, split, schema, writer, suspects_writer, on_bad_row, max_seeds, gates=None):
         self.split = split
+        self.gates = gates or LengthGates()
         self.schema = schema
         self.writer = writer
         self.suspects = suspects_writer
@@ -111,6 +157,10 @@ class SplitWriter:
         if not rows:
             return
         kind = source["kind"]
+        columns = self.gates.apply(kind, columns, report.gated)
+        rows = len(columns["row"])
+        if not rows:
+            return
         required = KINDS[kind][0]
         ids = columns["id"]
         ids = ids.to_pylist() if isinstance(ids, pa.Array) else ids
