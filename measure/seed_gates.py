@@ -1,9 +1,9 @@
 """What the seed gates and compressed inputs cost: seconds per million seeds.
 
 Writes synthetic web seeds (2% of them two words long, the rest 40 to 900 words) as JSON
-lines, plain and gzip/zstandard-compressed, and runs the seeds stage's reader over each with and without
-the length gates. Prints seeds per second and CPU seconds per million seeds (the least of three runs), side by
-side, as a ratio to the plain file without gates.
+lines, plain and gzip/zstandard-compressed, and runs the seeds stage's reader over each, with
+and without the length gates. Prints seeds per second and CPU seconds per million seeds (the
+least of three runs), side by side, as a ratio to the plain file without gates.
 
     .venv/bin/python measure/seed_gates.py --seeds 200000
 """
