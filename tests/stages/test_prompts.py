@@ -223,3 +223,52 @@ def test_cli_reports_bad_seed_without_traceback(tmp_path, capsys):
     assert code == 2
     assert f"{bad}: row 1, field 'title'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_title_with_its_own_quotes_reads_as_one_quoted_title(repo, tmp_path):
+    """WikiHow titles and OpenStax units that quote a name keep the prompt's quotes balanced."""
+    import pyarrow as pa
+
+    from cosmoforge.stages.seeds import BASE_COLUMNS
+
+    wikihow = pa.Table.from_pylist(
+        [
+            {
+                "seed_id": "wh:1",
+                "source": "wh",
+                "kind": "wikihow",
+                "row": 1,
+                "title": ' How to Be Like Kate Todd from "NCIS" ',
+            },
+        ]
+    )
+    rows = build_prompt_rows(
+        "wikihow", wikihow, load_templates(repo / "prompts", "wikihow"), seed=1, shards=1
+    )
+    assert "\"How to Be Like Kate Todd from 'NCIS'\"" in rows[0]["prompt"]
+    assert all(r["prompt"].count('"') % 2 == 0 for r in rows)
+    units = [
+        {
+            "seed_id": f"ox:{i}",
+            "source": "ox",
+            "kind": "openstax",
+            "row": i,
+            "book_title": "B",
+            "chapter_title": "C",
+            "section_title": "S",
+            "unit_title": title,
+            "text": None,
+        }
+        for i, title in enumerate(['The "ideal" gas', "Real gases"])
+    ]
+    rows = build_prompt_rows(
+        "openstax",
+        pa.Table.from_pylist(units),
+        load_templates(repo / "prompts", "openstax"),
+        seed=1,
+        shards=1,
+    )
+    second = next(r for r in rows if r["seed_id"] == "ox:1")
+    assert "Units already in this section: \"The 'ideal' gas\"." in second["prompt"]
+    assert all(r["prompt"].count('"') % 2 == 0 for r in rows)
+    assert set(BASE_COLUMNS) <= set(units[0])

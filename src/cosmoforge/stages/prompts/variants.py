@@ -28,6 +28,13 @@ def _seed_rng(global_seed: int, split: str, purpose: str, key: str) -> random.Ra
     return random.Random(derive_seed(global_seed, split, purpose, key))
 
 
+def title_text(value: str | None) -> str:
+    """A title as the templates quote it ("{{ title }}"): trimmed, and its own double quotes
+    made single, so `How to Be Like Kate Todd from "NCIS"` reads as one quoted title instead of
+    three quoted pieces."""
+    return (value or "").strip().replace('"', "'")
+
+
 def _previous_titles(
     seeds: list[dict], group_keys: tuple[str, ...], title_key: str, global_seed: int, split: str
 ) -> dict[str, list[str]]:
@@ -42,7 +49,7 @@ def _previous_titles(
     previous: dict[str, list[str]] = {}
     for members in groups.values():
         for index, seed in enumerate(members):
-            earlier = [m[title_key] for m in members[:index]]
+            earlier = [title_text(m[title_key]) for m in members[:index]]
             if len(earlier) > MAX_PREVIOUS_UNITS:
                 rng = _seed_rng(global_seed, split, "previous_units", seed["seed_id"])
                 keep = sorted(rng.sample(range(len(earlier)), rng.randint(2, MAX_PREVIOUS_UNITS)))
@@ -102,25 +109,25 @@ def _kind_variants(
         text = seed["instruction"].strip() + "\n" + seed["answer"].strip()
         return [("", {"extract": extract(text, chars)})]
     if kind == "wikihow":
-        return [("", {"title": seed["title"].strip()})]
+        return [("", {"title": title_text(seed["title"])})]
     if kind == "stanford":
         return [
             (
                 "",
                 {
-                    "course_title": seed["course_title"].strip(),
+                    "course_title": title_text(seed["course_title"]),
                     "course_description": extract(seed.get("course_description"), chars),
-                    "section_title": (seed.get("section_title") or "").strip(),
-                    "unit_title": seed["unit_title"].strip(),
+                    "section_title": title_text(seed.get("section_title")),
+                    "unit_title": title_text(seed["unit_title"]),
                 },
             )
         ]
     if kind == "openstax":
         base = {
-            "book_title": seed["book_title"].strip(),
-            "chapter_title": seed["chapter_title"].strip(),
-            "section_title": seed["section_title"].strip(),
-            "unit_title": seed["unit_title"].strip(),
+            "book_title": title_text(seed["book_title"]),
+            "chapter_title": title_text(seed["chapter_title"]),
+            "section_title": title_text(seed["section_title"]),
+            "unit_title": title_text(seed["unit_title"]),
             "previous_units": context["previous"][seed["seed_id"]],
         }
         variants = [("no_reference", {**base, "reference": ""})]
@@ -133,9 +140,9 @@ def _kind_variants(
             (
                 "",
                 {
-                    "course_title": seed["course_title"].strip(),
-                    "unit_title": seed["unit_title"].strip(),
-                    "lesson_title": seed["lesson_title"].strip(),
+                    "course_title": title_text(seed["course_title"]),
+                    "unit_title": title_text(seed["unit_title"]),
+                    "lesson_title": title_text(seed["lesson_title"]),
                     "lesson_outline": (seed.get("lesson_outline") or "").strip(),
                     "previous_lessons": context["previous"][seed["seed_id"]],
                 },
