@@ -272,3 +272,31 @@ def test_a_title_with_its_own_quotes_reads_as_one_quoted_title(repo, tmp_path):
     assert "Units already in this section: \"The 'ideal' gas\"." in second["prompt"]
     assert all(r["prompt"].count('"') % 2 == 0 for r in rows)
     assert set(BASE_COLUMNS) <= set(units[0])
+
+
+def test_a_khan_lesson_outline_is_bounded_like_every_long_field(repo):
+    import pyarrow as pa
+
+    outline = "Warm-up with counters. " * 200  # 4,600 characters
+    lesson = {
+        "seed_id": "ka:1",
+        "source": "ka",
+        "kind": "khanacademy",
+        "row": 1,
+        "course_title": "Math",
+        "unit_title": "Fractions",
+        "lesson_title": "Halves",
+        "lesson_outline": outline,
+    }
+    rows = build_prompt_rows(
+        "khanacademy",
+        pa.Table.from_pylist([lesson]),
+        load_templates(repo / "prompts", "khanacademy"),
+        seed=1,
+        shards=1,
+        extract_chars=300,
+    )
+    assert rows and all("Warm-up with counters." in r["prompt"] for r in rows)
+    assert all(
+        r["prompt"].count("Warm-up") <= 300 // len("Warm-up with counters. ") + 1 for r in rows
+    )

@@ -143,7 +143,8 @@ def _kind_variants(
                     "course_title": title_text(seed["course_title"]),
                     "unit_title": title_text(seed["unit_title"]),
                     "lesson_title": title_text(seed["lesson_title"]),
-                    "lesson_outline": (seed.get("lesson_outline") or "").strip(),
+                    # bounded like every kind's long field (an outline can be a whole page)
+                    "lesson_outline": extract(seed.get("lesson_outline"), chars),
                     "previous_lessons": context["previous"][seed["seed_id"]],
                 },
             )
