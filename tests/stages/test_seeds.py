@@ -539,3 +539,53 @@ def test_the_workflow_gates_by_the_config(tmp_path, default_config):
     assert report["seeds"] == 1
     assert report["sources"][0]["gated_by_reason"] == {"too_short": 1}
     assert json.loads((tmp_path / "r.json").read_text()) == report
+
+
+# --- local datasets folders --------------------------------------------------------------------
+
+
+def test_a_save_to_disk_folder_reads_like_its_rows(tmp_path):
+    import datasets
+
+    rows = [{"id": f"s{i}", "text": f"a saved page number {i}", "extra": i} for i in range(9)]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:2])}
+    ).save_to_disk(str(tmp_path / "saved_dict"))
+    source = {"name": "web", "kind": "web", "format": "hf"}
+    table, report = read_split_seeds(
+        "web_samples_v1", [{**source, "dataset": str(tmp_path / "saved")}], batch_rows=4
+    )
+    assert table.column("seed_id").to_pylist() == [f"web:s{i}" for i in range(9)]
+    assert table.column("row").to_pylist() == list(range(1, 10)) and report["seeds"] == 9
+    test_split, _ = read_split_seeds(
+        "web_samples_v1",
+        [{**source, "dataset": str(tmp_path / "saved_dict"), "dataset_split": "test"}],
+    )
+    assert test_split.column("seed_id").to_pylist() == ["web:s0", "web:s1"]
+    with pytest.raises(SeedError, match=r"no split 'validation' .*the folder has test, train"):
+        read_split_seeds(
+            "web_samples_v1",
+            [{**source, "dataset": str(tmp_path / "saved_dict"), "dataset_split": "validation"}],
+        )
+
+
+def test_a_missing_local_datasets_folder_is_one_line_in_check_and_in_the_job(
+    tmp_path, default_config
+):
+    import copy
+
+    from cosmoforge.core.config import check_inputs
+
+    missing = str(tmp_path / "nowhere")
+    source = {"name": "web", "kind": "web", "format": "hf", "dataset": missing}
+    with pytest.raises(SeedError, match=r"hf:.*nowhere: no such folder \(source 'web', dataset\)"):
+        read_split_seeds("web_samples_v1", [source])
+    config = copy.deepcopy(default_config)
+    config["splits"]["web_samples_v1"]["sources"] = [source]
+    problems = check_inputs(config, ".")
+    assert [p for p in problems if "nowhere" in p] == [
+        f"config: splits.web_samples_v1.sources[0].dataset: no such folder {missing} (a local "
+        "datasets source is a folder of data files or a save_to_disk folder; a hub id is "
+        "org/name)"
+    ]

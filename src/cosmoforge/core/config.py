@@ -30,7 +30,7 @@ from cosmoforge.core.config_checks import (
     output_path_problems,
     secret_problems,
 )
-from cosmoforge.core.contracts import KINDS
+from cosmoforge.core.contracts import KINDS, is_local_dataset
 from cosmoforge.core.errors import ConfigError, yaml_error_line
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -358,6 +358,17 @@ def _source_problems(split: str, sources: list[dict], base: Path) -> list[str]:
                 "source's seed ids)"
             )
         if source["format"] == "hf":
+            name = source["dataset"]
+            local = Path(name).expanduser()
+            if (
+                is_local_dataset(name)
+                and not (local if local.is_absolute() else base / local).is_dir()
+            ):
+                errors.append(
+                    f"config: splits.{split}.sources[{i}].dataset: no such folder {name} (a "
+                    "local datasets source is a folder of data files or a save_to_disk folder; "
+                    "a hub id is org/name)"
+                )
             continue
         where = (
             Path(source["path"]) if Path(source["path"]).is_absolute() else base / source["path"]

@@ -7,6 +7,8 @@ Nothing here imports any other module of the package.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 # The eight splits of Cosmopedia, in the order of its release.
 SPLITS = (
     "web_samples_v1",
@@ -77,3 +79,9 @@ def shard_bounds(seeds: int, shards: int) -> list[int]:
     """Seed index where each shard starts, and the end: shard k holds seeds i with
     i * shards // seeds == k (contiguous blocks of nearly equal size)."""
     return [-(-k * seeds // shards) for k in range(shards)] + [seeds]
+
+
+def is_local_dataset(name: str) -> bool:
+    """Whether a `dataset` value names a folder here rather than a hub id: an absolute or
+    ./-relative path, or one that exists. (`org/name` that is not a folder here is a hub id.)"""
+    return name.startswith(("/", "./", "../", "~")) or Path(name).expanduser().exists()
