@@ -589,3 +589,52 @@ def test_a_missing_local_datasets_folder_is_one_line_in_check_and_in_the_job(
         "datasets source is a folder of data files or a save_to_disk folder; a hub id is "
         "org/name)"
     ]
+
+
+# --- repeated texts ----------------------------------------------------------------------------
+
+
+def test_a_text_seen_before_in_the_split_is_kept_once_whatever_its_source_or_id(tmp_path):
+    page = "Rivers carry sediment to the sea, and deltas grow where it settles. " * 3
+    other = "Glaciers carve valleys over thousands of years of slow movement. " * 3
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    # Seven copies of one page under other ids inside a source, as a real export had.
+    write_jsonl(
+        first, [{"id": f"a{i}", "text": page} for i in range(7)] + [{"id": "g", "text": other}]
+    )
+    # The second source is a subset of the first, with other ids and other spacing and case.
+    write_jsonl(
+        second,
+        [
+            {"id": "b1", "text": "  " + page.upper().replace(" ", "  ")},
+            {"id": "b2", "text": "A new page about tides and the moon."},
+        ],
+    )
+    sources = [
+        {"name": "one", "kind": "web", "format": "jsonl", "path": str(first)},
+        {"name": "two", "kind": "web", "format": "jsonl", "path": str(second)},
+    ]
+    table, report = read_split_seeds("web_samples_v2", sources, batch_rows=3)
+    assert table.column("seed_id").to_pylist() == ["one:a0", "one:g", "two:b2"]
+    one, two = report["sources"]
+    assert one["gated_by_reason"] == {"duplicate_text": 6} and one["rows_kept"] == 2
+    assert two["gated_by_reason"] == {"duplicate_text": 1} and two["rows_kept"] == 1
+    assert report["seeds"] == 3
+
+
+def test_titles_repeat_only_when_every_required_field_does(tmp_path):
+    """Units are the same seed only with the same book, chapter, section and unit title."""
+    path = tmp_path / "units.jsonl"
+    unit = {"book_title": "Chemistry", "chapter_title": "Water", "section_title": "Bonds"}
+    write_jsonl(
+        path,
+        [
+            {**unit, "id": "u1", "unit_title": "Introduction"},
+            {**unit, "id": "u2", "unit_title": "Introduction", "section_title": "Solvents"},
+            {**unit, "id": "u3", "unit_title": "introduction "},
+        ],
+    )
+    source = {"name": "ox", "kind": "openstax", "format": "jsonl", "path": str(path)}
+    table, report = read_split_seeds("openstax", [source])
+    assert table.column("seed_id").to_pylist() == ["ox:u1", "ox:u2"]
+    assert report["sources"][0]["gated_by_reason"] == {"duplicate_text": 1}

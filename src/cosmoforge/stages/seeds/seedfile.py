@@ -87,18 +87,22 @@ class LengthGates:
         for reason, hit in (("too_short", short), ("too_long", long)):
             if hit.any():
                 gated[reason] += int(hit.sum())
-        keep = ~(short | long)
-        mask = pa.array(keep)
-        return {
-            name: value.filter(mask)
-            if isinstance(value, pa.Array)
-            else (
-                value[keep]
-                if isinstance(value, np.ndarray)
-                else [v for v, k in zip(value, keep, strict=True) if k]
-            )
-            for name, value in columns.items()
-        }
+        return _filtered(columns, ~(short | long))
+
+
+def _filtered(columns: dict, keep: np.ndarray) -> dict:
+    """The rows of `keep` of a batch's columns (Arrow arrays, numpy arrays or lists)."""
+    mask = pa.array(keep)
+    return {
+        name: value.filter(mask)
+        if isinstance(value, pa.Array)
+        else (
+            value[keep]
+            if isinstance(value, np.ndarray)
+            else [v for v, k in zip(value, keep, strict=True) if k]
+        )
+        for name, value in columns.items()
+    }
 
 
 def seed_columns(sources: list[dict]) -> list[str]:
@@ -113,6 +117,11 @@ def seed_schema(columns: list[str]) -> pa.Schema:
     return pa.schema([(c, pa.int64() if c == "row" else pa.string()) for c in columns])
 
 
+# The texts' own name for the same 64-bit hash as the ids' (the ids' one is swapped for a weak
+# hash in a test of exact id checks, which must not make texts collide too).
+hash_texts = hash_ids
+
+
 class SplitWriter:
     """Rows in, batches of the seed schema out to one parquet writer; duplicates held back."""
 
@@ -125,6 +134,9 @@ class SplitWriter:
         self.on_bad_row = on_bad_row
         self.max_seeds = max_seeds
         self.ids = IdHashSet()
+        # Hashes of every kept seed's text (its kind's required fields, normalized): the same
+        # document from two sources of the split, or twice in one, is kept once.
+        self.texts = IdHashSet()
         self.written = 0
         self.held = 0
 
@@ -138,6 +150,25 @@ class SplitWriter:
         if self.on_bad_row == "error":
             raise SeedError(f"bad seed row in split '{self.split}': {message}")
         report.skip(bad.reason, message)
+
+    def _drop_repeated_texts(self, kind: str, columns: dict, gated: Counter) -> dict:
+        """The columns without the seeds whose normalized text an earlier seed of the split
+        had (counted as duplicate_text, the first one in config order kept). Texts are
+        compared by a 64-bit hash: two different texts share one with a chance of about 3 in a
+        million at 10M seeds, which would drop one seed."""
+        fields = [
+            c.to_pylist() if isinstance(c, pa.Array) else list(c)
+            for c in (columns[name] for name in KINDS[kind][0])
+        ]
+        keys = [
+            "\x1f".join(" ".join(v.casefold().split()) for v in row)
+            for row in zip(*fields, strict=True)
+        ]
+        seen = self.texts.add(hash_texts(keys))
+        if not seen.any():
+            return columns
+        gated["duplicate_text"] += int(seen.sum())
+        return _filtered(columns, ~seen)
 
     @staticmethod
     def _count_mapped(source: dict, report: SourceReport, columns: dict) -> None:
@@ -158,6 +189,7 @@ class SplitWriter:
             return
         kind = source["kind"]
         columns = self.gates.apply(kind, columns, report.gated)
+        columns = self._drop_repeated_texts(kind, columns, report.gated)
         rows = len(columns["row"])
         if not rows:
             return
