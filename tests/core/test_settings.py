@@ -14,8 +14,6 @@ from cosmoforge.core.settings import (
     GenerationSettings,
     PromptSettings,
     SeedSettings,
-    Settings,
-    TopicLabelSettings,
 )
 
 
@@ -84,7 +82,6 @@ def test_a_record_is_taken_as_it_is_and_a_mapping_gets_the_defaults():
     record = PromptSettings.of(PROMPTS)
     assert PromptSettings.of(record) is record
     assert (record.topic_probability, record.templates) == (1.0, None)
-    assert issubclass(TopicLabelSettings, Settings)
 
 
 def test_the_command_line_names_the_flag_and_the_field(capsys):

@@ -85,22 +85,18 @@ def variant_section(shard_stats: dict[str, list[dict]]) -> dict[str, dict]:
 
 
 def seeds_section(seed_reports: list[dict]) -> dict[str, dict]:
-    return {
-        r["split"]: {
+    section = {}
+    for r in seed_reports:
+        gated: Counter = Counter()
+        for src in r["sources"]:
+            gated.update(src.get("gated_by_reason", {}))
+        section[r["split"]] = {
             "seeds": r["seeds"],
             "rows_read": sum(src["rows_read"] for src in r["sources"]),
             "rows_skipped": sum(src["rows_skipped"] for src in r["sources"]),
-            "gated": dict(
-                sorted(
-                    sum(
-                        (Counter(src.get("gated_by_reason", {})) for src in r["sources"]),
-                        Counter(),
-                    ).items()
-                )
-            ),
+            "gated": dict(sorted(gated.items())),
         }
-        for r in seed_reports
-    }
+    return section
 
 
 def generation_section(gen: list[dict]) -> dict:

@@ -183,10 +183,8 @@ class SplitWriter:
                 )
 
     def write(self, source: dict, report: SourceReport, columns: dict[str, list | pa.Array]):
-        """Write one batch of valid rows (columns: the kind's fields plus `id` and `row`)."""
-        rows = len(columns["row"])
-        if not rows:
-            return
+        """Write one batch of valid rows (columns: the kind's fields plus `id` and `row`), less
+        those the gates and the repeated-text check leave out."""
         kind = source["kind"]
         columns = self.gates.apply(kind, columns, report.gated)
         columns = self._drop_repeated_texts(kind, columns, report.gated)
