@@ -244,6 +244,35 @@ def test_extracts_end_at_a_word_boundary():
     assert extract("alpha\n" + "b" * 1000, 1000) == ("alpha\n" + "b" * 1000)[:1000]  # too far back
 
 
+def test_extracts_end_at_a_sentence_end_near_the_limit():
+    from cosmoforge.core.contracts import extract
+
+    text = "Rivers carry silt. Deltas grow where it settles! Do they? " * 40
+    cut = extract(text, 1000)
+    assert cut.endswith(("silt.", "settles!", "they?")) and 600 <= len(cut) <= 1000
+    assert text.startswith(cut)
+    # closing quotes and brackets stay with their sentence
+    quoted = 'A first sentence that is long enough here. She said "stop." and then more words'
+    assert extract(quoted, 70) == 'A first sentence that is long enough here. She said "stop."'
+    # a paragraph break ends a heading that has no full stop
+    assert extract("Heading without stop\n\n" + "word " * 20, 25) == "Heading without stop"
+    # no sentence end in the last 40%: the last word boundary
+    assert extract("One. " + "word " * 100, 100) == ("One. " + "word " * 100)[:100].rstrip()
+
+
+def test_an_extract_never_ends_inside_a_tag_an_entity_or_an_escape():
+    from cosmoforge.core.contracts import extract
+
+    assert extract("a" * 95 + "&amp;b", 99) == "a" * 95
+    assert extract("a" * 94 + "&#8217;", 99) == "a" * 94
+    assert extract("a" * 90 + " b <em class='x'>c</em>", 99) == "a" * 90 + " b"
+    assert extract("x" * 95 + "\\u00e9abc", 99) == "x" * 95
+    assert extract("x" * 98 + "\\nabc", 99) == "x" * 98
+    # a complete entity or a plain "<" is no reason to move the cut
+    assert extract("a" * 90 + " &amp; b c d e f", 99) == "a" * 90 + " &amp; b"
+    assert extract("x < y and " * 20, 99) == ("x < y and " * 10)[:95]  # "<" is no tag
+
+
 def test_a_template_without_text_is_refused_when_loaded(tmp_path):
     folder = tmp_path / "wikihow"
     folder.mkdir()

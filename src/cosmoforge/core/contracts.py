@@ -7,6 +7,7 @@ Nothing here imports any other module of the package.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 # The eight splits of Cosmopedia, in the order of its release.
@@ -54,15 +55,52 @@ ROUTES = ("textbook", "blogpost", "wikihow")
 ALL_ROUTES = "all"
 
 
-def extract(text: str | None, chars: int) -> str:
-    """The first `chars` characters of a seed text, ended at a word boundary when one is near
-    (a cut mid-word reads as a typo the model may copy)."""
+def clip(text: str | None, chars: int) -> str:
+    """The first `chars` characters of a text, ended at a word boundary when one is in the last
+    fifth (a cut mid-word reads as a typo). What the topic stage embeds and shows its labeller:
+    a model's input, not a reader's."""
     text = (text or "").strip()
     if len(text) <= chars:
         return text
     cut = text[:chars]
     space = max(cut.rfind(" "), cut.rfind("\n"))
     return (cut[:space] if space >= chars * 0.8 else cut).rstrip()
+
+
+# The end of a sentence: ., !, ? or an ellipsis, with any closing quotes and brackets, before
+# white space; or a blank line (a paragraph that ends without a full stop, a heading).
+_SENTENCE_END = re.compile(r"[.!?\u2026][\"'\u201d\u2019)\]]*(?=\s)|\n[ \t]*\n")
+# Where a cut must not fall: inside a tag (<a href=...>), an entity (&amp;) or an escape (\u00e9,
+# \n written out), each matched from its start to the cut.
+_OPEN_AT_END = re.compile(
+    r"<[A-Za-z/!][^<>]*$|&(#[0-9]{0,7}|#[xX][0-9a-fA-F]{0,6}|[A-Za-z][A-Za-z0-9]{0,9})$"
+    r"|\\(u[0-9a-fA-F]{0,3}|x[0-9a-fA-F]?|[A-Za-z]?)$"
+)
+# How far back from `chars` a sentence end may be, and a word boundary (shares of `chars`).
+SENTENCE_WINDOW = 0.6
+WORD_WINDOW = 0.8
+
+
+def extract(text: str | None, chars: int) -> str:
+    """What a prompt quotes of a seed text: all of it when it fits in `chars`; otherwise cut at
+    the last sentence end in the final 40% of `chars`, else at the last word boundary in the
+    final 20%, else at `chars`. The cut never falls inside a tag, an entity or an escape (it
+    moves to before it), so the model is never shown half of `&amp;` or `<em`."""
+    text = (text or "").strip()
+    if len(text) <= chars:
+        return text
+    head = text[: chars + 1]  # one more: a sentence may end exactly at `chars`
+    ends = [m.end() for m in _SENTENCE_END.finditer(head) if m.end() <= chars]
+    if ends and ends[-1] >= chars * SENTENCE_WINDOW:
+        cut = ends[-1]
+    else:
+        head = text[:chars]
+        space = max(head.rfind(" "), head.rfind("\n"))
+        cut = space if space >= chars * WORD_WINDOW else chars
+    open_at_end = _OPEN_AT_END.search(text[:cut])
+    if open_at_end:
+        cut = open_at_end.start()
+    return text[:cut].rstrip()
 
 
 def target_words(max_tokens: int) -> int:

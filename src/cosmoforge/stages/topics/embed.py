@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cosmoforge.core.contracts import extract, shard_bounds
+from cosmoforge.core.contracts import clip, shard_bounds
 from cosmoforge.core.errors import TopicError
 from cosmoforge.core.io import write_parquet
 from cosmoforge.core.tables import iter_seed_rows
@@ -101,7 +101,7 @@ def embed_shard(
 ) -> dict:
     rows = web_rows(seeds_path, shard, shards)
     model = model or load_embedder(settings)
-    texts = [extract(r["text"], settings["text_chars"]) for r in rows]
+    texts = [clip(r["text"], settings["text_chars"]) for r in rows]
     started = time.perf_counter()
     vectors = embed_texts(model, texts, settings["batch_size"]) if texts else np.zeros((0, 0))
     seconds = time.perf_counter() - started

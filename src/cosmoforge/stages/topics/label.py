@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from cosmoforge.core.contracts import ROUTES, extract
+from cosmoforge.core.contracts import ROUTES, clip
 from cosmoforge.core.errors import TemplateError, yaml_error_line
 from cosmoforge.core.io import derive_seed, write_parquet
 from cosmoforge.core.settings import TopicLabelSettings
@@ -134,7 +134,7 @@ def cluster_examples(
     return {
         cluster: (
             [f"{s}/{i}" for s, i in keys],
-            [extract(texts[(s, i)], settings.example_chars) for s, i in keys],
+            [clip(texts[(s, i)], settings.example_chars) for s, i in keys],
         )
         for cluster, keys in picks.items()
     }
