@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from cosmoforge.stages.seeds import write_split_seeds  # noqa: E402
-from cosmoforge.stages.seeds.seedfile import LengthGates  # noqa: E402
+from cosmoforge.stages.seeds.gates import SeedGates  # noqa: E402
 
 WORDS = ["river", "soil", "cloud", "market", "theory", "garden", "signal", "protein", "harbor"]
 
@@ -38,7 +38,7 @@ def synthetic_lines(count: int, seed: int = 7) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
-def run(path: Path, gates: LengthGates | None, scratch: Path) -> tuple[float, float, dict]:
+def run(path: Path, gates: SeedGates | None, scratch: Path) -> tuple[float, float, dict]:
     source = {"name": "web", "kind": "web", "format": "jsonl", "path": str(path)}
     cpu, wall = time.process_time(), time.perf_counter()
     report = write_split_seeds("web_samples_v1", [source], scratch / "s.parquet", gates=gates)
@@ -59,7 +59,7 @@ def main() -> None:
         files["gzip"].write_bytes(gzip.compress(data, 6))
         files["zstd"] = scratch / "web.jsonl.zst"
         files["zstd"].write_bytes(zstandard.ZstdCompressor(level=3).compress(data))
-        gates = LengthGates(min_chars={"web": 200}, max_chars={"web": 200_000})
+        gates = SeedGates(min_chars={"web": 200}, max_chars={"web": 200_000})
         print(f"{args.seeds:,} synthetic web seeds, {len(data) / 1e6:.0f} MB of JSON lines")
         header = f"{'input':<8}{'gates':<7}{'CPU s':>8}{'CPU s per 1M':>14}{'seeds/s':>11}"
         print(header + f"{'kept':>10}")

@@ -489,14 +489,14 @@ def test_a_mapped_field_with_values_in_some_rows_is_kept(tmp_path):
 
 @pytest.mark.parametrize("batch_rows", [4, 4096])
 def test_length_gates_leave_out_tiny_and_huge_seeds_and_count_them(tmp_path, batch_rows):
-    from cosmoforge.stages.seeds.seedfile import LengthGates
+    from cosmoforge.stages.seeds.gates import SeedGates
 
     texts = ["Ada Lovelace", "x" * 5000] + [f"a long enough page number {i} " * 4 for i in range(6)]
     rows = [{"id": f"u{i}", "text": t} for i, t in enumerate(texts)]
     rows.append({"id": "bad"})  # a bad row is still a bad row, counted apart
     path = tmp_path / "web.jsonl"
     write_jsonl(path, rows)
-    gates = LengthGates(min_chars={"web": 30}, max_chars={"web": 1000})
+    gates = SeedGates(min_chars={"web": 30}, max_chars={"web": 1000})
     table, report = read_split_seeds(
         "web_samples_v1", [web_source(path)], on_bad_row="skip", gates=gates, batch_rows=batch_rows
     )
@@ -508,22 +508,22 @@ def test_length_gates_leave_out_tiny_and_huge_seeds_and_count_them(tmp_path, bat
 
 
 def test_a_gated_seed_is_not_an_error_even_with_on_bad_row_error(tmp_path):
-    from cosmoforge.stages.seeds.seedfile import LengthGates
+    from cosmoforge.stages.seeds.gates import SeedGates
 
     path = tmp_path / "web.jsonl"
     write_jsonl(path, [{"text": "tiny"}, {"text": "a web page with enough words in it " * 3}])
-    gates = LengthGates(min_chars={"web": 30})
+    gates = SeedGates(min_chars={"web": 30})
     table, report = read_split_seeds("web_samples_v1", [web_source(path)], "error", gates=gates)
     assert table.num_rows == 1 and report["sources"][0]["gated_by_reason"] == {"too_short": 1}
 
 
 def test_every_seed_gated_is_the_no_usable_rows_error_with_the_reason(tmp_path):
-    from cosmoforge.stages.seeds.seedfile import LengthGates
+    from cosmoforge.stages.seeds.gates import SeedGates
 
     path = tmp_path / "web.jsonl"
     write_jsonl(path, [{"text": "tiny"}, {"text": "also tiny"}])
     with pytest.raises(SeedError, match=r"no usable seed rows in .*web.jsonl \(too_short: 2\)"):
-        read_split_seeds("web_samples_v1", [web_source(path)], gates=LengthGates({"web": 30}))
+        read_split_seeds("web_samples_v1", [web_source(path)], gates=SeedGates({"web": 30}))
 
 
 def test_the_workflow_gates_by_the_config(tmp_path, default_config):

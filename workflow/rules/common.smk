@@ -74,6 +74,18 @@ def seeds_settings(wildcards):
     return as_json(L.seeds_settings(wildcards.split))
 
 
+def seeds_kept_by(wildcards):
+    # The seed files of the splits before this one in its seeds.across_splits group.
+    return [L.seeds(other) for other in L.yields_to(wildcards.split)]
+
+
+def seeds_kept_by_args(wildcards, input):
+    if not input.kept_by:
+        return ""
+    pairs = zip(L.yields_to(wildcards.split), input.kept_by)
+    return "--kept-by " + " ".join(f"{s}={p}" for s, p in pairs)
+
+
 def prompts_settings(wildcards):
     return as_json(L.prompts_settings(wildcards.split))
 

@@ -1,6 +1,7 @@
 rule seeds:
     input:
-        seed_files,
+        files=seed_files,
+        kept_by=seeds_kept_by,
     output:
         seeds=L.seeds("{split}"),
         report=L.seed_report("{split}"),
@@ -14,6 +15,7 @@ rule seeds:
         **JOBS.cpu(),
     params:
         settings=seeds_settings,
+        kept_by=seeds_kept_by_args,
     shell:
         "python -m cosmoforge seeds --split {wildcards.split} --settings {params.settings:q}"
-        " --out {output.seeds} --report {output.report} > {log} 2>&1"
+        " --out {output.seeds} --report {output.report} {params.kept_by} > {log} 2>&1"

@@ -29,6 +29,7 @@ from cosmoforge.core.config_checks import (
     non_finite_keys,
     output_path_problems,
     secret_problems,
+    split_group_problems,
 )
 from cosmoforge.core.contracts import KINDS, is_local_dataset
 from cosmoforge.core.errors import ConfigError, yaml_error_line
@@ -221,7 +222,8 @@ def validate_config(config: dict, source: str = "config") -> dict:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
             lines.append(f"{source}: {key}: {error_text(err)}")
     if not lines:
-        lines = [f"{source}: {line}" for line in output_path_problems(config)]
+        problems = output_path_problems(config) + split_group_problems(config)
+        lines = [f"{source}: {line}" for line in problems]
     if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config

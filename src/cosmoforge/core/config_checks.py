@@ -91,3 +91,19 @@ def output_path_problems(config: dict) -> list[str]:
         f"e.g. {CONVERTED_MODELS}/{Path(config['model']['name']).name.lower()}, or give an "
         "absolute path of your own"
     ]
+
+
+def split_group_problems(config: dict) -> list[str]:
+    """A split in two seeds.across_splits groups: which earlier split keeps a shared seed would
+    depend on the order the groups are read in."""
+    seen: dict[str, int] = {}
+    problems = []
+    for i, group in enumerate(config["seeds"]["across_splits"]):
+        for split in group:
+            if split in seen:
+                problems.append(
+                    f"seeds.across_splits[{i}]: '{split}' is already in group {seen[split]}; "
+                    "a split may be in one group"
+                )
+            seen.setdefault(split, i)
+    return problems

@@ -235,7 +235,21 @@ class Layout(RunPaths):
             max_seeds=cfg["max_seeds"],
             min_chars=self.config["seeds"]["min_chars"],
             max_chars=self.config["seeds"]["max_chars"],
+            repair_text=self.config["seeds"]["repair_text"],
+            html_to_text=self.config["seeds"]["html_to_text"],
+            languages=self.config["seeds"]["languages"],
+            language_min_confidence=self.config["seeds"]["language_min_confidence"],
+            yields_to=self.yields_to(split),
         )
+
+    def yields_to(self, split: str) -> list[str]:
+        """The splits of this run before `split` in its seeds.across_splits group: a seed they
+        kept is left out of `split`."""
+        for group in self.config["seeds"]["across_splits"]:
+            if split in group:
+                earlier = group[: group.index(split)]
+                return [s for s in earlier if s in self.config["splits"]]
+        return []
 
     def prompts_settings(self, split: str) -> PromptSettings:
         cfg = self.config["splits"][split]

@@ -111,6 +111,22 @@ class SeedSettings(Settings):
     max_chars: dict = setting(
         "per seed kind, the longest main field kept", "seeds.max_chars", default_factory=dict
     )
+    repair_text: bool = setting(
+        "fix mojibake and control characters", "seeds.repair_text", default=False
+    )
+    html_to_text: list = setting(
+        "seed kinds whose fields may hold HTML", "seeds.html_to_text", default_factory=list
+    )
+    languages: dict = setting(
+        "per seed kind, the languages kept", "seeds.languages", default_factory=dict
+    )
+    language_min_confidence: float = setting(
+        "the language gate's least confidence", "seeds.language_min_confidence", default=0.9
+    )
+    yields_to: list = setting(
+        "the splits before this one in its seeds.across_splits group, whose seeds it leaves out",
+        default_factory=list,
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -88,13 +88,16 @@ def seeds_section(seed_reports: list[dict]) -> dict[str, dict]:
     section = {}
     for r in seed_reports:
         gated: Counter = Counter()
+        repaired: Counter = Counter()
         for src in r["sources"]:
             gated.update(src.get("gated_by_reason", {}))
+            repaired.update(src.get("repaired_by_reason", {}))
         section[r["split"]] = {
             "seeds": r["seeds"],
             "rows_read": sum(src["rows_read"] for src in r["sources"]),
             "rows_skipped": sum(src["rows_skipped"] for src in r["sources"]),
             "gated": dict(sorted(gated.items())),
+            "repaired": dict(sorted(repaired.items())),
         }
     return section
 

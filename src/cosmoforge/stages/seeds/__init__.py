@@ -39,6 +39,7 @@ from cosmoforge.core.declare import SPLIT, Command, path_arg
 from cosmoforge.core.errors import SeedError
 from cosmoforge.core.io import atomic_path, iter_parquet, write_json
 from cosmoforge.core.settings import SeedSettings
+from cosmoforge.stages.seeds.gates import SeedGates
 from cosmoforge.stages.seeds.readers import (
     _arrow_json_batch,
     _batched,
@@ -59,7 +60,6 @@ from cosmoforge.stages.seeds.seedfile import (
     BASE_COLUMNS,
     BATCH_ROWS,
     SEED_FILE_OPTIONS,
-    LengthGates,
     SourceReport,
     SplitWriter,
     check_mapped_fields,
@@ -193,12 +193,13 @@ def write_split_seeds(
     max_seeds: int | None = None,
     base_dir: Path | None = None,
     batch_rows: int = BATCH_ROWS,
-    gates: LengthGates | None = None,
+    gates: SeedGates | None = None,
+    yields_to: list[tuple[str, Path]] = (),
 ) -> dict:
     """Read, validate and normalize every source of a split into one seed parquet (written
     atomically, one row group per `BATCH_ROWS` rows) and its report (written even when no row
-    is usable, so the skipped rows can be looked up). `gates`: the length gates (none if
-    None)."""
+    is usable, so the skipped rows can be looked up). `gates`: the quality gates (none if
+    None); `yields_to`: (split, seed file) of the splits whose seeds this one leaves out."""
     columns = seed_columns(sources)
     schema = seed_schema(columns)
     reports: dict[str, _Source] = {}
@@ -217,6 +218,9 @@ def write_split_seeds(
             split_writer = SplitWriter(
                 split, schema, writer, suspects, on_bad_row, max_seeds, gates
             )
+            for other, path in yields_to:
+                n = split_writer.keep_out_seeds_of(other, Path(path))
+                log.info("leaving out the %d seed texts of split %s (%s)", n, other, path)
             for source in sources:
                 source_report = reports[source["name"]].report
                 _read_source(source, split_writer, source_report, base_dir, batch_rows)
@@ -274,24 +278,57 @@ def read_split_seeds(
     max_seeds: int | None = None,
     base_dir: Path | None = None,
     batch_rows: int = BATCH_ROWS,
-    gates: LengthGates | None = None,
+    gates: SeedGates | None = None,
+    yields_to: list[tuple[str, Path]] = (),
 ) -> tuple[pa.Table, dict]:
     """`write_split_seeds` into memory: for tests and small tools, not for split-scale data."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "seeds.parquet"
         report = write_split_seeds(
-            split, sources, path, None, on_bad_row, max_seeds, base_dir, batch_rows, gates
+            split,
+            sources,
+            path,
+            None,
+            on_bad_row,
+            max_seeds,
+            base_dir,
+            batch_rows,
+            gates,
+            yields_to,
         )
         table = pq.read_table(path)
     return table, report
 
 
+def seed_gates(settings: SeedSettings) -> SeedGates:
+    return SeedGates(
+        min_chars=settings.min_chars,
+        max_chars=settings.max_chars,
+        repair_text=settings.repair_text,
+        html_to_text=tuple(settings.html_to_text),
+        languages=settings.languages,
+        language_min_confidence=settings.language_min_confidence,
+    )
+
+
 def seeds_stage(
-    split: str, settings: SeedSettings | dict, out: str | Path, report_path: str | Path
+    split: str,
+    settings: SeedSettings | dict,
+    out: str | Path,
+    report_path: str | Path,
+    kept_by: dict[str, str | Path] | None = None,
 ) -> dict:
     """The `seeds` stage as the workflow runs it: the split's seed file and report, with every
-    skipped row's reason logged."""
+    skipped row's reason logged. `kept_by`: the seed file of each split in
+    `settings.yields_to`."""
     settings = SeedSettings.of(settings)
+    kept_by = kept_by or {}
+    if sorted(kept_by) != sorted(settings.yields_to):
+        raise SeedError(
+            f"split '{split}': --kept-by gives the seed files of "
+            f"{sorted(kept_by) or 'no split'}, but its settings' yields_to is "
+            f"{sorted(settings.yields_to) or 'empty'}"
+        )
     report = write_split_seeds(
         split,
         settings.sources,
@@ -299,7 +336,8 @@ def seeds_stage(
         report_path,
         on_bad_row=settings.on_bad_row,
         max_seeds=seed_cap(settings.max_seeds),
-        gates=LengthGates(settings.min_chars, settings.max_chars),
+        gates=seed_gates(settings),
+        yields_to=[(other, Path(kept_by[other])) for other in settings.yields_to],
     )
     for source in report["sources"]:
         if source["rows_skipped"]:
@@ -313,12 +351,13 @@ def seeds_stage(
                 log.warning("  %s", example)
         if source["rows_gated"]:
             log.warning(
-                "%s: left out %d seed(s) by the length gates (seeds.min_chars, "
-                "seeds.max_chars): %s",
+                "%s: left out %d seed(s) by the seed gates and duplicate checks: %s",
                 source["location"],
                 source["rows_gated"],
                 source["gated_by_reason"],
             )
+        if source["repaired_by_reason"]:
+            log.info("%s: repaired: %s", source["location"], source["repaired_by_reason"])
     return report
 
 
@@ -326,7 +365,8 @@ def seeds_stage(
 
 
 def _seeds_command(args) -> None:
-    seeds_stage(args.split, args.settings, args.out, args.report)
+    kept_by = dict(item.split("=", 1) for item in args.kept_by)
+    seeds_stage(args.split, args.settings, args.out, args.report, kept_by)
 
 
 COMMANDS = (
@@ -339,6 +379,12 @@ COMMANDS = (
             "--settings": SeedSettings.argument(),
             "--out": path_arg("the split's seed parquet"),
             "--report": path_arg("the split's seed report (JSON)"),
+            "--kept-by": {
+                "nargs": "*",
+                "default": [],
+                "metavar": "SPLIT=PATH",
+                "help": "the seed file of each split in the settings' yields_to",
+            },
         },
     ),
 )

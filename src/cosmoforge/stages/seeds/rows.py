@@ -151,6 +151,13 @@ class IdHashSet:
         self.size += _insert()(self.slots, hashes, seen)
         return seen
 
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        """For each hash, whether it is in the set (nothing is added)."""
+        hashes = np.where(hashes == 0, np.uint64(1), hashes).astype(np.uint64)
+        found = np.zeros(len(hashes), dtype=np.bool_)
+        _lookup()(self.slots, hashes, found)
+        return found
+
     def _grow(self) -> None:
         old = self.slots[self.slots != 0]
         self.slots = np.zeros(len(self.slots) * 2, dtype=np.uint64)
@@ -174,6 +181,28 @@ def _insert_py(slots, hashes, seen):  # pragma: no cover - compiled by numba bel
                 break
             j = (j + np.uint64(1)) & mask
     return added
+
+
+def _lookup_py(slots, hashes, found):  # pragma: no cover - compiled by numba below
+    mask = np.uint64(len(slots) - 1)
+    for i in range(len(hashes)):
+        h = hashes[i]
+        j = (h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20) & mask
+        while True:
+            slot = slots[j]
+            if slot == 0:
+                break
+            if slot == h:
+                found[i] = True
+                break
+            j = (j + np.uint64(1)) & mask
+
+
+@functools.cache
+def _lookup():
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_lookup_py)
 
 
 @functools.cache

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cosmoforge.core.contracts import KINDS, MAIN_FIELD
+from cosmoforge.core.contracts import KINDS
 from cosmoforge.core.errors import SeedError
 from cosmoforge.core.io import iter_parquet, stable_hash
+from cosmoforge.stages.seeds.gates import SeedGates, filtered_columns
 from cosmoforge.stages.seeds.rows import BadRow, IdHashSet, hash_ids
 
 # Columns of the seed table besides the kinds' fields.
@@ -39,9 +39,12 @@ class SourceReport:
     examples: list[str] = field(default_factory=list)
     # Per optional field the source maps (`fields`): how many kept rows had a value for it.
     mapped_values: Counter = field(default_factory=Counter)
-    # Valid rows the quality gates left out, by reason (too_short, too_long): not bad rows,
-    # so never an error, but counted like them.
+    # Valid rows the quality gates (gates.py) or the duplicate checks left out, by reason: not
+    # bad rows, so never an error, but counted like them. Rows a repair changed, by repair; and
+    # the languages the language gate left out.
     gated: Counter = field(default_factory=Counter)
+    repaired: Counter = field(default_factory=Counter)
+    languages: Counter = field(default_factory=Counter)
 
     def skip(self, reason: str, message: str) -> None:
         self.skipped[reason] += 1
@@ -59,50 +62,9 @@ class SourceReport:
             "examples": self.examples,
             "rows_gated": sum(self.gated.values()),
             "gated_by_reason": dict(sorted(self.gated.items())),
+            "repaired_by_reason": dict(sorted(self.repaired.items())),
+            "languages_left_out": dict(self.languages.most_common()),
         }
-
-
-@dataclass(frozen=True)
-class LengthGates:
-    """seeds.min_chars and seeds.max_chars: per kind, the shortest and longest main field
-    (core.contracts.MAIN_FIELD) a kept seed has. A seed of a person's name is no material for a
-    textbook, and a whole book in one row is a broken export."""
-
-    min_chars: dict[str, int] = field(default_factory=dict)
-    max_chars: dict[str, int] = field(default_factory=dict)
-
-    def apply(self, kind: str, columns: dict, gated: Counter) -> dict:
-        """The columns without the rows a gate leaves out, each counted in `gated`."""
-        low, high = self.min_chars.get(kind), self.max_chars.get(kind)
-        if low is None and high is None:
-            return columns
-        values = columns[MAIN_FIELD[kind]]
-        if not isinstance(values, pa.Array):
-            values = pa.array(values, pa.string())
-        lengths = pc.utf8_length(values).to_numpy(zero_copy_only=False)
-        short = lengths < low if low is not None else np.zeros(len(lengths), bool)
-        long = lengths > high if high is not None else np.zeros(len(lengths), bool)
-        if not (short.any() or long.any()):
-            return columns
-        for reason, hit in (("too_short", short), ("too_long", long)):
-            if hit.any():
-                gated[reason] += int(hit.sum())
-        return _filtered(columns, ~(short | long))
-
-
-def _filtered(columns: dict, keep: np.ndarray) -> dict:
-    """The rows of `keep` of a batch's columns (Arrow arrays, numpy arrays or lists)."""
-    mask = pa.array(keep)
-    return {
-        name: value.filter(mask)
-        if isinstance(value, pa.Array)
-        else (
-            value[keep]
-            if isinstance(value, np.ndarray)
-            else [v for v, k in zip(value, keep, strict=True) if k]
-        )
-        for name, value in columns.items()
-    }
 
 
 def seed_columns(sources: list[dict]) -> list[str]:
@@ -122,12 +84,26 @@ def seed_schema(columns: list[str]) -> pa.Schema:
 hash_texts = hash_ids
 
 
+def text_hashes(kind: str, columns: dict) -> np.ndarray:
+    """A seed's text as the duplicate checks see it: its kind's required fields, case folded
+    and with runs of white space as one space, hashed (64 bits)."""
+    fields = [
+        c.to_pylist() if isinstance(c, pa.Array) else list(c)
+        for c in (columns[name] for name in KINDS[kind][0])
+    ]
+    keys = [
+        "\x1f".join(" ".join(v.casefold().split()) for v in row)
+        for row in zip(*fields, strict=True)
+    ]
+    return hash_texts(keys)
+
+
 class SplitWriter:
     """Rows in, batches of the seed schema out to one parquet writer; duplicates held back."""
 
     def __init__(self, split, schema, writer, suspects_writer, on_bad_row, max_seeds, gates=None):
         self.split = split
-        self.gates = gates or LengthGates()
+        self.gates = gates or SeedGates()
         self.schema = schema
         self.writer = writer
         self.suspects = suspects_writer
@@ -137,6 +113,8 @@ class SplitWriter:
         # Hashes of every kept seed's text (its kind's required fields, normalized): the same
         # document from two sources of the split, or twice in one, is kept once.
         self.texts = IdHashSet()
+        # (split, its texts' hashes) of the splits before this one in its across_splits group.
+        self.elsewhere: list[tuple[str, IdHashSet]] = []
         self.written = 0
         self.held = 0
 
@@ -151,24 +129,41 @@ class SplitWriter:
             raise SeedError(f"bad seed row in split '{self.split}': {message}")
         report.skip(bad.reason, message)
 
+    def keep_out_seeds_of(self, split: str, path: Path) -> int:
+        """Leave out of this split every seed whose text `split`'s seed file holds (a split
+        earlier in its `seeds.across_splits` group keeps it); returns that file's seed count.
+        Memory: its texts' 64-bit hashes, as for this split's own."""
+        texts = IdHashSet()
+        columns = sorted({c for required, _ in KINDS.values() for c in required})
+        present = [c for c in columns if c in pq.read_schema(path).names]
+        count = 0
+        for batch in iter_parquet(path, 1 << 16, columns=["kind", *present]):
+            kinds = batch.column("kind").to_numpy(zero_copy_only=False)
+            for kind in np.unique(kinds):
+                rows = pa.array(kinds == kind)
+                texts.add(text_hashes(kind, {c: batch.column(c).filter(rows) for c in present}))
+            count += batch.num_rows
+        self.elsewhere.append((split, texts))
+        return count
+
     def _drop_repeated_texts(self, kind: str, columns: dict, gated: Counter) -> dict:
-        """The columns without the seeds whose normalized text an earlier seed of the split
-        had (counted as duplicate_text, the first one in config order kept). Texts are
-        compared by a 64-bit hash: two different texts share one with a chance of about 3 in a
-        million at 10M seeds, which would drop one seed."""
-        fields = [
-            c.to_pylist() if isinstance(c, pa.Array) else list(c)
-            for c in (columns[name] for name in KINDS[kind][0])
-        ]
-        keys = [
-            "\x1f".join(" ".join(v.casefold().split()) for v in row)
-            for row in zip(*fields, strict=True)
-        ]
-        seen = self.texts.add(hash_texts(keys))
-        if not seen.any():
-            return columns
-        gated["duplicate_text"] += int(seen.sum())
-        return _filtered(columns, ~seen)
+        """The columns without the seeds whose normalized text an earlier split of the group
+        kept (counted as duplicate_in_<split>) or an earlier seed of this split had (counted as
+        duplicate_text; the first one in config order is kept). Texts are compared by a 64-bit
+        hash: two different texts share one with a chance of about 3 in a million at 10M
+        seeds, which would drop one seed."""
+        hashes = text_hashes(kind, columns)
+        drop = np.zeros(len(hashes), bool)
+        for split, texts in self.elsewhere:
+            found = texts.contains(hashes) & ~drop
+            if found.any():
+                gated[f"duplicate_in_{split}"] += int(found.sum())
+                drop |= found
+        seen = self.texts.add(hashes[~drop])
+        if seen.any():
+            gated["duplicate_text"] += int(seen.sum())
+            drop[np.flatnonzero(~drop)[seen]] = True
+        return filtered_columns(columns, ~drop) if drop.any() else columns
 
     @staticmethod
     def _count_mapped(source: dict, report: SourceReport, columns: dict) -> None:
@@ -186,7 +181,7 @@ class SplitWriter:
         """Write one batch of valid rows (columns: the kind's fields plus `id` and `row`), less
         those the gates and the repeated-text check leave out."""
         kind = source["kind"]
-        columns = self.gates.apply(kind, columns, report.gated)
+        columns = self.gates.apply(kind, columns, report)
         columns = self._drop_repeated_texts(kind, columns, report.gated)
         rows = len(columns["row"])
         if not rows:
