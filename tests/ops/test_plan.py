@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from cosmoforge.core.config import load_config
@@ -109,3 +112,108 @@ def test_only_jobs_long_enough_ask_for_the_early_stop_signal(default_config):
     assert stop_signal_seconds(config, 579) == 300
     config["slurm"]["stop_signal_seconds"] = 0
     assert stop_signal_seconds(config, 579) == 0
+
+
+ROUTINGS = {
+    "one route per cluster": [("keep", "textbook"), ("keep", "blogpost"), ("keep", "wikihow")]
+    + [("keep", "all")],
+    "every template kept": [("keep", "all")] * 4,
+    "some clusters dropped": [("drop", None), ("keep", "textbook"), ("drop", None)]
+    + [("keep", "blogpost")],
+}
+
+
+def _run_seeds_and_topics(config, base, split, routing):
+    """The split's seed file as the seeds stage writes it, and topic assignments and decisions
+    in the topics stage's format (cluster i % k), at the run's own paths under `base`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import yaml
+
+    from cosmoforge.core.layout import Layout
+    from cosmoforge.stages.seeds import seeds_stage
+    from cosmoforge.stages.topics.common import ASSIGNMENT_SCHEMA
+
+    layout = Layout(config)
+    seeds = base / layout.seeds(split)
+    seeds.parent.mkdir(parents=True, exist_ok=True)
+    seeds_stage(split, layout.seeds_settings(split), seeds, base / layout.seed_report(split))
+    if routing is None:
+        return layout, seeds
+    ids = pq.read_table(seeds, columns=["seed_id"]).column(0).to_pylist()
+    k = len(routing)
+    assignments = base / layout.topic_file("assignments", split, "00000")
+    assignments.parent.mkdir(parents=True, exist_ok=True)
+    table = {"split": [split] * len(ids), "seed_id": ids}
+    table |= {"cluster": [i % k for i in range(len(ids))], "distance": [0.0] * len(ids)}
+    pq.write_table(pa.table(table, schema=ASSIGNMENT_SCHEMA), assignments)
+    clusters = [
+        {"id": c, "decision": d, "route": r, "topic": f"topic {c}"}
+        for c, (d, r) in enumerate(routing)
+    ]
+    (base / layout.topic_decisions()).write_text(yaml.safe_dump({"clusters": clusters}))
+    return layout, seeds
+
+
+@pytest.mark.parametrize("routing", [None, *ROUTINGS])
+def test_the_plan_counts_the_prompts_the_prompts_stage_renders(
+    default_config, repo, tmp_path, routing
+):
+    """Once the seeds (and for a clustered split the topic decisions) exist, the plan's prompt
+    count is the rendered count, whatever the routes, drops, gates and duplicates."""
+    from cosmoforge.ops.plan import estimate_split
+    from cosmoforge.stages.prompts import prompts_stage
+
+    split = "web_samples_v1"
+    config = default_config
+    config["prompts_dir"] = str(repo / "prompts")
+    config["topics"]["enabled"] = routing is not None
+    config["topics"]["kmeans"]["k"] = len(ROUTINGS[routing]) if routing else 4
+    config["topics"]["splits"] = [split] if routing else None
+    # a duplicate and a tiny seed, which the gates leave out
+    source = config["splits"][split]["sources"][0]
+    rows = [json.loads(line) for line in Path(source["path"]).read_text().splitlines()]
+    rows += [{**rows[0], "id": "copy"}, {"id": "tiny", "text": "Jane Doe"}]
+    seed_file = tmp_path / "web.jsonl"
+    seed_file.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    source["path"] = str(seed_file)
+    before = estimate_split(config, split, tmp_path)
+    assert before["basis"] == "estimated" and before["seeds"] == len(rows)
+    layout, seeds = _run_seeds_and_topics(config, tmp_path, split, ROUTINGS.get(routing))
+    topics = {}
+    if routing:
+        topics = {
+            "topic_assignments": [tmp_path / p for p in layout.topic_files("assignments", [split])],
+            "topic_decisions": tmp_path / layout.topic_decisions(),
+        }
+    report = prompts_stage(
+        split,
+        seeds,
+        layout.prompts_settings(split),
+        repo / "prompts",
+        tmp_path / "prompts",
+        tmp_path / "prompts.json",
+        **topics,
+    )
+    planned = estimate_split(config, split, tmp_path)
+    assert planned["basis"] == "counted"
+    assert planned["seeds"] == len(rows) - 2
+    assert planned["prompts"] == report["prompts"] > 0
+
+
+def test_before_labelling_the_plan_follows_the_routes_the_overrides_give(
+    default_config, repo, tmp_path
+):
+    from cosmoforge.ops.plan import estimate_split
+
+    split = "web_samples_v1"
+    config = default_config
+    config["prompts_dir"] = str(repo / "prompts")
+    config["topics"]["kmeans"]["k"] = 2
+    overrides = config["topics"]["decisions"]["overrides"]
+    overrides |= {"0": {"route": "all"}, "1": {"route": "all"}}
+    web_templates = 4  # prompts/web_samples_v1: textbook x2, blogpost, wikihow
+    # tmp_path: a run with no seed file yet, whatever a checkout's results/ holds
+    assert estimate_split(config, split, tmp_path)["prompts"] == 10 * web_templates
+    overrides["1"] = {"decision": "drop"}
+    assert estimate_split(config, split, tmp_path)["prompts"] == 10 * web_templates // 2

@@ -105,7 +105,7 @@ rule topics_decide:
     input:
         rules.topics_label.output[0],
     output:
-        f"{RESULTS}/topics/decisions.yaml",
+        L.topic_decisions(),
     log:
         f"{LOGS}/topics/decide.log",
     benchmark:

@@ -217,6 +217,10 @@ class Layout(RunPaths):
         """A topic shard's embeddings or assignments."""
         return f"{self.results}/topics/{kind}/{split}/{shard}.parquet"
 
+    def topic_decisions(self) -> str:
+        """The keep/drop and route of every cluster (user-editable)."""
+        return f"{self.results}/topics/decisions.yaml"
+
     def topic_files(self, kind: str, splits: list[str] | None = None) -> list[str]:
         """embeddings or assignments of every topic shard of `splits` (default: all clustered)."""
         return [

@@ -5,6 +5,11 @@ seed file), prompts per seed (the templates that apply to the split's seed kinds
 units with reference text count twice), prompts, shards, expected completion tokens, and
 GPU-hours at the configured throughput. Per rule: the number of Snakemake jobs. The same
 estimates size the Slurm runtime of each generation job before its prompts exist.
+
+Once a split's seed file exists (and, for a clustered split, its topic assignments and
+decisions), its seeds and prompts are counted from them instead, the way the prompts stage
+renders them: the seed gates, the duplicates, OpenStax units without reference text and every
+cluster's route and drop are then in the figures.
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ import json
 import math
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cosmoforge.core.config import clustered_splits
-from cosmoforge.core.contracts import ROUTES
+from cosmoforge.core.contracts import ALL_ROUTES, KINDS, ROUTES
 from cosmoforge.core.declare import BASE_DIR, RUN_CONFIG, Command, run_config
 from cosmoforge.core.errors import ConfigError
+from cosmoforge.core.io import iter_parquet
 from cosmoforge.core.layout import Layout
 from cosmoforge.stages.seeds import seed_cap, source_location
 from cosmoforge.stages.templates import load_templates
@@ -51,21 +59,94 @@ def _local_rows(source: dict, base_dir: Path) -> int | None:
     return sum(rows) if rows and None not in rows else None
 
 
-def _routed_templates_per_seed(templates) -> float:
-    """Web templates a clustered seed gets: those of its cluster's route. Routes are known only
-    after labelling, so the plan assumes the three routes equally often (and no drops)."""
+def _route_templates(templates) -> dict:
+    """Web templates a seed gets on each route ("all": every web template; a dropped cluster's
+    seeds get none)."""
     web = [t.format for t in templates if "web" in t.kinds]
-    return sum(web.count(route) for route in ROUTES) / len(ROUTES)
+    return {**{route: web.count(route) for route in ROUTES}, ALL_ROUTES: len(web), None: 0}
+
+
+def _routed_templates_per_seed(config: dict, templates) -> float:
+    """Web templates a clustered seed gets, before the topics stage has run: the mean over the
+    k clusters, each on the route and decision its `topics.decisions.overrides` entry gives,
+    else on each of the three routes equally often and kept (routes are known only after
+    labelling). With an override for every cluster it is exact for clusters of equal size."""
+    per_route = _route_templates(templates)
+    unknown = sum(per_route[route] for route in ROUTES) / len(ROUTES)
+    overrides = config["topics"]["decisions"]["overrides"]
+    k = config["topics"]["kmeans"]["k"]
+    total = 0.0
+    for cluster in range(k):
+        entry = overrides.get(str(cluster), {})
+        if entry.get("decision") == "drop":
+            continue
+        total += per_route[entry["route"]] if entry.get("route") else unknown
+    return total / k
+
+
+def _counted_split(config: dict, split: str, base_dir: Path, templates) -> tuple[int, int] | None:
+    """(seeds, prompts) of a split counted from its seed file and, for a clustered split, its
+    topic assignments and decisions, exactly as the prompts stage renders them; None while one
+    of them does not exist yet. Reads columns only: kind, and OpenStax `text` (a unit with
+    reference text gets two prompts per template)."""
+    layout = Layout(config)
+    seeds_path = base_dir / layout.seeds(split)
+    routed = split in clustered_splits(config)
+    assignments = [base_dir / p for p in layout.topic_files("assignments", [split])]
+    decisions = base_dir / layout.topic_decisions()
+    if not seeds_path.is_file() or (
+        routed and not (decisions.is_file() and all(p.is_file() for p in assignments))
+    ):
+        return None
+    per_kind = {kind: sum(1 for t in templates if kind in t.kinds) for kind in KINDS}
+    names = pq.read_schema(seeds_path).names
+    columns = ["kind"] + (["text"] if "text" in names else [])
+    seeds = prompts = web_seeds = 0
+    for batch in iter_parquet(seeds_path, 1 << 16, columns=columns):
+        kinds = batch.column("kind").to_numpy(zero_copy_only=False)
+        seeds += batch.num_rows
+        for kind in set(kinds.tolist()):
+            n = int((kinds == kind).sum())
+            if kind == "web" and routed:
+                web_seeds += n
+                continue
+            if kind == "openstax":
+                with_text = pc.is_valid(batch.column("text").filter(pa.array(kinds == kind)))
+                n += int(pc.sum(with_text).as_py() or 0)
+            prompts += n * per_kind[kind]
+    if routed:
+        from cosmoforge.stages.topics import load_decisions
+
+        per_route = _route_templates(templates)
+        entries = {e["id"]: e for e in load_decisions(decisions)}
+        clusters = pa.chunked_array(
+            [pq.read_table(p, columns=["cluster"]).column(0) for p in assignments]
+        )
+        counted = 0
+        for row in pc.value_counts(clusters).to_pylist():
+            entry = entries.get(row["values"], {})
+            counted += row["counts"]
+            if entry.get("decision") == "keep":
+                prompts += row["counts"] * per_route[entry.get("route")]
+        if counted != web_seeds:  # stale assignments: the prompts stage would refuse them
+            return None
+    return seeds, prompts
 
 
 def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
+    """A split's seeds, prompts, shards, tokens and GPU-hours: counted from its seed file (and
+    topic decisions) once they exist, so the gates, duplicates and routes are in it; before,
+    estimated from the sources and the config."""
     cfg = config["splits"][split]
     templates = load_templates(base_dir / config["prompts_dir"], split, cfg["templates"])
+    counted = _counted_split(config, split, base_dir, templates)
+    if counted is not None:
+        return _split_figures(config, split, *counted, basis="counted")
     routed = split in clustered_splits(config)
 
     def templates_per_seed(kind: str) -> float:
         if kind == "web" and routed:
-            return _routed_templates_per_seed(templates)
+            return _routed_templates_per_seed(config, templates)
         return sum(1 for t in templates if kind in t.kinds) * (2 if kind == "openstax" else 1)
 
     seeds = 0
@@ -94,11 +175,17 @@ def estimate_split(config: dict, split: str, base_dir: Path) -> dict:
     if cap is not None and seeds > cap:
         prompts = round(prompts * cap / seeds)
         seeds = cap
+    return _split_figures(config, split, seeds, prompts, basis="estimated")
+
+
+def _split_figures(config: dict, split: str, seeds: int, prompts: int, basis: str) -> dict:
+    cfg = config["splits"][split]
     slurm = config["slurm"]
     sampling = {**config["sampling"], **cfg["sampling"]}
     per_prompt = slurm["expected_completion_tokens"] or sampling["max_tokens"]
     tokens = prompts * per_prompt
     return {
+        "basis": basis,
         "seeds": seeds,
         "max_seeds": cfg["max_seeds"],
         "max_tokens": sampling["max_tokens"],
@@ -253,9 +340,17 @@ def format_plan(plan: dict) -> str:
             f"{s['prompts_per_shard']:>11,}{s['expected_completion_tokens']:>16,}"
             f"{s['gpu_hours']:>11,.1f}"
         )
+    counted = [split for split, s in plan["splits"].items() if s["basis"] == "counted"]
     lines += [
         f"{'total':<16}{'':>10}{plan['prompts']:>12,}{'':>8}{'':>11}"
         f"{plan['expected_completion_tokens']:>16,}{plan['gpu_hours']:>11,.1f}",
+        "seeds and prompts "
+        + (
+            f"counted from the run's seed files and topic decisions for {', '.join(counted)}; "
+            "the other splits' estimated from their sources and the config"
+            if counted
+            else "estimated from the sources and the config (counted once the seeds exist)"
+        ),
         "",
         engine_line(plan["engine"]),
         "caps: "
