@@ -81,7 +81,7 @@ def test_html_becomes_text_in_the_kinds_that_hold_it(tmp_path):
         None,  # only markup: missing, not an empty string
     ]
     source_report = report["sources"][0]
-    assert source_report["repaired_by_reason"] == {"html_to_text": 3}
+    assert source_report["repaired_by_reason"] == {"html_to_text": 2}
     assert source_report["gated_by_reason"] == {"empty_after_repair": 1}
     # a kind not listed keeps its markup (web text about HTML is content)
     page = write_jsonl(tmp_path / "w.jsonl", [{"text": "Use <div> and &amp; in HTML. " * 5}])

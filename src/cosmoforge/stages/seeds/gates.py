@@ -149,13 +149,14 @@ class SeedGates:
             return columns
         columns = dict(columns)
         empty = np.zeros(len(columns["row"]), bool)
+        touched = {}
         for reason, pattern, change in steps:
-            touched = np.zeros(len(columns["row"]), bool)
+            touched[reason] = np.zeros(len(columns["row"]), bool)
             for name in required + optional:
                 if name == "id" or columns.get(name) is None:
                     continue
                 columns[name], changed = _rewrite(columns[name], pattern, change)
-                touched |= changed
+                touched[reason] |= changed
                 if changed.any():
                     blank = pc.equal(pc.utf8_trim_whitespace(columns[name]), "")
                     blank = pc.fill_null(blank, False).to_numpy(zero_copy_only=False)
@@ -163,8 +164,10 @@ class SeedGates:
                         empty |= blank & changed
                     elif blank.any():  # an optional field with nothing left is missing
                         columns[name] = pc.if_else(blank, None, columns[name])
-            if touched.any():
-                counts.repaired[reason] += int(touched.sum())
+        # A row left out is counted once, by the reason it was left out.
+        for reason, rows in touched.items():
+            if (rows & ~empty).any():
+                counts.repaired[reason] += int((rows & ~empty).sum())
         if empty.any():
             # A required field with no text left (only markup, or only control characters).
             counts.gated["empty_after_repair"] += int(empty.sum())
