@@ -118,7 +118,7 @@ def main() -> None:
         removed = set()
         for rank, path in enumerate(shard_files):
             outs = [tmp / f"k{rank}.parquet", tmp / f"r{rank}.parquet", tmp / f"c{rank}.json"]
-            dedup.filter_shard(path, rank, args.shards, tmp / "remove", *outs, tmp / "l4")
+            dedup.filter_shard(path, rank, tmp / "remove", *outs)
             removed.update(pq.read_table(outs[1]).column("sample_id").to_pylist())
         timings["filter"] = time.perf_counter() - started
         ids = {f"d{i}" for i in range(len(texts))}
