@@ -98,6 +98,16 @@ def paths_arg(help: str | None = None, **spec) -> dict:
 
 SPLIT = {"required": True, "choices": SPLITS}
 
+
+def split_and_path(text: str) -> tuple[str, str]:
+    """A SPLIT=PATH argument: a split's name and one of its files."""
+    split, sep, path = text.partition("=")
+    if not sep or split not in SPLITS or not path:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected SPLIT=PATH with SPLIT one of {', '.join(SPLITS)}"
+        )
+    return split, path
+
 # The commands that read a run's config take it as Snakemake does (cosmoforge.core.config
 # resolve_config): so `cosmoforge plan --configfile A B --config run_name=x` describes exactly
 # what `snakemake --configfile A B --config run_name=x` runs.

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from cosmoforge.core.contracts import KINDS
-from cosmoforge.core.declare import SPLIT, Command, path_arg
+from cosmoforge.core.declare import SPLIT, Command, path_arg, split_and_path
 from cosmoforge.core.errors import SeedError
 from cosmoforge.core.io import atomic_path, iter_parquet, write_json
 from cosmoforge.core.settings import SeedSettings
@@ -365,7 +365,7 @@ def seeds_stage(
 
 
 def _seeds_command(args) -> None:
-    kept_by = dict(item.split("=", 1) for item in args.kept_by)
+    kept_by = dict(args.kept_by)
     seeds_stage(args.split, args.settings, args.out, args.report, kept_by)
 
 
@@ -382,6 +382,7 @@ COMMANDS = (
             "--kept-by": {
                 "nargs": "*",
                 "default": [],
+                "type": split_and_path,
                 "metavar": "SPLIT=PATH",
                 "help": "the seed file of each split in the settings' yields_to",
             },
