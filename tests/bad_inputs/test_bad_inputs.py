@@ -890,19 +890,23 @@ CASES = [
     Case(
         "cli-kept-by-without-split",
         "seeds",
-        lambda t: seeds_args(t, {"name": "w", "kind": "wikihow", "format": "jsonl", "path": "x"})
-        + ["--kept-by", "seeds/web_samples_v1.parquet"],
+        lambda t: (
+            seeds_args(t, {"name": "w", "kind": "wikihow", "format": "jsonl", "path": "x"})
+            + ["--kept-by", "seeds/web_samples_v1.parquet"]
+        ),
         r"argument --kept-by: 'seeds/web_samples_v1.parquet': expected SPLIT=PATH with SPLIT one",
     ),
     Case(
         "seeds-kept-by-not-in-settings",
         "seeds",
-        lambda t: seeds_args(
-            t,
-            {"name": "w", "kind": "wikihow", "format": "jsonl", "path": "x"},
-            split="wikihow",
-        )
-        + ["--kept-by", f"web_samples_v1={t / 'v1.parquet'}"],
+        lambda t: (
+            seeds_args(
+                t,
+                {"name": "w", "kind": "wikihow", "format": "jsonl", "path": "x"},
+                split="wikihow",
+            )
+            + ["--kept-by", f"web_samples_v1={t / 'v1.parquet'}"]
+        ),
         r"split 'wikihow': --kept-by gives the seed files of \['web_samples_v1'\], but its "
         r"settings' yields_to is empty",
     ),

@@ -108,6 +108,7 @@ def split_and_path(text: str) -> tuple[str, str]:
         )
     return split, path
 
+
 # The commands that read a run's config take it as Snakemake does (cosmoforge.core.config
 # resolve_config): so `cosmoforge plan --configfile A B --config run_name=x` describes exactly
 # what `snakemake --configfile A B --config run_name=x` runs.
