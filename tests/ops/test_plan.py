@@ -217,3 +217,26 @@ def test_before_labelling_the_plan_follows_the_routes_the_overrides_give(
     assert estimate_split(config, split, tmp_path)["prompts"] == 10 * web_templates
     overrides["1"] = {"decision": "drop"}
     assert estimate_split(config, split, tmp_path)["prompts"] == 10 * web_templates // 2
+
+
+@pytest.mark.parametrize("content", [b"not parquet at all", None])
+def test_an_old_or_damaged_seed_file_leaves_the_estimate(default_config, tmp_path, content):
+    """A previous run's seed file of another shape, or a damaged one: the plan estimates (the
+    workflow remakes the file) instead of failing while Snakemake loads the workflow."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cosmoforge.core.layout import Layout
+    from cosmoforge.ops.plan import estimate_split
+
+    config = default_config
+    config["prompts_dir"] = str(Path(__file__).parents[2] / "prompts")
+    expected = estimate_split(config, "wikihow", tmp_path)
+    old = tmp_path / Layout(config).seeds("wikihow")
+    old.parent.mkdir(parents=True)
+    if content is None:
+        pq.write_table(pa.table({"seed_id": ["wikihow:1"]}), old)  # no kind column
+    else:
+        old.write_bytes(content)
+    assert estimate_split(config, "wikihow", tmp_path) == expected
+    assert expected["basis"] == "estimated"

@@ -87,8 +87,18 @@ def _routed_templates_per_seed(config: dict, templates) -> float:
 def _counted_split(config: dict, split: str, base_dir: Path, templates) -> tuple[int, int] | None:
     """(seeds, prompts) of a split counted from its seed file and, for a clustered split, its
     topic assignments and decisions, exactly as the prompts stage renders them; None while one
-    of them does not exist yet. Reads columns only: kind, and OpenStax `text` (a unit with
-    reference text gets two prompts per template)."""
+    of them does not exist yet, or cannot be read as the stages write it (an old or damaged
+    file: the estimate stands, and the workflow remakes the file). Reads columns only: kind,
+    and OpenStax `text` (a unit with reference text gets two prompts per template)."""
+    from cosmoforge.core.errors import CosmoforgeError
+
+    try:
+        return _count_split(config, split, base_dir, templates)
+    except (OSError, KeyError, ValueError, pa.ArrowException, CosmoforgeError):
+        return None
+
+
+def _count_split(config: dict, split: str, base_dir: Path, templates) -> tuple[int, int] | None:
     layout = Layout(config)
     seeds_path = base_dir / layout.seeds(split)
     routed = split in clustered_splits(config)
