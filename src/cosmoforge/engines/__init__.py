@@ -83,13 +83,17 @@ class VllmEngine:
                 kwargs[key] = engine[key]
         kwargs.update(engine.get("extra_args", {}))
         self.per_request_seeds = engine.get("per_request_seeds", True)
+        self.chat_template_kwargs = dict(engine.get("chat_template_kwargs") or {})
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
 
     def chat_token_ids(self, prompt: str) -> list[int]:
         ids = self.tokenizer.apply_chat_template(
-            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=True
+            [{"role": "user", "content": prompt}],
+            add_generation_prompt=True,
+            tokenize=True,
+            **self.chat_template_kwargs,
         )
         if isinstance(ids, dict) or hasattr(ids, "keys"):
             ids = ids["input_ids"]

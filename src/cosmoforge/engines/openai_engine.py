@@ -43,6 +43,7 @@ class OpenAIEngine:
     def __init__(self, model: dict, engine: dict, sampling: dict):
         self.cfg = engine["openai"]
         self.sampling = sampling
+        self.chat_template_kwargs = dict(engine.get("chat_template_kwargs") or {})
         self.base_url = self.cfg["base_url"].rstrip("/")
         self.model = self.cfg["model"] or model["name"]
         unsupported = [
@@ -130,6 +131,8 @@ class OpenAIEngine:
         }
         if request.seed is not None:
             body["seed"] = request.seed
+        if self.chat_template_kwargs:  # vLLM's and SGLang's servers read this field
+            body["chat_template_kwargs"] = self.chat_template_kwargs
         for key, neutral in EXTENSIONS.items():
             if key in self.cfg["supports"] and s.get(key) not in (None, neutral):
                 body[key] = s[key]

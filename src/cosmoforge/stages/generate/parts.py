@@ -35,8 +35,12 @@ def row_settings(settings: GenerationSettings, revision: str | None) -> dict:
         "sampling": settings.sampling,
         "seed": settings.seed,
         "engine": {k: engine[k] for k in OUTPUT_ENGINE_KEYS if k in engine}
+        | ({"served_model": engine["openai"]["model"]} if engine.get("backend") == "openai" else {})
+        # Only when set: parts made before the key existed stay reusable.
         | (
-            {"served_model": engine["openai"]["model"]} if engine.get("backend") == "openai" else {}
+            {"chat_template_kwargs": engine["chat_template_kwargs"]}
+            if engine.get("chat_template_kwargs")
+            else {}
         ),
     }
 
