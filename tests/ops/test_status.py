@@ -8,7 +8,7 @@ import pytest
 
 from cosmoforge.cli import main
 from cosmoforge.core.layout import Layout
-from cosmoforge.ops.status import run_status
+from cosmoforge.ops.status import format_status, run_status
 from cosmoforge.stages.generate import parts_dir
 
 
@@ -32,6 +32,8 @@ def synthetic_run(tmp_path, config, prompts_per_shard, now):
             "prefix_cache_queries": 1000,
             "prefix_cache_hits": 600,
             "generate_s": 3540.0,
+            "engine_restarts": 1,
+            "engine_lost_s": 95.5,
         }
         done.with_name(done.stem + ".stats.json").write_text(json.dumps(stats))
         for shard, age in ((shards[1], 60), (shards[2], 3600)):
@@ -72,6 +74,9 @@ def test_status_counts_shards_rows_tokens_and_gpu_hours(default_config, tmp_path
     assert status["gpu_hours_projected"] == round(spent + remaining / rate / 3600, 3)
     assert status["prefix_cache_hit_rate"] == 0.6
     assert status["engine_start_share"] == round(60 / 3600, 4)
+    # each split's done shard restarted its engine once and lost 95.5 s to it
+    assert status["engine_restarts"] == n and status["engine_lost_s"] == round(95.5 * n, 1)
+    assert f"engine restarts {n} ({95.5 * n:,.0f} s lost)" in format_status(status)
 
 
 def test_status_of_a_run_not_started_uses_the_plan(default_config, repo, tmp_path, capsys):

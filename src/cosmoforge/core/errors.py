@@ -39,3 +39,8 @@ def yaml_error_line(path, exc) -> str:
 
 class BenchmarkError(CosmoforgeError):
     """A benchmark file of decontamination that cannot be used."""
+
+
+class EngineDied(CosmoforgeError):
+    """The generation engine can no longer run (its process died, or it was stopped after it
+    made no progress); the job may start a new one (stages/generate/supervise.py)."""

@@ -13,7 +13,13 @@ import json
 import re
 from pathlib import Path
 
-from cosmoforge.core.config import REPO_ROOT, clustered_splits, split_extract_chars, split_sampling
+from cosmoforge.core.config import (
+    REPO_ROOT,
+    clustered_splits,
+    schema_for,
+    split_extract_chars,
+    split_sampling,
+)
 from cosmoforge.core.contracts import SPLITS, target_words
 from cosmoforge.core.errors import ConfigError
 from cosmoforge.core.settings import (
@@ -202,6 +208,21 @@ class RunPaths:
         return f"{self.results}/decont/contaminated/{split}/{shard}.parquet"
 
 
+# Engine keys added after runs had started, left out of a job's settings while at their schema
+# default: the settings of a run that does not use them stay as they were, so Snakemake (whose
+# rerun triggers include params) does not take every finished generation shard for stale.
+QUIET_ENGINE_KEYS = ("chat_template_kwargs", "max_restarts", "restart_backoff_s", "stall_timeout_s")
+
+
+def quiet_engine(engine: dict) -> dict:
+    defaults = schema_for("engine")["properties"]
+    return {
+        key: value
+        for key, value in engine.items()
+        if not (key in QUIET_ENGINE_KEYS and value == defaults[key].get("default"))
+    }
+
+
 class Layout(RunPaths):
     """The workflow contract of one validated config: its paths (RunPaths), the topic shards,
     and the per-stage settings and job counts."""
@@ -272,7 +293,7 @@ class Layout(RunPaths):
         return GenerationSettings(
             seed=self.config["seed"],
             model=self.config["model"],
-            engine=self.config["engine"],
+            engine=quiet_engine(self.config["engine"]),
             sampling=self.config["sampling"]
             if split is None
             else split_sampling(self.config, split),
@@ -291,14 +312,14 @@ class Layout(RunPaths):
             structured=label["structured"],
             sampling=label["sampling"],
             model=self.config["model"],
-            engine=self.config["engine"],
+            engine=quiet_engine(self.config["engine"]),
         )
 
     def card_settings(self) -> CardSettings:
         return CardSettings(
             run_name=self.run,
             model=self.config["model"],
-            engine=self.config["engine"],
+            engine=quiet_engine(self.config["engine"]),
             sampling={split: split_sampling(self.config, split) for split in self.splits},
         )
 

@@ -14,6 +14,7 @@ import os
 import random
 from collections.abc import Iterable, Iterator
 
+from cosmoforge.core.errors import EngineDied
 from cosmoforge.core.io import derive_seed
 from cosmoforge.engines.requests import Completion, Request
 
@@ -45,6 +46,15 @@ def engine_env(engine: dict) -> dict[str, str]:
             value = cpu_bind_all()
         env[key] = str(value)
     return env
+
+
+def _engine_dead(exc: Exception) -> bool:
+    """Whether vLLM says its engine can no longer run (its core process is gone)."""
+    try:
+        from vllm.v1.engine.exceptions import EngineDeadError
+    except ImportError:  # another vLLM layout: go by the name
+        return type(exc).__name__ == "EngineDeadError"
+    return isinstance(exc, EngineDeadError)
 
 
 class VllmEngine:
@@ -83,6 +93,7 @@ class VllmEngine:
                 kwargs[key] = engine[key]
         kwargs.update(engine.get("extra_args", {}))
         self.per_request_seeds = engine.get("per_request_seeds", True)
+        # absent: the default, {} (core.layout.QUIET_ENGINE_KEYS)
         self.chat_template_kwargs = dict(engine.get("chat_template_kwargs") or {})
         self.llm = LLM(**kwargs)
         self.tokenizer = self.llm.get_tokenizer()
@@ -137,7 +148,14 @@ class VllmEngine:
             params.output_kind = RequestOutputKind.FINAL_ONLY
             engine.add_request(request.sample_id, TokensPrompt(prompt_token_ids=ids), params)
         while engine.has_unfinished_requests():
-            for output in engine.step():
+            try:
+                outputs = engine.step()
+            except Exception as exc:
+                if _engine_dead(exc):
+                    raise EngineDied(f"vLLM's engine died: {exc}") from exc
+                raise
+            self.on_step()
+            for output in outputs:
                 if not output.finished:
                     continue
                 result = output.outputs[0]
@@ -148,6 +166,20 @@ class VllmEngine:
                     prompt_tokens=len(output.prompt_token_ids or []),
                     completion_tokens=len(result.token_ids),
                 )
+
+    def on_step(self) -> None:
+        """Called after every engine step (the job's stall watchdog sets it)."""
+
+    def close(self) -> None:
+        """Shut a (dead) engine down so that a new one can start in this process."""
+        llm, self.llm = self.llm, None
+        shutdown = getattr(getattr(llm.llm_engine, "engine_core", None), "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+        del llm
+        import gc
+
+        gc.collect()
 
     def cache_stats(self) -> dict:
         """Prompt tokens looked up in vLLM's prefix cache and found there, since start-up."""

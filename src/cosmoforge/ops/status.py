@@ -82,6 +82,8 @@ def run_status(
             cache_queries=0,
             cache_hits=0,
             engine_start_s=0.0,
+            engine_restarts=0,
+            engine_lost_s=0.0,
             job_s=0.0,
         )
         for shard, prompts in zip(layout.shards(split), counts, strict=True):
@@ -121,6 +123,8 @@ def _add_done_shard(entry: dict, output: Path, prompts: int, gpus: int) -> None:
     entry["job_s"] += seconds
     entry["cache_queries"] += stats.get("prefix_cache_queries", 0)
     entry["cache_hits"] += stats.get("prefix_cache_hits", 0)
+    entry["engine_restarts"] += stats.get("engine_restarts", 0)
+    entry["engine_lost_s"] += stats.get("engine_lost_s", 0.0)
 
 
 def _totals(splits: dict, tokens_per_s: float, configured_rate: float, config: dict) -> dict:
@@ -139,6 +143,8 @@ def _totals(splits: dict, tokens_per_s: float, configured_rate: float, config: d
     hits = sum(s["cache_hits"] for s in splits.values())
     job_s = sum(s["job_s"] for s in splits.values())
     start_s = sum(s["engine_start_s"] for s in splits.values())
+    restarts = sum(s.pop("engine_restarts") for s in splits.values())
+    lost_s = sum(s.pop("engine_lost_s") for s in splits.values())
     for entry in splits.values():
         entry["gpu_hours"] = round(entry.pop("gpu_seconds") / 3600, 4)
         q, h = entry.pop("cache_queries"), entry.pop("cache_hits")
@@ -158,6 +164,10 @@ def _totals(splits: dict, tokens_per_s: float, configured_rate: float, config: d
         "prefix_cache_hit_rate": round(hits / queries, 4) if queries else None,
         # Of the finished generation jobs' time, the share spent starting the engine.
         "engine_start_share": round(start_s / job_s, 4) if job_s else None,
+        # Engines started again inside finished jobs after they died or froze, and the seconds
+        # those jobs lost to it (see stages/generate/supervise.py).
+        "engine_restarts": restarts,
+        "engine_lost_s": round(lost_s, 1),
     }
 
 
@@ -198,7 +208,8 @@ def format_status(status: dict) -> str:
         f"{status['gpu_hours_projected']:,.2f} projected, {status['gpu_hours_planned']:,.2f} "
         f"planned; tok/s per GPU measured: {measured if measured else '-'}",
         f"prefix-cache hit rate {_share(status['prefix_cache_hit_rate'])} of prompt tokens; "
-        f"engine start-up {_share(status['engine_start_share'])} of finished jobs' time",
+        f"engine start-up {_share(status['engine_start_share'])} of finished jobs' time; "
+        f"engine restarts {status['engine_restarts']} ({status['engine_lost_s']:,.0f} s lost)",
         "(int: interrupted shards, with checkpoint parts but no recent progress: rerun resumes "
         "them)",
     ]

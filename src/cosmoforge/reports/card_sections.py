@@ -112,6 +112,9 @@ def generation_section(gen: list[dict]) -> dict:
         "engine_start_s": round(sum(g["engine_start_s"] for g in gen), 2),
         "completion_tokens_per_s": round(completion_tokens / generate_s, 2) if generate_s else None,
         "resumed_rows": sum(g["resumed_rows"] for g in gen),
+        # engines started again inside a job after they died or froze, and the seconds lost
+        "engine_restarts": sum(g.get("engine_restarts", 0) for g in gen),
+        "engine_lost_s": round(sum(g.get("engine_lost_s", 0.0) for g in gen), 1),
         # GPU-hours the generation jobs held (wall time x GPUs, start-up included; the last
         # attempt of each shard).
         "gpu_hours": round(sum(g.get("gpu_hours", 0) for g in gen), 4),

@@ -42,6 +42,7 @@ from cosmoforge.stages.generate.parts import (
     set_aside_dir,
 )
 from cosmoforge.stages.generate.stopping import GenerationStopped, Stopped, stop_on_signals
+from cosmoforge.stages.generate.supervise import EngineGaveUp, run_supervised
 
 __all__ = [
     "GenerationFailed",
@@ -100,31 +101,38 @@ def _requests(todo: list[dict], settings: GenerationSettings) -> list[Request]:
 
 def _generate_todo(todo, done, checkpoint, settings, revision, stats, engine_factory, where):
     """Start the engine and generate `todo`, adding each row to `done` and each finished one to
-    the checkpoint; `stats` gets the engine's figures. `where` = (output, prompt count) for the
-    message of a job stopped by a signal."""
+    the checkpoint; `stats` gets the engine's figures. An engine that dies or freezes is started
+    again (supervise.py). `where` = (output, prompt count) for the message of a job stopped by
+    a signal."""
     model, engine_cfg, sampling = settings.model, settings.engine, settings.sampling
     factory = engine_factory or ENGINES[engine_cfg["backend"]]
-    started = time.perf_counter()
-    engine = factory(model, engine_cfg, sampling)
-    stats["engine_start_s"] = round(time.perf_counter() - started, 3)
     by_id = {p["sample_id"]: p for p in todo}
     requests = _requests(todo, settings)
     seeds = {r.sample_id: r.seed for r in requests}
-    common = {
-        "model": model["name"],
-        "model_revision": revision,
-        "engine": engine.name,
-        "engine_version": engine.version,
-    }
+    engines = []
+
+    def start_engine():
+        engines.append(factory(model, engine_cfg, sampling))
+        return engines[-1]
+
+    def on_completion(completion: Completion) -> None:
+        engine = engines[-1]
+        common = {
+            "model": model["name"],
+            "model_revision": revision,
+            "engine": engine.name,
+            "engine_version": engine.version,
+        }
+        row = _row(by_id[completion.sample_id], completion, common, sampling, seeds)
+        stats["completion_tokens"] += completion.completion_tokens
+        stats["prompt_tokens"] += completion.prompt_tokens
+        done[completion.sample_id] = row
+        if not row["error"]:  # only finished work is checkpointed; errors are retried
+            checkpoint.add(row)
+
     started = time.perf_counter()
     try:
-        for completion in engine.run(requests):
-            row = _row(by_id[completion.sample_id], completion, common, sampling, seeds)
-            stats["completion_tokens"] += completion.completion_tokens
-            stats["prompt_tokens"] += completion.prompt_tokens
-            done[completion.sample_id] = row
-            if not row["error"]:  # only finished work is checkpointed; errors are retried
-                checkpoint.add(row)
+        run_supervised(start_engine, requests, on_completion, checkpoint.flush, engine_cfg, stats)
     except Stopped as stop:
         checkpoint.flush()  # a signal during a flush interrupted it; its rows are still buffered
         output, prompts = where
@@ -133,12 +141,14 @@ def _generate_todo(todo, done, checkpoint, settings, revision, stats, engine_fac
             f"{checkpoint.folder} ({len(done)} of {prompts}), rerun to resume",
             exit_code=128 + stop.signum,
         ) from None
+    except EngineGaveUp as gave_up:
+        raise GenerationFailed(f"{where[0]}: {gave_up}") from None
     finally:
         # On an exception (not on SIGKILL) keep what is finished for the rerun.
         checkpoint.flush()
-    stats["generate_s"] = round(time.perf_counter() - started, 3)
-    if hasattr(engine, "cache_stats"):
-        stats.update(engine.cache_stats())
+    stats["generate_s"] = round(time.perf_counter() - started - stats["engine_start_s"], 3)
+    if hasattr(engines[-1], "cache_stats"):
+        stats.update(engines[-1].cache_stats())
     if stats["generate_s"] > 0:
         stats["completion_tokens_per_s"] = round(
             stats["completion_tokens"] / stats["generate_s"], 2
@@ -168,6 +178,8 @@ def _generate_shard(prompts_path, output, settings, stats_path, engine_factory) 
         "resumed_rows": len(prompts) - len(todo),
         "generated_rows": len(todo),
         "engine_start_s": 0.0,
+        "engine_restarts": 0,
+        "engine_lost_s": 0.0,
         "generate_s": 0.0,
         "completion_tokens": 0,
         "prompt_tokens": 0,
