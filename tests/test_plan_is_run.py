@@ -199,3 +199,27 @@ def test_the_run_wide_jobs_command_lines_do_not_grow_with_the_shards(repo, tmp_p
     grown = {r for r in lengths[1] if lengths[1][r] != lengths[4].get(r)}
     # A shard's own job names its shard, rank and the number of ranks: not run-wide.
     assert grown and all(r.startswith("finish_shard_") for r in grown)
+
+
+@pytest.mark.parametrize("model", ["qwen3-30b-a3b-instruct", "mixtral-8x7b-fp8"])
+def test_a_model_preset_over_the_preset_runs_what_its_plan_says(repo, tmp_path, capsys, model):
+    """config/presets/models/*.yaml on top of the Cosmopedia preset: the dry run's jobs are the
+    plan's, with the overlay's generator and layout and the preset's everything else."""
+    work = workdir(tmp_path, link=("config", "prompts", "profiles"))
+    (work / "resources").mkdir()
+    for name in ("benchmarks", "cpu_rates.json"):
+        (work / "resources" / name).symlink_to(repo / "resources" / name)
+    write_preset_exports(work)
+    overlay = repo / "config" / "presets" / "models" / f"{model}.yaml"
+    args = ("--configfile", str(PRESET), str(overlay))
+    jobs, printed = dry_run_jobs(work, *args)
+    plan = plan_of(capsys, work, *args, "--compare", str(overlay))
+    rules = assert_jobs_match_plan(jobs, plan)
+    settings = flag(rules["generate"][0], "--settings")
+    assert settings["model"]["name"] == yaml.safe_load(overlay.read_text())["model"]["name"]
+    assert settings["engine"]["tensor_parallel_size"] == 1
+    assert {s["max_tokens"] for s in plan["splits"].values()} == {2500}  # the preset's sampling
+    this, other = plan["compare"]
+    assert this["prompts"] == other["prompts"] == plan["prompts"]
+    assert other["ratio"] == round(this["tokens_per_s_per_gpu"] / other["tokens_per_s_per_gpu"], 3)
+    assert "tensor_parallel_size 1" in printed

@@ -14,6 +14,7 @@ cluster's route and drop are then in the figures.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -249,7 +250,8 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
         "expected_completion_tokens": sum(s["expected_completion_tokens"] for s in splits.values()),
         "gpu_hours": sum(s["gpu_hours"] for s in splits.values()),
         "gpus_per_generate_job": gpus,
-        "engine": config["engine"],
+        # the engine settings the generation jobs get (core.layout.quiet_engine)
+        "engine": layout.generate_settings().engine,
         "tokens_per_s_per_gpu": slurm["tokens_per_s_per_gpu"],
         "engine_start_share": _start_share(config, splits),
         "longest_generate_job_minutes": generate_runtime_minutes(
@@ -466,9 +468,65 @@ def plan_json(plan: dict) -> str:
 # --- command line ------------------------------------------------------------------------------
 
 
+def compare_models(config: dict, overlays: list[Path], base_dir: Path) -> list[dict]:
+    """GPU-hours of the same prompts with the run's own model and with each overlay (a model
+    preset, config/presets/models/) applied on top of the run's config files: what the
+    generator and its layout change, and nothing else."""
+    from cosmoforge.core.config import deep_merge, read_config_file, validate_config
+
+    def figures(name: str, cfg: dict, prompts: int, tokens: int) -> dict:
+        rate = cfg["slurm"]["tokens_per_s_per_gpu"]
+        return {
+            "preset": name,
+            "model": cfg["model"]["name"],
+            "revision": cfg["model"]["revision"],
+            "gpus_per_job": cfg["engine"]["tensor_parallel_size"],
+            "tokens_per_s_per_gpu": rate,
+            "prompts": prompts,
+            "gpu_hours": tokens / rate / 3600,
+        }
+
+    base_plan = build_plan(config, base_dir)
+    prompts, tokens = base_plan["prompts"], base_plan["expected_completion_tokens"]
+    rows = [figures("this config", config, prompts, tokens)]
+    for overlay in overlays:
+        merged = validate_config(
+            deep_merge(copy.deepcopy(config), read_config_file(overlay)), str(overlay)
+        )
+        rows.append(figures(overlay.stem, merged, prompts, tokens))
+    for row in rows:
+        row["ratio"] = (
+            round(row["gpu_hours"] / rows[0]["gpu_hours"], 3) if rows[0]["gpu_hours"] else None
+        )
+    return rows
+
+
+def format_comparison(rows: list[dict]) -> str:
+    lines = [
+        "",
+        f"the same {rows[0]['prompts']:,} prompts with each generator (expected tokens as above):",
+        f"{'preset':<28}{'model':<44}{'GPUs/job':>9}{'tok/s/GPU':>11}{'GPU-hours':>12}{'ratio':>7}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['preset']:<28}{row['model']:<44}{row['gpus_per_job']:>9}"
+            f"{row['tokens_per_s_per_gpu']:>11,}{row['gpu_hours']:>12,.0f}{row['ratio']:>7.2f}"
+            + ("" if row["revision"] else "  (revision not pinned)")
+        )
+    return "\n".join(lines)
+
+
 def _plan_command(args) -> None:
-    plan = build_plan(run_config(args), args.base_dir)
-    print(plan_json(plan) if args.json else format_plan(plan))
+    config = run_config(args)
+    plan = build_plan(config, args.base_dir)
+    if args.json:
+        if args.compare:
+            plan["compare"] = compare_models(config, args.compare, Path(args.base_dir))
+        print(plan_json(plan))
+        return
+    print(format_plan(plan))
+    if args.compare:
+        print(format_comparison(compare_models(config, args.compare, Path(args.base_dir))))
 
 
 COMMANDS = (
@@ -476,6 +534,18 @@ COMMANDS = (
         "plan",
         "jobs, prompts, tokens and GPU-hours of a config",
         _plan_command,
-        {**RUN_CONFIG, **BASE_DIR, "--json": {"action": "store_true"}},
+        {
+            **RUN_CONFIG,
+            **BASE_DIR,
+            "--json": {"action": "store_true"},
+            "--compare": {
+                "nargs": "*",
+                "type": Path,
+                "default": [],
+                "metavar": "PRESET",
+                "help": "model presets (config/presets/models/*.yaml) to price the same "
+                "prompts with, each applied on top of the config",
+            },
+        },
     ),
 )
