@@ -5,6 +5,7 @@ profiles/slurm as a user would, plus what this cluster needs: squeue for job sta
 accounting daemon) and short polling intervals.
 """
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -150,15 +151,47 @@ def many_prompts(repo, path, copies=20):
     return rows
 
 
+@contextlib.contextmanager
+def reservation_in(seconds: int):
+    """A reservation of every node starting `seconds` from now: a job with --time-min can then
+    start at once only with its limit cut to end before it (Slurm's backfill)."""
+    name = f"cosmoforge-test-{os.getpid()}"
+    subprocess.run(
+        [
+            "scontrol",
+            "create",
+            "reservation",
+            f"reservationname={name}",
+            "users=root",
+            f"starttime=now+{seconds}",
+            "duration=30",
+            "nodes=ALL",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    try:
+        yield name
+    finally:
+        subprocess.run(["scontrol", "delete", f"reservationname={name}"], capture_output=True)
+
+
 @pytest.mark.parametrize(
-    "how", ["scancel-usr1", pytest.param("time-limit", marks=pytest.mark.long)]
+    "how",
+    [
+        "scancel-usr1",
+        pytest.param("time-limit", marks=pytest.mark.long),
+        pytest.param("time-min", marks=pytest.mark.long),
+    ],
 )
 def test_a_signalled_generation_job_keeps_every_finished_row(repo, cluster, tmp_path, how):
     """`scancel --signal=USR1`, or the --signal the workflow asks for before a 1-minute time
-    limit: the job flushes every row it finished and exits 128 + 10; the rerun completes the
-    shard with every prompt exactly once. flush_every is 100,000, so a plain kill would have
-    saved nothing. The job runs the command in an srun step, as the Slurm plugin does."""
-    from cosmoforge.stages.generate import generate_shard, parts_dir
+    limit, or before a limit that Slurm cut to fit a backfill window (--time-min, with a
+    reservation 3 minutes ahead): the job flushes every row it finished and exits 128 + 10; the
+    rerun completes the shard with every prompt exactly once. flush_every is 100,000, so a
+    plain kill would have saved nothing. The job runs the command in an srun step, as the Slurm
+    plugin does."""
     from tests.helpers import SETTINGS, SLOW_GENERATION
 
     prompts = tmp_path / "prompts.parquet"
@@ -180,20 +213,58 @@ def test_a_signalled_generation_job_keeps_every_finished_row(repo, cluster, tmp_
     if how == "time-limit":
         # Slurm checks warning signals periodically: it may send one up to 60 s early.
         sbatch += ["--time=2", "--signal=USR1@40"]
-    job_id = subprocess.run(
-        [*sbatch, "--wrap", command], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    deadline = time.time() + 240
+    if how == "time-min":
+        # 15 minutes would not fit before the reservation; 2 would: backfill cuts the limit
+        sbatch += ["--time=15", "--time-min=2", "--signal=USR1@40"]
+    with reservation_in(180) if how == "time-min" else contextlib.nullcontext():
+        job_id = subprocess.run(
+            [*sbatch, "--wrap", command], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        limit = _wait_for_the_stop(how, job_id, handed_over)
+    if how == "time-min":
+        # backfill started it at once with its limit cut to end before the reservation
+        print(f"time-min: the job ran with a {limit} limit (asked: 15:00, at least 2:00)")
+        assert 2 <= slurm_minutes(limit) < 15, limit
+    _check_every_row_saved_and_resumed(
+        repo, tmp_path, how, prompts, rows, out, settings, handed_over
+    )
+
+
+def slurm_minutes(duration: str) -> float:
+    """Minutes of a Slurm duration: [D-][[H:]M:]S."""
+    days, _, clock = duration.rpartition("-")
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + int(part)
+    return int(days or 0) * 1440 + seconds / 60
+
+
+def _wait_for_the_stop(how, job_id, handed_over) -> str:
+    """Signal or wait for the job's stop; returns the time limit it ran with (squeue's %l)."""
+    deadline = time.time() + 420
+    limit = ""
     while time.time() < deadline:
+        if not limit and squeue_job(job_id) == "RUNNING":
+            limit = subprocess.run(
+                ["squeue", "-h", "-j", job_id, "-o", "%l"], capture_output=True, text=True
+            ).stdout.strip()
         finished = handed_over.read_text().split() if handed_over.exists() else []
         if how == "scancel-usr1" and len(finished) >= 10:
             subprocess.run(["scancel", "--signal=USR1", job_id], check=True)
             break
-        if how == "time-limit" and not squeue_job(job_id):
+        if how != "scancel-usr1" and not squeue_job(job_id):
             break
         time.sleep(0.5)
     while squeue_job(job_id) and time.time() < deadline:
         time.sleep(0.5)
+    return limit
+
+
+def _check_every_row_saved_and_resumed(
+    repo, tmp_path, how, prompts, rows, out, settings, handed_over
+):
+    from cosmoforge.stages.generate import generate_shard, parts_dir
+
     log = (tmp_path / "job.log").read_text()
     assert "stopped by SIGUSR1; every finished row is saved" in log, log[-3000:]
     assert not out.exists()

@@ -1,6 +1,7 @@
 """What each job asks Slurm for (cosmoforge.ops.jobs): the rules take these as they are."""
 
 import json
+import re
 
 from cosmoforge.ops.jobs import JobResources
 
@@ -45,6 +46,26 @@ def test_a_generation_time_limit_uses_the_shards_own_prompt_count(default_config
     assert jobs.generate_runtime("stories", report) == 32
     assert jobs.slurm_extra(32) == "--signal=USR1@300"
     assert jobs.slurm_extra(19) == ""  # under 4 x 300 s: the limit's own SIGTERM is enough
+
+
+def test_time_min_asks_for_a_share_of_the_limit_but_never_a_window_of_only_start_up(
+    default_config, tmp_path
+):
+    from cosmoforge.ops.jobs import JobResources
+
+    config = default_config
+    config["slurm"].update(engine_start_minutes=15, time_min_share=0.25)
+    jobs = JobResources(config, tmp_path)
+    assert jobs.slurm_extra(240) == "--signal=USR1@300 --time-min=60"  # a quarter of 4 h
+    assert jobs.time_min_minutes(60) == 25  # 15 min of start-up + 10 of generation
+    assert jobs.time_min_minutes(20) is None  # not shorter than the limit: no --time-min
+    config["slurm"]["time_min_share"] = None
+    assert JobResources(config, tmp_path).slurm_extra(240) == "--signal=USR1@300"
+    # the Slurm plugin refuses slurm_extra flags it manages itself (--time among them)
+    from snakemake_executor_plugin_slurm.validation import get_forbidden_slurm_options
+
+    for pattern in get_forbidden_slurm_options():
+        assert not re.search(pattern, "--signal=USR1@300 --time-min=60"), pattern
 
 
 def test_before_the_prompts_exist_the_time_limit_comes_from_the_plan(default_config, repo):

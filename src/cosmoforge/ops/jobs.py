@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from pathlib import Path
 
 from cosmoforge.core.config import split_sampling
@@ -101,9 +102,26 @@ class JobResources:
         return generate_runtime_minutes(self.config, prompts, per_prompt, measured_rate)
 
     def slurm_extra(self, runtime_minutes: int) -> str:
-        """SIGUSR1 slurm.stop_signal_seconds before the time limit, for jobs long enough."""
+        """SIGUSR1 slurm.stop_signal_seconds before the time limit, for jobs long enough; and
+        with slurm.time_min_share, a shorter minimum time for backfill (time_min_minutes)."""
         seconds = stop_signal_seconds(self.config, runtime_minutes)
-        return f"--signal=USR1@{seconds}" if seconds else ""
+        flags = [f"--signal=USR1@{seconds}"] if seconds else []
+        time_min = self.time_min_minutes(runtime_minutes)
+        if time_min is not None:
+            flags.append(f"--time-min={time_min}")
+        return " ".join(flags)
+
+    def time_min_minutes(self, runtime_minutes: int) -> int | None:
+        """The --time-min of a generation job: its share of the limit, but at least the engine's
+        start-up plus 10 minutes of generation (a shorter window would be all start-up); None
+        when off or when that is not shorter than the limit."""
+        share = self.slurm["time_min_share"]
+        if share is None:
+            return None
+        minutes = max(
+            math.ceil(share * runtime_minutes), math.ceil(self.slurm["engine_start_minutes"]) + 10
+        )
+        return minutes if minutes < runtime_minutes else None
 
     def topic_label_runtime(self) -> int:
         label = self.config["topics"]["label"]
