@@ -108,6 +108,7 @@ def schema_sections(schema: dict) -> dict[str, set[str]]:
         "dedup",
         "decontamination",
         "slurm",
+        "calibrate",
     ):
         sections[name] = nested_keys(props[name])
     engine = props["engine"]

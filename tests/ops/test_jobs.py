@@ -80,3 +80,20 @@ def test_before_the_prompts_exist_the_time_limit_comes_from_the_plan(default_con
     assert jobs.planned_prompts_per_shard("stories") == 29  # the bundled stories seeds, 1 shard
     # 29 prompts x 100 tokens at 10 tokens/s: 290 s, x3 margin = 14.5 minutes, plus 2 to start
     assert jobs.generate_runtime("stories", repo / "no-such-report.json") == 17
+
+
+def test_the_calibrate_job_asks_for_the_largest_points_gpus_and_its_budget(
+    default_config, tmp_path
+):
+    from cosmoforge.ops.jobs import JobResources
+
+    config = default_config
+    config["engine"]["backend"] = "vllm"
+    config["slurm"]["engine_start_minutes"] = 10
+    assert JobResources(config, tmp_path).calibrate_resources()["runtime"] == 70  # one probe
+    config["calibrate"].update(
+        sweep=[{"max_num_seqs": 64}, {"tensor_parallel_size": 4}], sweep_budget_gpu_minutes=120
+    )
+    resources = JobResources(config, tmp_path).calibrate_resources()
+    assert resources["gpu"] == 4
+    assert resources["runtime"] == 120 // 4 + 2 * 10 + 30

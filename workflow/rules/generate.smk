@@ -44,13 +44,17 @@ rule calibrate:
         "../../envs/generate.yaml"
     threads: JOBS.generate_threads()
     resources:
-        **JOBS.engine(JOBS.start_only_runtime()),
+        **JOBS.calibrate_resources(),
     params:
         settings=as_json(L.generate_settings()),
         prompts_dirs=split_prompt_dirs,
+        probe=config["calibrate"]["probe_prompts"],
+        sweep=as_json(config["calibrate"]["sweep"]),
+        budget=config["calibrate"]["sweep_budget_gpu_minutes"],
     shell:
         "python -m cosmoforge calibrate --prompts-dirs {params.prompts_dirs}"
-        " --settings {params.settings:q} --out {output} > {log} 2>&1"
+        " --settings {params.settings:q} --prompts {params.probe} --sweep {params.sweep:q}"
+        " --sweep-budget-gpu-minutes {params.budget} --out {output} > {log} 2>&1"
 
 
 # Not part of the run: `make canary` before the big job. A few prompts per template through

@@ -187,6 +187,8 @@ class VllmEngine:
         queries = values.get("vllm:prefix_cache_queries") or 0
         hits = values.get("vllm:prefix_cache_hits") or 0
         return {
+            # requests pushed out of the KV cache and recomputed: the batch limits are too high
+            "preemptions": int(values.get("vllm:num_preemptions") or 0),
             "prefix_cache_queries": int(queries),
             "prefix_cache_hits": int(hits),
             "prefix_cache_hit_rate": round(hits / queries, 4) if queries else None,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cosmoforge.core.declare import Command, path_arg
+from cosmoforge.core.declare import Command, config_value_arg, path_arg
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.io import stable_hash, write_json
 from cosmoforge.core.settings import GenerationSettings
@@ -122,9 +122,120 @@ def calibrate(
         "max_tokens": settings.sampling["max_tokens"],
         "wall_s": round(time.perf_counter() - started, 1),
         "prefix_cache_hit_rate": stats.get("prefix_cache_hit_rate"),
+        "preemptions": stats.get("preemptions"),
     }
     write_json(output, result)
     return result
+
+
+# --- the sweep ---------------------------------------------------------------------------------
+
+# Engine keys of a sweep point that go to the engine as they are; model_path swaps the
+# checkpoint (a quantized copy of the same model).
+POINT_ENGINE_KEYS = (
+    "max_num_seqs",
+    "max_num_batched_tokens",
+    "tensor_parallel_size",
+    "enable_prefix_caching",
+    "gpu_memory_utilization",
+    "extra_args",
+)
+
+
+def point_settings(settings: GenerationSettings, point: dict) -> GenerationSettings:
+    """The generation settings of one sweep point: the config's, with the point's keys."""
+    engine = {**settings.engine, **{k: v for k, v in point.items() if k in POINT_ENGINE_KEYS}}
+    if "extra_args" in point:
+        engine["extra_args"] = {**settings.engine.get("extra_args", {}), **point["extra_args"]}
+    model = {**settings.model, "path": point.get("model_path", settings.model["path"])}
+    return GenerationSettings.of({**settings.as_dict(), "engine": engine, "model": model})
+
+
+def _probe_in_a_fresh_process(
+    prompts_dirs: list[str], settings: GenerationSettings, prompts: int, out: Path
+) -> dict:
+    """One point's probe through `cosmoforge calibrate` in its own process: each engine starts
+    on an empty GPU, and one that fails to start (too large a batch for the memory) is a
+    failed point, not a failed sweep."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "cosmoforge", "calibrate", "--prompts-dirs", *prompts_dirs]
+    command += ["--settings", json.dumps(settings.as_dict()), "--prompts", str(prompts)]
+    command += ["--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CosmoforgeError(last[:300])
+    return json.loads(out.read_text(encoding="utf-8"))
+
+
+def sweep(
+    prompts_dirs: list[str],
+    settings: GenerationSettings | dict,
+    points: list[dict],
+    output: str | Path,
+    prompts: int = 256,
+    budget_gpu_minutes: float = 120,
+    run_probe=_probe_in_a_fresh_process,
+) -> dict:
+    """Run the probe at each point (in order, until the GPU-minutes budget is spent), and write
+    the fastest point's calibration, with the table of every point, to `output`."""
+    settings = GenerationSettings.of(settings)
+    table, best = [], None
+    spent_gpu_s = 0.0
+    with tempfile.TemporaryDirectory(prefix="cosmoforge-sweep-") as scratch:
+        for i, point in enumerate(points):
+            row = {"point": point}
+            if spent_gpu_s >= budget_gpu_minutes * 60:
+                table.append({**row, "skipped": "over the sweep budget"})
+                continue
+            this = point_settings(settings, point)
+            try:
+                result = run_probe(prompts_dirs, this, prompts, Path(scratch) / f"{i}.json")
+            except CosmoforgeError as failed:
+                table.append({**row, "failed": str(failed)})
+                continue
+            spent_gpu_s += (result["engine_start_s"] + result["generate_s"]) * result["gpus"]
+            row.update(
+                tokens_per_s_per_gpu=result["tokens_per_s_per_gpu"],
+                engine_start_s=result["engine_start_s"],
+                preemptions=result.get("preemptions"),
+                gpus=result["gpus"],
+            )
+            table.append(row)
+            rate = result["tokens_per_s_per_gpu"] or 0
+            if best is None or rate > (best["tokens_per_s_per_gpu"] or 0):
+                best = {**result, "engine_point": point}
+    if best is None:
+        raise CosmoforgeError(
+            "calibrate sweep: no point ran; "
+            + "; ".join(f"{r['point']}: {r.get('failed') or r.get('skipped')}" for r in table)
+        )
+    best["sweep"] = table
+    best["sweep_gpu_minutes"] = round(spent_gpu_s / 60, 2)
+    write_json(output, best)
+    return best
+
+
+def format_sweep(result: dict) -> str:
+    lines = [f"{'point':<60}{'tok/s/GPU':>11}{'start s':>9}{'preempt.':>9}"]
+    for row in result["sweep"]:
+        point = json.dumps(row["point"], sort_keys=True)
+        if "tokens_per_s_per_gpu" in row:
+            preempted = "-" if row["preemptions"] is None else row["preemptions"]
+            lines.append(
+                f"{point:<60}{row['tokens_per_s_per_gpu'] or 0:>11,.1f}"
+                f"{row['engine_start_s']:>9,.1f}{preempted:>9}"
+            )
+        else:
+            lines.append(f"{point:<60}  {row.get('failed') or row.get('skipped')}")
+    lines.append(
+        f"best: {json.dumps(result['engine_point'], sort_keys=True)} at "
+        f"{result['tokens_per_s_per_gpu']:,.1f} tok/s per GPU; {result['sweep_gpu_minutes']} "
+        "GPU-minutes spent. Set these engine keys in your config to run with them."
+    )
+    return "\n".join(lines)
 
 
 def load_calibration(path: str | Path) -> dict | None:
@@ -164,6 +275,17 @@ PROBE_ARGUMENTS = {
 
 
 def _calibrate_command(args) -> None:
+    if args.sweep:
+        result = sweep(
+            args.prompts_dirs,
+            args.settings,
+            args.sweep,
+            args.out,
+            prompts=args.prompts,
+            budget_gpu_minutes=args.sweep_budget_gpu_minutes,
+        )
+        print(format_sweep(result))
+        return
     result = calibrate(
         split_prompt_files(args.prompts_dirs), args.settings, args.out, prompts=args.prompts
     )
@@ -179,6 +301,12 @@ COMMANDS = (
             **PROBE_ARGUMENTS,
             "--prompts": {"type": int, "default": 256, "help": "probe size (all splits together)"},
             "--out": path_arg("results/<run>/calibration.json"),
+            "--sweep": {
+                "type": config_value_arg("calibrate.sweep", json.loads),
+                "default": [],
+                "help": "calibrate.sweep as JSON: engine settings to try, the fastest kept",
+            },
+            "--sweep-budget-gpu-minutes": {"type": float, "default": 120.0},
         },
     ),
 )

@@ -80,6 +80,26 @@ class JobResources:
         """A job that starts an engine for a short probe (calibrate, canary)."""
         return self.slurm["engine_start_minutes"] + 60
 
+    def calibrate_gpus(self) -> int:
+        """GPUs of the calibrate job: the most any sweep point's engine needs."""
+        points = self.config["calibrate"]["sweep"]
+        tp = self.config["engine"]["tensor_parallel_size"]
+        return max([tp] + [p.get("tensor_parallel_size", tp) for p in points])
+
+    def calibrate_resources(self) -> dict:
+        """The calibrate job: one probe, or a sweep's points one after another within its
+        GPU-minutes budget (spent on the job's GPUs), each with its start-up."""
+        cal = self.config["calibrate"]
+        if not cal["sweep"]:
+            return self.engine(self.start_only_runtime())
+        gpus = self.calibrate_gpus()
+        minutes = cal["sweep_budget_gpu_minutes"] / gpus
+        runtime = math.ceil(minutes + 2 * self.slurm["engine_start_minutes"] + 30)
+        resources = self.engine(runtime)
+        if "gpu" in resources:
+            resources["gpu"] = gpus
+        return resources
+
     @functools.cache  # noqa: B019 (one object per workflow; the plan reads every seed file)
     def planned_prompts_per_shard(self, split: str) -> int:
         return estimate_split(self.config, split, self.base_dir)["prompts_per_shard"]

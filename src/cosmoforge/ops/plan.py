@@ -239,6 +239,7 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
     measured = _measured(config, splits, base_dir)
     return {
         "measured": measured,
+        "calibrate_sweep": sweep_cost(config),
         "run_name": config["run_name"],
         "model": config["model"]["name"],
         "splits": splits,
@@ -259,6 +260,28 @@ def build_plan(config: dict, base_dir: str | Path = ".") -> dict:
             slowest["prompts_per_shard"],
             slowest["expected_completion_tokens"] / max(slowest["prompts"], 1),
         ),
+    }
+
+
+def sweep_cost(config: dict) -> dict:
+    """What the calibration sweep will spend, before it runs: per point one engine start-up and
+    the probe's tokens at the configured rate, on the point's GPUs; capped by the budget."""
+    cal, slurm = config["calibrate"], config["slurm"]
+    tp = config["engine"]["tensor_parallel_size"]
+    tokens = cal["probe_prompts"] * (
+        slurm["expected_completion_tokens"] or config["sampling"]["max_tokens"]
+    )
+    minutes = 0.0
+    for point in cal["sweep"]:
+        gpus = point.get("tensor_parallel_size", tp)
+        minutes += gpus * (
+            slurm["engine_start_minutes"] + tokens / (slurm["tokens_per_s_per_gpu"] * gpus) / 60
+        )
+    return {
+        "points": len(cal["sweep"]),
+        "probe_prompts": cal["probe_prompts"],
+        "estimated_gpu_minutes": round(min(minutes, cal["sweep_budget_gpu_minutes"]), 1),
+        "budget_gpu_minutes": cal["sweep_budget_gpu_minutes"],
     }
 
 
@@ -290,6 +313,8 @@ def _measured(config: dict, splits: dict, base_dir: Path) -> dict | None:
         tokens += s["prompts"] * per_prompt if per_prompt else s["expected_completion_tokens"]
     return {
         "file": str(path),
+        "best_point": calibration.get("engine_point"),
+        "sweep_points": len(calibration.get("sweep", [])),
         "probe_prompts": calibration["prompts"],
         "tokens_per_s_per_gpu": rate,
         "engine_start_s": calibration["engine_start_s"],
@@ -403,10 +428,23 @@ def _measured_lines(plan: dict) -> list[str]:
             f"{plan['gpu_hours']:,.1f}). Generation time limits use the measured figures.",
             "",
         ]
+        if measured.get("best_point"):
+            lines[-1:-1] = [
+                f"  the fastest of {measured['sweep_points']} sweep points: "
+                f"{json.dumps(measured['best_point'], sort_keys=True)}"
+            ]
     else:
         lines += [
             "Not calibrated: `make calibrate` measures this node and model on the run's own "
             "prompts; the plan and the time limits then use the measurement.",
+            "",
+        ]
+    sweep = plan["calibrate_sweep"]
+    if sweep["points"]:
+        lines += [
+            f"Calibration sweep: {sweep['points']} points (calibrate.sweep), each a start-up and "
+            f"a {sweep['probe_prompts']}-prompt probe: about {sweep['estimated_gpu_minutes']:,.0f} "
+            f"GPU-minutes, at most {sweep['budget_gpu_minutes']:,.0f} (sweep_budget_gpu_minutes).",
             "",
         ]
     if plan["cpu_core_hours"]:
