@@ -23,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from cosmoforge.core.declare import Command, config_value_arg, path_arg
+from cosmoforge.core.declare import Command, config_value_arg, json_arg, path_arg
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.io import stable_hash, write_json
 from cosmoforge.core.settings import GenerationSettings
@@ -302,7 +302,7 @@ COMMANDS = (
             "--prompts": {"type": int, "default": 256, "help": "probe size (all splits together)"},
             "--out": path_arg("results/<run>/calibration.json"),
             "--sweep": {
-                "type": config_value_arg("calibrate.sweep", json.loads),
+                "type": config_value_arg("calibrate.sweep", json_arg),
                 "default": [],
                 "help": "calibrate.sweep as JSON: engine settings to try, the fastest kept",
             },
