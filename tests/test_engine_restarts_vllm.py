@@ -25,11 +25,11 @@ from cosmoforge.stages.generate import parts_dir
 pytestmark = [pytest.mark.vllm, pytest.mark.long]
 
 
-def engine_core(job: psutil.Process) -> psutil.Process | None:
-    """The engine-core process vLLM started under the generation job (the newest one)."""
-    children = [c for c in job.children(recursive=True) if c.is_running()]
-    children = [c for c in children if c.status() != psutil.STATUS_ZOMBIE]
-    return max(children, key=lambda c: c.create_time()) if children else None
+def engine_core(job: psutil.Process, action) -> psutil.Process | None:
+    """The engine-core process vLLM started under the generation job (its direct child; the
+    model workers are the core's children)."""
+    children = [c for c in job.children() if c.status() != psutil.STATUS_ZOMBIE]
+    return children[-1] if children else None
 
 
 @pytest.mark.parametrize("action", [signal.SIGKILL, signal.SIGSTOP], ids=["killed", "frozen"])
@@ -40,11 +40,13 @@ def test_a_vllm_job_restarts_its_dead_or_frozen_engine_and_finishes_the_shard(
     config["model"]["path"] = str(small_model)
     config["engine"]["env"]["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"  # the core in its own process
     config["engine"]["env"]["VLLM_CPU_OMP_THREADS_BIND"] = "auto"
-    config["engine"].update(flush_every=2, restart_backoff_s=0, stall_timeout_s=20)
+    # four sequences at a time: rows finish in waves, so the test can act mid-shard
+    config["engine"].update(flush_every=2, restart_backoff_s=0, stall_timeout_s=20, max_num_seqs=4)
     config["sampling"]["max_tokens"] = 48
     settings = Layout(config).generate_settings("stories").as_dict()
     prompts_path, rows = prompt_file
-    rows = rows[:12]
+    rows = (rows * 3)[:36]
+    rows = [{**r, "sample_id": f"{r['sample_id']}-{i}"} for i, r in enumerate(rows)]
     write_prompt_shard(rows, prompts_path)
     out = tmp_path / "gen.parquet"
     command = [sys.executable, "-m", "cosmoforge", "generate", "--prompts", str(prompts_path)]
@@ -59,7 +61,7 @@ def test_a_vllm_job_restarts_its_dead_or_frozen_engine_and_finishes_the_shard(
                 tmp_path / "job.log"
             ).read_text()[-3000:]
             time.sleep(0.2)
-        core = engine_core(psutil.Process(job.pid))
+        core = engine_core(psutil.Process(job.pid), action)
         assert core is not None, "no engine process under the job"
         first_core = core.pid
         os.kill(first_core, action)

