@@ -123,13 +123,13 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def fixture_run(repo, tmp_path_factory, default_config_raw):
-    """Seeds and prompts of every fixture split, at the run's paths under a scratch folder."""
+def run_fixture_set(repo, demo_config: dict, base) -> tuple[dict, dict, dict]:
+    """Seeds and prompts of every fixture split with the demo config's gates, at the run's
+    paths under `base`, as the workflow runs the stages: (config, seed reports, prompt rows)
+    by split. measure/real_format_prompts.py prints from it too."""
     import copy
 
-    base = tmp_path_factory.mktemp("real_format")
-    config = copy.deepcopy(default_config_raw)
+    config = copy.deepcopy(demo_config)
     config["splits"] = {
         split: {**config["splits"][split], "sources": split_sources, "max_seeds": "all"}
         for split, split_sources in sources(repo).items()
@@ -154,6 +154,11 @@ def fixture_run(repo, tmp_path_factory, default_config_raw):
             row for path in sorted(out.glob("*.parquet")) for row in pq.read_table(path).to_pylist()
         ]
     return config, reports, prompts
+
+
+@pytest.fixture(scope="module")
+def fixture_run(repo, tmp_path_factory, default_config_raw):
+    return run_fixture_set(repo, default_config_raw, tmp_path_factory.mktemp("real_format"))
 
 
 @pytest.mark.parametrize("split", list(EXPECTED))
