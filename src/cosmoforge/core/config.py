@@ -321,7 +321,10 @@ def check_inputs(config: dict, base_dir: str | Path = ".") -> list[str]:
 
     def missing(path: str) -> bool:
         p = Path(path)
-        return not (p if p.is_absolute() else base / p).exists()
+        try:
+            return not (p if p.is_absolute() else base / p).exists()
+        except OSError:  # a name too long for the file system: nothing there to read
+            return True
 
     for split, cfg in config["splits"].items():
         errors += _source_problems(split, cfg["sources"], base)
@@ -375,6 +378,15 @@ def _source_problems(split: str, sources: list[dict], base: Path) -> list[str]:
         where = (
             Path(source["path"]) if Path(source["path"]).is_absolute() else base / source["path"]
         )
+        try:
+            where.stat()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # a name too long, a loop of links: no file to read either
+            errors.append(
+                f"config: splits.{split}.sources[{i}].path: cannot be read ({exc.strerror})"
+            )
+            continue
         if where.is_dir():
             errors.append(
                 f"config: splits.{split}.sources[{i}].path: {source['path']} is a folder; "

@@ -50,6 +50,10 @@ def _local_rows(source: dict, base_dir: Path) -> int | None:
     overcount a folder of several splits); None for a hub dataset or anything unreadable."""
     where = source["dataset"] if source["format"] == "hf" else source["path"]
     path = Path(where) if Path(where).is_absolute() else base_dir / where
+    try:
+        path.stat()
+    except OSError:  # missing, or a name the file system refuses (check names the key)
+        return None
     if source["format"] != "hf":
         return _file_rows(path, source["format"]) if path.is_file() else None
     if not path.is_dir():
