@@ -187,6 +187,8 @@ def test_the_card_renders_every_section_from_the_stage_reports(tmp_path):
             "generate_s": 3.0,
             "engine_start_s": 1.0,
             "resumed_rows": 1,
+            "engine_restarts": 1,
+            "engine_lost_s": 42.0,
             "gpu_hours": 0.002,
             "prefix_cache_queries": 400,
             "prefix_cache_hits": 100,
@@ -302,7 +304,10 @@ def test_the_card_renders_every_section_from_the_stage_reports(tmp_path):
     assert "| split | prompts | dedup | dropped:too_short | released |" in card
     assert "| wikihow | 4 | 1 | 1 | 2 |" in card
     assert "prefix cache served 25.0% of the prompt tokens (100 of 400)" in card
-    assert "1 rows resumed from checkpoints; 0.002 GPU-hours" in card
+    assert (
+        "1 rows resumed from checkpoints, 1 engine restart(s) inside a job after the engine died "
+        "or froze (42.0 s lost); 0.002 GPU-hours" in card
+    )
     assert "(LSH threshold about 0.72)" in card and "| wikihow | 4 | 1 | 25.00% |" in card
     assert "| group | mmlu | piqa |" in card and "| wikihow | 2 (1) | 0 (0) |" in card
     assert "| mmlu | 7 | 7 | 0 | question |" in card
