@@ -5,8 +5,9 @@ In order, on one batch of a source's valid rows (columns of the kind's fields):
 1. *Repair* (``seeds.repair_text``): mojibake (UTF-8 read as Latin-1 or cp1252), C0/C1 control
    characters and lone surrogates are fixed by ftfy. A cheap vectorized screen picks the values
    that may need it, so clean text costs one regex scan and is never rewritten.
-2. *HTML to text* (``seeds.html_to_text``): in the kinds listed, a field with a tag or an entity
-   is converted to plain text by resiliparse (lists become bullets, entities characters).
+2. *HTML to text* (``seeds.html_to_text``): in the kinds listed, a field with markup (a closing
+   or void tag, or an entity) is converted to plain text by resiliparse (lists become bullets,
+   entities characters).
 3. *Length* (``seeds.min_chars``, ``seeds.max_chars``): the kind's main field, measured after
    1 and 2.
 4. *Language* (``seeds.languages``): for the kinds listed, the main field's language. Two
@@ -41,9 +42,10 @@ _NEEDS_REPAIR = (
     r"\x{2039}\x{203a}\x{20ac}\x{2122}]"
     r"|\x{e2}[\x{80}-\x{bf}\x{20ac}\x{2122}\x{201e}\x{201a}]"
 )
-# A tag (<p>, </li>, <br/>, <a href=...>) or an entity (&amp; &#39; &#x27;): "a < b" is neither.
+# Markup: a closing tag (</p>, </li>), a void tag (<br/>, <img ...>) or an entity (&amp; &#39;
+# &#x27;). Opening tags alone do not count: "if a<b and c>d" is mathematics, not a <b> tag.
 _LOOKS_LIKE_HTML = (
-    r"</?[A-Za-z][A-Za-z0-9]*(\s[^<>]*)?/?>"
+    r"</[A-Za-z][A-Za-z0-9]*\s*>|<(br|hr|img|wbr)\b[^<>]*>"
     r"|&([A-Za-z][A-Za-z0-9]{1,9}|#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6});"
 )
 # Characters of the main field the language is guessed from: py3langid's cost grows with the
