@@ -7,6 +7,7 @@ Nothing here imports any other module of the package.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -79,8 +80,13 @@ _OPEN_AT_END = re.compile(
 # How far back from `chars` a sentence end may be, and a word boundary (shares of `chars`).
 SENTENCE_WINDOW = 0.6
 WORD_WINDOW = 0.8
+# How far back from the cut an open tag, entity or escape is looked for (a tag with a long URL).
+OPEN_LOOKBACK = 400
 
 
+# A seed's extract is asked for once per template (4 web templates), with the same text object:
+# the cache makes that one cut. Its key hashes the text, which Python caches on the object.
+@functools.lru_cache(maxsize=256)
 def extract(text: str | None, chars: int) -> str:
     """What a prompt quotes of a seed text: all of it when it fits in `chars`; otherwise cut at
     the last sentence end in the final 40% of `chars`, else at the last word boundary in the
@@ -89,15 +95,17 @@ def extract(text: str | None, chars: int) -> str:
     text = (text or "").strip()
     if len(text) <= chars:
         return text
-    head = text[: chars + 1]  # one more: a sentence may end exactly at `chars`
-    ends = [m.end() for m in _SENTENCE_END.finditer(head) if m.end() <= chars]
-    if ends and ends[-1] >= chars * SENTENCE_WINDOW:
+    # only the window where a cut may fall is searched (one more: a sentence may end at `chars`)
+    ends = [m.end() for m in _SENTENCE_END.finditer(text, int(chars * SENTENCE_WINDOW), chars + 1)]
+    ends = [end for end in ends if end <= chars]
+    if ends:
         cut = ends[-1]
     else:
         head = text[:chars]
         space = max(head.rfind(" "), head.rfind("\n"))
         cut = space if space >= chars * WORD_WINDOW else chars
-    open_at_end = _OPEN_AT_END.search(text[:cut])
+    # a tag, entity or escape left open at the cut starts within the last few hundred characters
+    open_at_end = _OPEN_AT_END.search(text, max(0, cut - OPEN_LOOKBACK), cut)
     if open_at_end:
         cut = open_at_end.start()
     return text[:cut].rstrip()

@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from cosmoforge.core.config import schema_for
 from cosmoforge.core.declare import Command, config_value_arg, json_arg, path_arg
 from cosmoforge.core.errors import CosmoforgeError
 from cosmoforge.core.io import stable_hash, write_json
@@ -130,15 +131,12 @@ def calibrate(
 
 # --- the sweep ---------------------------------------------------------------------------------
 
-# Engine keys of a sweep point that go to the engine as they are; model_path swaps the
-# checkpoint (a quantized copy of the same model).
-POINT_ENGINE_KEYS = (
-    "max_num_seqs",
-    "max_num_batched_tokens",
-    "tensor_parallel_size",
-    "enable_prefix_caching",
-    "gpu_memory_utilization",
-    "extra_args",
+# The engine keys a sweep point may set: the schema's (calibrate.sweep items), less model_path,
+# which swaps the checkpoint (a quantized copy of the same model) instead.
+POINT_ENGINE_KEYS = tuple(
+    key
+    for key in schema_for("calibrate")["properties"]["sweep"]["items"]["properties"]
+    if key != "model_path"
 )
 
 

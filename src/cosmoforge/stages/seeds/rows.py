@@ -148,23 +148,25 @@ class IdHashSet:
         while (self.size + len(hashes)) * 4 > len(self.slots) * 3:
             self._grow()
         seen = np.zeros(len(hashes), dtype=np.bool_)
-        self.size += _insert()(self.slots, hashes, seen)
+        self.size += _probe()(self.slots, hashes, seen, True)
         return seen
 
     def contains(self, hashes: np.ndarray) -> np.ndarray:
         """For each hash, whether it is in the set (nothing is added)."""
         hashes = np.where(hashes == 0, np.uint64(1), hashes).astype(np.uint64)
         found = np.zeros(len(hashes), dtype=np.bool_)
-        _lookup()(self.slots, hashes, found)
+        _probe()(self.slots, hashes, found, False)
         return found
 
     def _grow(self) -> None:
         old = self.slots[self.slots != 0]
         self.slots = np.zeros(len(self.slots) * 2, dtype=np.uint64)
-        self.size = _insert()(self.slots, old, np.zeros(len(old), dtype=np.bool_))
+        self.size = _probe()(self.slots, old, np.zeros(len(old), dtype=np.bool_), True)
 
 
-def _insert_py(slots, hashes, seen):  # pragma: no cover - compiled by numba below
+def _probe_py(slots, hashes, found, insert):  # pragma: no cover - compiled by numba below
+    """Marks in `found` each hash already in `slots`; with `insert`, adds the others (returns
+    how many were added)."""
     mask = np.uint64(len(slots) - 1)
     added = 0
     for i in range(len(hashes)):
@@ -173,45 +175,24 @@ def _insert_py(slots, hashes, seen):  # pragma: no cover - compiled by numba bel
         while True:
             slot = slots[j]
             if slot == 0:
-                slots[j] = h
-                added += 1
-                break
-            if slot == h:
-                seen[i] = True
-                break
-            j = (j + np.uint64(1)) & mask
-    return added
-
-
-def _lookup_py(slots, hashes, found):  # pragma: no cover - compiled by numba below
-    mask = np.uint64(len(slots) - 1)
-    for i in range(len(hashes)):
-        h = hashes[i]
-        j = (h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20) & mask
-        while True:
-            slot = slots[j]
-            if slot == 0:
+                if insert:
+                    slots[j] = h
+                    added += 1
                 break
             if slot == h:
                 found[i] = True
                 break
             j = (j + np.uint64(1)) & mask
+    return added
 
 
 @functools.cache
-def _lookup():
-    import numba
-
-    return numba.njit(cache=True, nogil=True)(_lookup_py)
-
-
-@functools.cache
-def _insert():
+def _probe():
     # Compiled on first use, not at import: this module is imported by the generation job too,
     # and vLLM's start-up trips over llvmlite's objects when numba is loaded in its process.
     import numba
 
-    return numba.njit(cache=True, nogil=True)(_insert_py)
+    return numba.njit(cache=True, nogil=True)(_probe_py)
 
 
 def hash_ids(ids: list[str]) -> np.ndarray:
